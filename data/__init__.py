@@ -1,0 +1,1 @@
+"""Shipped datasets (installed as intakegate.data): refund-intake and banking77."""
