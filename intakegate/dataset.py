@@ -98,6 +98,7 @@ class Dataset:
     sources: tuple[str, ...]
     description: str = ""
     hypothetical: bool = False
+    baseline_keywords: tuple[str, ...] = ()
 
     def by_id(self) -> dict[str, TicketRow]:
         return {row.id: row for row in self.rows}
@@ -383,4 +384,5 @@ def load_dataset(name_or_path: str | Path, *, label_guide: str | Path | None = N
         sources=tuple(sources),
         description=config.get("description", ""),
         hypothetical=bool(config.get("hypothetical", False)),
+        baseline_keywords=tuple(config.get("baseline_keywords", ())),
     )
