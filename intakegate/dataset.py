@@ -99,6 +99,7 @@ class Dataset:
     description: str = ""
     hypothetical: bool = False
     baseline_keywords: tuple[str, ...] = ()
+    recipe: Mapping[str, Any] = field(default_factory=dict)
 
     def by_id(self) -> dict[str, TicketRow]:
         return {row.id: row for row in self.rows}
@@ -385,4 +386,5 @@ def load_dataset(name_or_path: str | Path, *, label_guide: str | Path | None = N
         description=config.get("description", ""),
         hypothetical=bool(config.get("hypothetical", False)),
         baseline_keywords=tuple(config.get("baseline_keywords", ())),
+        recipe=dict(config.get("recipe", {})),
     )

@@ -20,9 +20,15 @@ def stable_softmax(logits: np.ndarray | Sequence[float]) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def human_review_score(logits: np.ndarray | Sequence[float]) -> np.ndarray:
-    """The positive-class (label 1, human_review_now) score from two-class logits."""
-    return stable_softmax(logits)[..., 1]
+def human_review_score(logits: np.ndarray | Sequence[float],
+                       positive: Sequence[int] = (1,)) -> np.ndarray:
+    """The human_review_now score: softmax mass on the positive labels.
+
+    Two-class heads use label 1. An intent head (one label per slice) sums the softmax over the
+    slices that route to a person, so the route score is derived from the intents.
+    """
+    probs = stable_softmax(logits)
+    return probs[..., list(positive)].sum(axis=-1)
 
 
 @dataclass(frozen=True)

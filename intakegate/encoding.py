@@ -1,0 +1,190 @@
+"""The input policy: one text-preparation and windowing path for training, export gates and serving.
+
+Text is data. It is normalised the same way everywhere (trim, NFKC, controls and zero-width
+characters removed); obfuscation that changes what a person would read (bidi controls, Unicode tag
+characters) and broken Unicode are refused rather than guessed at. A ticket longer than the model
+window is never truncated: it is split into overlapping windows with the tokenizer's own
+`overflowing` encodings and the ticket's score is the maximum over its windows.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from intakegate.routing import Reason
+
+ZERO_WIDTH = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u180e", "\u00ad"}
+BIDI_CONTROLS = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E,
+                                  0x200F, 0x061C)}
+KEEP_CONTROLS = {"\n", "\t"}
+
+
+@dataclass(frozen=True)
+class InputPolicy:
+    """How a ticket becomes model windows. Stored in the manifest as `input_policy`."""
+
+    max_length: int = 256
+    stride: int = 32
+    max_windows: int = 16
+    char_cap: int = 65536
+    trim_outer_whitespace: bool = True
+    preserve_punctuation: bool = True
+    normalization: str = "NFKC"
+    strip_controls: bool = True
+    long_input: str = "max_over_windows"
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> InputPolicy:
+        return cls(**{k: obj[k] for k in cls.__dataclass_fields__ if k in obj})
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Text ready for the tokenizer, or the reason it must go to a person."""
+
+    text: str | None
+    reason: Reason | None
+    stripped_controls: int = 0
+    detail: str = ""
+
+
+def prepare_text(text: object, policy: InputPolicy) -> Prepared:
+    """Normalise a ticket, or say why it cannot be scored."""
+    if not isinstance(text, str):
+        return Prepared(None, Reason.INPUT_NOT_TEXT, detail=type(text).__name__)
+    if len(text) > policy.char_cap:
+        return Prepared(None, Reason.OVER_LENGTH_CAP, detail=f"{len(text)} chars")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return Prepared(None, Reason.INVALID_UNICODE, detail="lone surrogate")
+    if not text.strip():
+        return Prepared(None, Reason.EMPTY_TEXT)
+    found_bidi = sorted({f"U+{ord(c):04X}" for c in text if c in BIDI_CONTROLS})
+    found_tags = sorted({f"U+{ord(c):05X}" for c in text if 0xE0000 <= ord(c) <= 0xE007F})
+    if found_bidi or found_tags:
+        return Prepared(None, Reason.OBFUSCATION, detail=",".join(found_bidi + found_tags)[:200])
+    out = unicodedata.normalize(policy.normalization, text) if policy.normalization else text
+    stripped = 0
+    if policy.strip_controls:
+        kept = []
+        for ch in out:
+            if ch in ZERO_WIDTH:
+                continue
+            if unicodedata.category(ch) == "Cc" and ch not in KEEP_CONTROLS:
+                stripped += 1
+                continue
+            kept.append(ch)
+        out = "".join(kept)
+    if policy.trim_outer_whitespace:
+        out = out.strip()
+    if not out:
+        return Prepared(None, Reason.EMPTY_TEXT, stripped, "blank after normalization")
+    return Prepared(out, None, stripped)
+
+
+def configure_tokenizer(tokenizer: Any, policy: InputPolicy) -> Any:
+    """Set the tokenizer's truncation to the policy's window and stride; no padding.
+
+    Overflowing tokens become extra windows, so truncation here never drops text.
+    """
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=policy.max_length, stride=policy.stride,
+                                strategy="longest_first", direction="right")
+    return tokenizer
+
+
+def tokenizer_matches_policy(tokenizer_json: str, policy: InputPolicy) -> str | None:
+    """Return a mismatch description, or None when tokenizer.json follows the policy."""
+    obj = json.loads(tokenizer_json)
+    trunc = obj.get("truncation")
+    if obj.get("padding") is not None:
+        return "tokenizer.json enables padding"
+    if not trunc:
+        return "tokenizer.json has no truncation window"
+    if trunc.get("max_length") != policy.max_length or trunc.get("stride") != policy.stride:
+        return (f"tokenizer.json window {trunc.get('max_length')}/{trunc.get('stride')} != "
+                f"policy {policy.max_length}/{policy.stride}")
+    return None
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Model inputs for a batch of tickets: one row per window, `owner` maps rows to tickets."""
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    token_type_ids: np.ndarray
+    owner: np.ndarray
+    windows_per_text: tuple[int, ...]
+    unk_counts: tuple[int, ...] = ()
+
+
+def encode_windows(tokenizer: Any, texts: Sequence[str], policy: InputPolicy) -> Windows:
+    """Tokenize prepared texts into padded windows (padding to the longest window only)."""
+    encodings = tokenizer.encode_batch(list(texts))
+    rows: list[Any] = []
+    owner: list[int] = []
+    per_text: list[int] = []
+    for i, enc in enumerate(encodings):
+        windows = [enc, *enc.overflowing]
+        if len(windows) > policy.max_windows:
+            raise OverflowError(f"text {i} needs {len(windows)} windows > {policy.max_windows}")
+        rows.extend(windows)
+        owner.extend([i] * len(windows))
+        per_text.append(len(windows))
+    width = max((len(w.ids) for w in rows), default=1)
+    n = len(rows)
+    ids = np.zeros((n, width), dtype=np.int64)
+    mask = np.zeros((n, width), dtype=np.int64)
+    types = np.zeros((n, width), dtype=np.int64)
+    for r, w in enumerate(rows):
+        k = len(w.ids)
+        ids[r, :k] = w.ids
+        mask[r, :k] = w.attention_mask
+        types[r, :k] = w.type_ids
+    return Windows(ids, mask, types, np.asarray(owner, dtype=np.int64), tuple(per_text))
+
+
+def max_over_windows(window_scores: np.ndarray, owner: np.ndarray, n_texts: int) -> np.ndarray:
+    """A ticket's score is its riskiest window; NaN anywhere makes the ticket's score NaN."""
+    out = np.full(n_texts, -np.inf, dtype=np.float64)
+    np.maximum.at(out, owner, window_scores.astype(np.float64))
+    nan_owner = owner[np.isnan(window_scores)]
+    out[nan_owner] = np.nan
+    return out
+
+
+def score_texts(logits_fn: Any, tokenizer: Any, texts: Sequence[object], policy: InputPolicy,
+                batch_size: int = 32, progress: Any = None,
+                positive: Sequence[int] = (1,)) -> list[float | None]:
+    """Score tickets through the policy: prepare, window, logits, softmax, max over windows.
+
+    A ticket the policy refuses gets None (the caller routes it to a person). This is the one
+    scoring path used by training evaluation, export re-gates and the runtime.
+    """
+    from intakegate.scoring import human_review_score
+
+    out: list[float | None] = [None] * len(texts)
+    prepared = [(i, prepare_text(t, policy)) for i, t in enumerate(texts)]
+    ok = [(i, p.text) for i, p in prepared if p.text is not None]
+    for start in range(0, len(ok), batch_size):
+        chunk = ok[start:start + batch_size]
+        windows = encode_windows(tokenizer, [t for _, t in chunk], policy)
+        logits = np.asarray(logits_fn(windows), dtype=np.float64)
+        per_window = human_review_score(logits, positive)
+        scores = max_over_windows(per_window, windows.owner, len(chunk))
+        for (i, _), s in zip(chunk, scores):
+            out[i] = float(s)
+        if progress is not None:
+            progress(min(start + batch_size, len(ok)), len(ok))
+    return out

