@@ -193,11 +193,16 @@ def _fsync_dir(path: Path) -> None:
 def atomic_write(path: Path, data: bytes) -> None:
     """Write, fsync, then os.replace: readers see the old or the new file, never a mix."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # Disk full or killed mid-write: the old file stays, the partial copy goes.
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
 
 

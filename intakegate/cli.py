@@ -138,6 +138,8 @@ def train(
     reports_dir: Annotated[Path, typer.Option(help="Committed report copies.")] = Path("reports"),
     activate_if_eligible: Annotated[bool, typer.Option("--activate/--no-activate")] = False,
     force: Annotated[bool, typer.Option(help="Replace an existing bundle version.")] = False,
+    validation_only: Annotated[bool, typer.Option(
+        help="Candidate search: gate on validation, keep the test split closed.")] = False,
 ) -> None:
     """Fine-tune, choose the threshold on validation, gate, report on test once, write a bundle."""
     _setup_logging()
@@ -152,7 +154,7 @@ def train(
                           bundles_root=bundles_dir, bundle_version=bundle_version,
                           reports_root=reports_dir,
                           overrides={k: v for k, v in overrides.items() if v is not None},
-                          force=force)
+                          force=force, open_test=not validation_only)
     for line in summary_lines(result):
         typer.echo(line)
     if activate_if_eligible and result.gate.eligible:

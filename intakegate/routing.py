@@ -48,16 +48,24 @@ def route_for_score(text: object, score: object, threshold: float) -> tuple[Rout
     return route, reason
 
 
-def admitted_by_pinned_bundle(decision: object, pinned_bundle_version: str) -> bool:
+def admitted_by_pinned_bundle(decision: object, pinned_bundle_version: str,
+                              pinned_manifest_sha256: str | None = None) -> bool:
     """The downstream agent admits only `guarded_agent` from the pinned bundle.
 
     `decision` is a runtime `Decision` or a mapping with `route` and `bundle_version` (the
-    seed's handoff rows). Anything else, or anything missing, is not admitted.
+    seed's handoff rows). Anything else, or anything missing, is not admitted. When the agent
+    also pins the manifest digest, a decision must carry that exact `manifest_sha256`: a
+    version name alone can be reused by a different bundle.
     """
     if isinstance(decision, dict):
         route, version = decision.get("route"), decision.get("bundle_version")
+        digest = decision.get("manifest_sha256")
     else:
         route = getattr(decision, "route", None)
         version = getattr(decision, "bundle_version", None)
+        digest = getattr(decision, "manifest_sha256", None)
+    if pinned_manifest_sha256 is not None and not (
+            isinstance(digest, str) and digest == pinned_manifest_sha256):
+        return False
     return (isinstance(version, str) and version == pinned_bundle_version
             and isinstance(route, str) and route == Route.GUARDED_AGENT.value)

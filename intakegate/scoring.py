@@ -75,10 +75,14 @@ def sweep(scores: Sequence[float], golds: Sequence[int],
 
 
 def choose_threshold(scores: Sequence[float], golds: Sequence[int], slices: Sequence[str],
-                     required_slices: Iterable[str]) -> float:
-    """The largest threshold at which no required-slice positive is missed.
+                     required_slices: Iterable[str], margin_logit: float = 0.0) -> float:
+    """The largest threshold at which no required-slice positive is missed, less a margin.
 
-    With `>=` escalating, that is exactly the lowest score among required-slice positives.
+    With `>=` escalating, the largest such threshold is exactly the lowest score among
+    required-slice positives. Pinned there, a re-exported or quantized artifact passes or fails
+    the same receipt by numerical noise, so the threshold is lowered by `margin_logit` in
+    log-odds (a fixed relative safety margin that also works for scores near 0 or 1). The
+    false-positive budget is then checked at the lowered threshold.
     """
     required = set(required_slices)
     pos = [float(s) for s, g, sl in zip(scores, golds, slices) if g == 1 and sl in required]
@@ -86,7 +90,13 @@ def choose_threshold(scores: Sequence[float], golds: Sequence[int], slices: Sequ
         raise ValueError("no required-slice positives to choose a threshold from")
     if not all(np.isfinite(pos)):
         raise ValueError("a required-slice positive has a non-finite score")
-    return min(pos)
+    lowest = min(pos)
+    if margin_logit <= 0.0 or lowest <= 0.0:
+        return lowest
+    if lowest >= 1.0:
+        lowest = float(np.nextafter(1.0, 0.0))
+    logit = np.log(lowest) - np.log1p(-lowest)
+    return float(1.0 / (1.0 + np.exp(-(logit - margin_logit))))
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,182 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+
+EXIT_BAD_INPUT = 2
+EXIT_NOT_READY = 3
+BundleArg = Annotated[str, typer.Argument(help="A bundle directory, or a dataset name whose "
+                                               "ACTIVE bundle is used.")]
+ArtifactOpt = Annotated[str, typer.Option(help="onnx-int8 | onnx-fp32 | torch-fp32")]
+DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | mps")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(help="Inference threads (default: min(4, "
+                                                        "CPU count)).")]
+BundlesDirOpt = Annotated[Path, typer.Option("--bundles-dir", envvar="INTAKEGATE_BUNDLES",
+                                             help="Root folder of the bundles.")]
+TimeoutOpt = Annotated[Optional[float], typer.Option(
+    "--timeout", help="Seconds per inference; a late result is discarded and the ticket goes to "
+                      "human_review_now (timeout).")]
+ShadowOpt = Annotated[Optional[Path], typer.Option(
+    "--shadow-log", help="Append every decision to this SQLite shadow log.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log more (stderr).")]
+
+
+def _logging(verbose: bool) -> None:
+    import logging
+    import sys
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+                        datefmt="%H:%M:%S")
+
+
+def _load(bundle: str, artifact: str, device: str, threads: Optional[int], bundles_dir: Path,
+          timeout: Optional[float], shadow_log: Optional[Path], live: bool = False) -> object:
+    """Build the router; a device that is not there or a bad option exits 2 with the fix."""
+    from intakegate.errors import MissingExtraError
+    from intakegate.runtime.onnx_backend import DeviceUnavailable
+
+    options = {"threads": threads, "bundles_root": bundles_dir, "timeout_s": timeout,
+               "shadow_log": shadow_log}
+    try:
+        if live:
+            from intakegate.runtime.live import LiveRouter
+
+            return LiveRouter(bundle, artifact, device, **options)
+        from intakegate.runtime.router import Router
+
+        return Router.load(bundle, artifact, device, **options)
+    except (DeviceUnavailable, MissingExtraError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
 def register(app: typer.Typer) -> None:
     """Add the runtime's commands to the main app."""
+
+    @app.command("route")
+    def route_cmd(
+        bundle: BundleArg,
+        texts: Annotated[Optional[list[str]], typer.Argument(help="Ticket texts.")] = None,
+        input_path: Annotated[Optional[Path], typer.Option(
+            "--input", help="JSONL with id and text per line ('-' for stdin).")] = None,
+        artifact: ArtifactOpt = "onnx-int8",
+        device: DeviceOpt = "auto",
+        threads: ThreadsOpt = None,
+        json_out: Annotated[bool, typer.Option("--json", help="JSONL answers for TEXT "
+                                                             "arguments.")] = False,
+        bundles_dir: BundlesDirOpt = Path("bundles"),
+        timeout: TimeoutOpt = None,
+        shadow_log: ShadowOpt = None,
+        verbose: VerboseOpt = False,
+    ) -> None:
+        """Route tickets: JSONL in (id, text) gives JSONL out, one line per line, in order.
+
+        Exit 0 when the router is ready, 3 when it is in fail-closed mode (every answer is
+        human_review_now with the load failure's reason), 2 on bad options.
+        """
+        import sys
+
+        _logging(verbose)
+        if bool(texts) == (input_path is not None):
+            typer.echo("error: give TEXT arguments or --input FILE.jsonl (not both)", err=True)
+            raise typer.Exit(EXIT_BAD_INPUT)
+        router = _load(bundle, artifact, device, threads, bundles_dir, timeout, shadow_log)
+        if input_path is not None:
+            from intakegate.runtime.serve import route_lines
+
+            def write(line: str) -> None:
+                sys.stdout.write(line + "\n")
+
+            if str(input_path) == "-":
+                route_lines(router, sys.stdin.buffer, write)
+            else:
+                try:
+                    handle = input_path.open("rb")
+                except OSError as exc:
+                    typer.echo(f"error: {input_path}: {exc.strerror}", err=True)
+                    raise typer.Exit(EXIT_BAD_INPUT) from None
+                with handle:
+                    route_lines(router, handle, write)
+            sys.stdout.flush()
+        else:
+            from intakegate.runtime.serve import dumps
+
+            decisions = router.route_batch(list(texts or []),  # type: ignore[attr-defined]
+                                           list(range(1, len(texts or []) + 1)))
+            for d in decisions:
+                if json_out:
+                    typer.echo(dumps(d.to_wire()))
+                else:
+                    score = "none" if d.score is None else f"{d.score:.4f}"
+                    thr = "none" if d.threshold is None else f"{d.threshold:.4f}"
+                    typer.echo(f"{d.route.value} reason={d.reason.value} score={score} "
+                               f"threshold={thr} bundle={d.bundle_version} "
+                               f"artifact={d.artifact} device={d.device}"
+                               + (f" detail={d.detail}" if d.detail else ""))
+        if not router.ready:  # type: ignore[attr-defined]
+            raise typer.Exit(EXIT_NOT_READY)
+
+    @app.command("serve")
+    def serve_cmd(
+        bundle: BundleArg,
+        stdio: Annotated[bool, typer.Option("--stdio", help="Answer JSONL requests on stdin "
+                                                            "and stdout.")] = False,
+        artifact: ArtifactOpt = "onnx-int8",
+        device: DeviceOpt = "auto",
+        threads: ThreadsOpt = None,
+        bundles_dir: BundlesDirOpt = Path("bundles"),
+        timeout: TimeoutOpt = None,
+        shadow_log: ShadowOpt = None,
+        verbose: VerboseOpt = False,
+    ) -> None:
+        """Keep one router loaded and answer JSONL on stdin/stdout (no port).
+
+        Request: {"id": ..., "text": ...}; also {"op": "health"} and {"op": "reload"} (reload
+        the bundle, e.g. after `intakegate bundles rollback`; a failed reload keeps serving).
+        """
+        import sys
+
+        _logging(verbose)
+        if not stdio:
+            typer.echo("error: only --stdio is supported (a desktop client embeds the router "
+                       "through a pipe, not a port)", err=True)
+            raise typer.Exit(EXIT_BAD_INPUT)
+        from intakegate.runtime.serve import serve_stdio
+
+        live = _load(bundle, artifact, device, threads, bundles_dir, timeout, shadow_log,
+                     live=True)
+        serve_stdio(live, sys.stdin.buffer, sys.stdout)
+
+    shadow_app = typer.Typer(no_args_is_help=True, help="Shadow traffic: compare proposed "
+                                                        "routes with human decisions.")
+    app.add_typer(shadow_app, name="shadow")
+
+    @shadow_app.command("report")
+    def shadow_report_cmd(
+        log: Annotated[Path, typer.Argument(help="The SQLite shadow log.")],
+        decisions: Annotated[Path, typer.Option("--decisions", help="Human decisions JSONL "
+                                                                    "(id, gold_route, slice).")],
+        bundle: Annotated[Optional[str], typer.Option(
+            help="Read the floors from this bundle instead of the log.")] = None,
+        bundles_dir: BundlesDirOpt = Path("bundles"),
+    ) -> None:
+        """Missed-escalation rate per required slice against the shadow-monitor plan's floors.
+
+        Exit 1 with "rollback recommended" when a required slice misses its floor.
+        """
+        from intakegate.runtime.shadow import render_report, shadow_report
+
+        override = None
+        if bundle is not None:
+            from intakegate.bundle import resolve_bundle, verify_bundle
+            from intakegate.runtime.shadow import bundle_floors
+
+            override = bundle_floors(verify_bundle(resolve_bundle(bundle, bundles_dir)))
+        report = shadow_report(log, decisions, override)
+        for line in render_report(report):
+            typer.echo(line)
+        raise typer.Exit(1 if report.rollback_recommended else 0)

@@ -80,6 +80,10 @@ class OnnxLogits:
         self.threads = options.intra_op_num_threads
         self.platform = platform.machine()
 
-    def __call__(self, w: Windows) -> np.ndarray:
+    def logits(self, w: Windows) -> np.ndarray:
+        """The graph's first output for the windows (the router checks shape and values)."""
         feed = {name: getattr(w, name) for name in self.input_names}
         return np.asarray(self.session.run(None, feed)[0])
+
+    def __call__(self, w: Windows) -> np.ndarray:
+        return self.logits(w)

@@ -72,6 +72,39 @@ def load_torch_model(model_dir: Path, *, tensors: dict[str, Any] | None = None) 
     return model
 
 
+def load_torch_model_from_files(files: dict[str, bytes]) -> nn.Module:
+    """Build the reference model from the bytes of its directory (name -> bytes).
+
+    The runtime passes the very bytes `VerifiedBundle.read` hashed, so nothing is re-read from
+    disk between verification and loading. Weights come from safetensors only (no pickle).
+    """
+    from safetensors.torch import load as load_safetensors
+
+    if "model.safetensors" not in files:
+        raise ValueError("the torch artifact has no model.safetensors")
+    state = load_safetensors(files["model.safetensors"])
+    if TINY_CONFIG in files:
+        cfg = json.loads(files[TINY_CONFIG].decode("utf-8"))
+        model: nn.Module = TinyEncoderClassifier(cfg["vocab_size"], cfg["dim"],
+                                                 cfg["num_labels"], cfg["pad_id"])
+        model.load_state_dict(state, strict=True)
+    elif "config.json" in files:
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+
+        cfg = json.loads(files["config.json"].decode("utf-8"))
+        config = AutoConfig.for_model(**cfg)
+        model = AutoModelForSequenceClassification.from_config(config)
+        result = model.load_state_dict(state, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise ValueError(f"weights do not match the config: missing "
+                             f"{result.missing_keys[:5]}, unexpected "
+                             f"{result.unexpected_keys[:5]}")
+    else:
+        raise ValueError("the torch artifact has neither tiny_config.json nor config.json")
+    model.eval()
+    return model
+
+
 class TorchLogits:
     """Callable: Windows -> two-class logits, computed in fp32 without gradients."""
 
@@ -81,7 +114,16 @@ class TorchLogits:
         self.takes_token_types = not isinstance(model, TinyEncoderClassifier) and (
             "token_type_ids" in getattr(model, "forward").__code__.co_varnames)
 
+    @property
+    def providers(self) -> list[str]:
+        """What runs the model, in the same place ONNX sessions report their providers."""
+        return [f"torch-{self.device.type}"]
+
     def __call__(self, w: Windows) -> np.ndarray:
+        return self.logits(w)
+
+    def logits(self, w: Windows) -> np.ndarray:
+        """Two-class logits for the windows, fp32, no gradients."""
         inputs = {"input_ids": torch.from_numpy(w.input_ids).to(self.device),
                   "attention_mask": torch.from_numpy(w.attention_mask).to(self.device)}
         if self.takes_token_types:

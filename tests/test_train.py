@@ -31,6 +31,16 @@ def test_threshold_is_the_lowest_required_positive_score() -> None:
         choose_threshold(scores, golds, slices, {"zzz"})
 
 
+def test_threshold_margin_is_applied_in_log_odds() -> None:
+    scores, golds, slices = [0.9, 0.42, 0.2], [1, 1, 0], ["a", "a", "r"]
+    lowered = choose_threshold(scores, golds, slices, {"a"}, margin_logit=0.25)
+    logit = np.log(0.42 / 0.58)
+    assert lowered == pytest.approx(1 / (1 + np.exp(-(logit - 0.25))))
+    assert 0.36 < lowered < 0.42
+    tiny = choose_threshold([1e-6, 0.9], [1, 0], ["a", "r"], {"a"}, margin_logit=0.25)
+    assert 0 < tiny < 1e-6  # relative, so it still works for scores near zero
+
+
 def test_tiny_bundle_round_trip(tiny_bundle: Path) -> None:
     verified = verify_bundle(tiny_bundle)
     m = verified.manifest
@@ -46,6 +56,8 @@ def test_tiny_bundle_round_trip(tiny_bundle: Path) -> None:
     result = release_decision(spec, run)
     assert result.decision.value == m["decision"] and result.reason == m["decision_reason"]
     assert run.threshold == m["threshold"]
+    gate_report = json.loads((tiny_bundle / "docs/gate_report.json").read_text())
+    assert gate_report["lowest_required_positive_score"] > m["threshold"]
     # The receipt's inventory is exactly the validation split of the split manifest.
     split = json.loads((tiny_bundle / "split_manifest.json").read_text())
     assert sorted(spec.fixture_ids) == split["splits"]["validation"]["ids"]
@@ -100,3 +112,25 @@ def test_hugging_face_path_trains_a_tiny_bert(tiny_bert_bundle: Path) -> None:
     assert cfg["id2label"] == {"0": "guarded_agent", "1": "human_review_now"}
     training = json.loads((tiny_bert_bundle / "docs/training_config.json").read_text())
     assert training["base_model_sha256"] and training["libraries"]["torch"]
+
+
+def test_intent_objective_derives_the_route_from_slices(tmp_path: Path) -> None:
+    bundle = train_tiny_bundle(tmp_path, "tiny-intents", objective="intents")
+    m = verify_bundle(bundle).manifest
+    labels, positive = m["score_head"]["labels"], m["score_head"]["positive"]
+    assert len(labels) == 7
+    assert sorted(labels[i] for i in positive) == ["account_takeover",
+                                                    "damaged_package_exception",
+                                                    "return_window_exception"]
+    run = load_run(bundle / "receipt/runs/torch-fp32.json")
+    assert all(0.0 <= r.score <= 1.0 for r in run.rows)
+
+
+def test_validation_only_keeps_the_test_split_closed(tmp_path: Path) -> None:
+    from intakegate.train.pipeline import train_bundle
+
+    result = train_bundle("refund-intake", bundles_root=tmp_path, bundle_version="cand",
+                          reports_root=None, overrides={"base_model": "tiny"}, open_test=False)
+    report = json.loads((result.bundle_dir / "docs/test_report.json").read_text())
+    assert report["opened"] is False and "encoder" not in report
+    assert not (result.bundle_dir / "docs/test_report.md").exists()

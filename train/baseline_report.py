@@ -15,6 +15,7 @@ from intakegate.scoring import choose_threshold
 from intakegate.split import SplitResult
 from intakegate.vocab import Split
 from intakegate.train.baselines import KeywordRule, TfidfLogReg
+from intakegate.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,15 @@ def baseline_scores(dataset: Dataset, split: SplitResult, seed: int = 0
 
 
 def evaluate_baseline(dataset: Dataset, split: SplitResult, scores: np.ndarray,
-                      ) -> dict[str, Any]:
-    """Validation figures at the natural 0.5 cut and at the rule-chosen threshold."""
+                      margin_logit: float = TrainConfig().threshold_margin) -> dict[str, Any]:
+    """Validation figures at the natural 0.5 cut and at the rule-chosen threshold.
+
+    The rule is the encoder's: the lowest required-positive score, less the same log-odds margin.
+    """
     rows = split.rows(dataset, Split.VALIDATION)
     required = dataset.guide.required_slices
-    chosen = choose_threshold(scores, [r.gold for r in rows], [r.slice for r in rows], required)
+    chosen = choose_threshold(scores, [r.gold for r in rows], [r.slice for r in rows], required,
+                              margin_logit)
     at_chosen = evaluate_at(rows, scores, chosen, required)
     return {
         "at_0.5": evaluate_at(rows, scores, 0.5, required),
@@ -54,8 +59,9 @@ def render_md(dataset: Dataset, report: dict[str, Any]) -> str:
         f"# Baseline report: {dataset.name}", "",
         f"Validation split `{report['split_manifest_version']}`, label version "
         f"`{report['label_version']}`. Baselines are fitted on the train split only. The "
-        "threshold is chosen by the rule the encoder uses: the largest threshold at which no "
-        "required-slice validation positive is missed (a score equal to it escalates). "
+        "threshold is chosen by the rule the encoder uses: the lowest validation score of a "
+        "required-slice positive, lowered by the same log-odds margin "
+        f"({TrainConfig().threshold_margin}); a score equal to it escalates. "
         f"False-positive budget from the label guide: {dataset.guide.fp_budget:.0%} of routine "
         "tickets.", "",
         "| Baseline | Threshold | Required missed | Positive recall | FP rate (routine) | "

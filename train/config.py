@@ -27,6 +27,9 @@ class TrainConfig:
     device: str = "cpu"
     tiny_dim: int = 64
     tiny_vocab_size: int = 4000
+    # Log-odds the threshold sits below the lowest required validation positive, so exported
+    # and quantized artifacts re-pass the receipt on more than numerical luck.
+    threshold_margin: float = 0.25
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -35,6 +38,8 @@ class TrainConfig:
             raise ValueError("class_weighting must be 'none' or 'balanced'")
         if not 0.0 <= self.label_smoothing < 0.5:
             raise ValueError("label_smoothing must be in [0, 0.5)")
+        if not 0.0 <= self.threshold_margin <= 3.0:
+            raise ValueError("threshold_margin (log-odds) must be in [0, 3]")
         if self.epochs <= 0 or self.learning_rate <= 0 or self.batch_size < 1:
             raise ValueError("epochs, learning_rate and batch_size must be positive")
 

@@ -24,6 +24,7 @@ from intakegate.dataset import Dataset, TicketRow, load_dataset
 from intakegate.encoding import InputPolicy, configure_tokenizer, score_texts
 from intakegate.evaluation import build_run, lowest_required_positives, receipt_spec
 from intakegate.gate import GateResult, release_decision
+from intakegate.golden import pick_golden_ids, set_golden_block
 from intakegate.jsonio import write_json
 from intakegate.label_guide import render_label_guide_md
 from intakegate.scoring import choose_threshold
@@ -101,7 +102,8 @@ def _progress(label: str) -> Any:
 def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
                  adjudication: str | None = None, bundles_root: Path = Path("bundles"),
                  bundle_version: str | None = None, reports_root: Path | None = Path("reports"),
-                 overrides: dict[str, Any] | None = None, force: bool = False) -> TrainResult:
+                 overrides: dict[str, Any] | None = None, force: bool = False,
+                 open_test: bool = True) -> TrainResult:
     """Run the whole train stage and write one bundle directory."""
     started = time.monotonic()
     dataset = load_dataset(dataset_spec, label_guide=label_guide, adjudication=adjudication)
@@ -170,8 +172,10 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
         bad = [r.id for r, s in zip(val_rows, val_scores) if s is None]
         raise ValueError(f"validation rows the input policy refuses: {bad}")
     vs = [float(s) for s in val_scores]  # type: ignore[arg-type]
+    lowest_required = choose_threshold(vs, [r.gold for r in val_rows],
+                                       [r.slice for r in val_rows], required)
     threshold = max(choose_threshold(vs, [r.gold for r in val_rows], [r.slice for r in val_rows],
-                                     required), MIN_THRESHOLD)
+                                     required, cfg.threshold_margin), MIN_THRESHOLD)
     identity = {"dataset_version": dataset.dataset_version, "label_version": guide.label_version,
                 "split_manifest_version": split.version, "model_version": model_version}
     spec = receipt_spec(dataset.receipt_version, identity, val_rows, required, guide.fp_budget)
@@ -181,10 +185,16 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
     (staging / "receipt" / "runs").mkdir(parents=True)
     write_json(staging / "receipt" / "spec.json", spec.to_json())
     write_json(staging / "receipt" / "runs" / f"{Artifact.TORCH_FP32.value}.json", run.to_json())
+    golden_ids = set(pick_golden_ids({r.id: s for r, s in zip(val_rows, vs)}))
+    set_golden_block(staging, Artifact.TORCH_FP32.value, weights_sha,
+                     [{"fixture_id": r.id, "text": r.text, "score": s}
+                      for r, s in zip(val_rows, vs) if r.id in golden_ids])
     reports.write_sweep(val_rows, vs, required, threshold, staging / DOCS,
                         f"{dataset.name} validation sweep ({version})")
     setters = lowest_required_positives(val_rows, vs, required, k=5)
     gate_report = {**gate.to_json(), "threshold": threshold, "fp_budget": guide.fp_budget,
+                   "lowest_required_positive_score": lowest_required,
+                   "threshold_margin_logit": cfg.threshold_margin,
                    "threshold_setting_rows": setters,
                    "note": "fp_rate_if_threshold_were_next: the validation FP rate if this row "
                            "and every lower one were adjudicated away (threshold moves to the "
@@ -193,7 +203,8 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
 
     # --- baselines (train only) and the test split, opened once ------------------------------
     base = baseline_scores(dataset, split, cfg.seed)
-    base_val = {name: evaluate_baseline(dataset, split, s[Split.VALIDATION])
+    base_val = {name: evaluate_baseline(dataset, split, s[Split.VALIDATION],
+                                        cfg.threshold_margin)
                 for name, s in base.items()}
     baseline_doc = {"dataset": dataset.name, "dataset_version": dataset.dataset_version,
                     "label_version": guide.label_version, "split_manifest_version": split.version,
@@ -201,30 +212,18 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
     write_json(staging / DOCS / "baseline_report.json", baseline_doc)
     (staging / DOCS / "baseline_report.md").write_text(render_baseline_md(dataset, baseline_doc))
 
-    test_rows = split.rows(dataset, Split.TEST)
-    test_scores = score_texts(logits_fn, tokenizer, [r.text for r in test_rows], policy,
-                              progress=_progress("test"), positive=positive)
-    ts = [float("nan") if s is None else float(s) for s in test_scores]
-    enc_fig = reports.figures(test_rows, ts, threshold, required)
-    base_figs = {name: reports.figures(test_rows, s[Split.TEST].tolist(),
-                                       base_val[name]["chosen_threshold"], required)
-                 for name, s in base.items()}
-    by_id = {r.id: (r, s) for r, s in zip(test_rows, ts)}
-    missed_rows = [{"id": i, "slice": by_id[i][0].slice, "text": by_id[i][0].text,
-                    "score": by_id[i][1]}
-                   for f in enc_fig["slices"].values() for i in f["missed_ids"]]
-    cal = reports.calibration(vs, [r.gold for r in val_rows], ts, [r.gold for r in test_rows])
-    test_report = {
-        "bundle_version": version, "split_manifest_version": split.version,
-        "threshold": threshold, "encoder": enc_fig, "baselines": base_figs,
-        "missed_rows": missed_rows, "calibration": cal,
-        "baseline_verdict": reports.baseline_verdict(enc_fig, base_figs, base_val),
-    }
+    if open_test:
+        test_report = _test_report(dataset, split, version, threshold, logits_fn, tokenizer,
+                                   policy, positive, required, base, base_val, val_rows, vs)
+        (staging / DOCS / "test_report.md").write_text(
+            reports.render_test_report(dataset, test_report))
+        reports.write_reliability_png(test_report["calibration"], staging / DOCS /
+                                      "reliability.png", f"{dataset.name} test reliability")
+    else:
+        # Candidate search: choices are made on validation; the test split stays closed.
+        test_report = {"bundle_version": version, "opened": False,
+                       "note": "test split not opened for this candidate (--validation-only)"}
     write_json(staging / DOCS / "test_report.json", test_report)
-    (staging / DOCS / "test_report.md").write_text(reports.render_test_report(dataset,
-                                                                             test_report))
-    reports.write_reliability_png(cal, staging / DOCS / "reliability.png",
-                                  f"{dataset.name} test reliability")
 
     # --- release-checklist documents -------------------------------------------------------
     seconds = time.monotonic() - started
@@ -287,10 +286,36 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
     manifest_sha = write_manifest(staging, manifest)
     staging.rename(final_dir)
     if reports_root is not None:
-        publish_reports(final_dir, reports_root / dataset.name / "train")
+        publish_reports(final_dir, reports_root / dataset.name / "bundles" / version)
     log.info("bundle written: %s (%s)", final_dir, gate.decision.value)
     return TrainResult(final_dir, gate, threshold, manifest_sha, test_report,
                        time.monotonic() - started)
+
+
+def _test_report(dataset: Dataset, split: SplitResult, version: str, threshold: float,
+                 logits_fn: Any, tokenizer: Any, policy: InputPolicy, positive: list[int],
+                 required: list[str], base: dict[str, Any], base_val: dict[str, Any],
+                 val_rows: list[TicketRow], vs: list[float]) -> dict[str, Any]:
+    """Open the test split once, after the threshold is frozen, and report everything on it."""
+    test_rows = split.rows(dataset, Split.TEST)
+    test_scores = score_texts(logits_fn, tokenizer, [r.text for r in test_rows], policy,
+                              progress=_progress("test"), positive=positive)
+    ts = [float("nan") if s is None else float(s) for s in test_scores]
+    enc_fig = reports.figures(test_rows, ts, threshold, required)
+    base_figs = {name: reports.figures(test_rows, s[Split.TEST].tolist(),
+                                       base_val[name]["chosen_threshold"], required)
+                 for name, s in base.items()}
+    by_id = {r.id: (r, s) for r, s in zip(test_rows, ts)}
+    missed_rows = [{"id": i, "slice": by_id[i][0].slice, "text": by_id[i][0].text,
+                    "score": by_id[i][1]}
+                   for f in enc_fig["slices"].values() for i in f["missed_ids"]]
+    cal = reports.calibration(vs, [r.gold for r in val_rows], ts, [r.gold for r in test_rows])
+    return {
+        "bundle_version": version, "opened": True, "split_manifest_version": split.version,
+        "threshold": threshold, "encoder": enc_fig, "baselines": base_figs,
+        "missed_rows": missed_rows, "calibration": cal,
+        "baseline_verdict": reports.baseline_verdict(enc_fig, base_figs, base_val),
+    }
 
 
 def publish_reports(bundle_dir: Path, out: Path) -> None:
@@ -306,10 +331,13 @@ def publish_reports(bundle_dir: Path, out: Path) -> None:
 
 
 def summary_lines(result: TrainResult) -> list[str]:
+    lines = [result.gate.line(), f"threshold={result.threshold:.6f} (chosen on validation)",
+             f"validation fp_rate={result.gate.false_positive_rate}"]
+    if not result.test_report.get("opened"):
+        return [*lines, "test: not opened (--validation-only)",
+                f"bundle: {result.bundle_dir} ({result.seconds:.0f}s)"]
     enc = result.test_report["encoder"]
-    lines = [result.gate.line(),
-             f"threshold={result.threshold:.6f} (chosen on validation)",
-             f"test: required_missed={enc['required_missed']}/{enc['required_positives']} "
+    lines += [f"test: required_missed={enc['required_missed']}/{enc['required_positives']} "
              f"positive_recall={enc['positive_recall']:.3f} "
              f"fp_rate={enc['false_positive_rate']:.3f} precision={enc['precision']:.3f} "
              f"roc_auc={enc['roc_auc'] if enc['roc_auc'] is None else round(enc['roc_auc'], 4)}"]

@@ -1,0 +1,161 @@
+"""The gate's backends: each artifact is scored by the runtime that executes it, loaded from
+verified bytes.
+
+`gate_backend(artifact, bundle)` is the one hook. It returns a callable (Windows -> logits) that
+also says what it ran on, or raises `BackendUnavailable` with the reason the artifact cannot be
+gated on this machine (Core ML predictions off macOS). A later executor for Core ML on Linux
+plugs in here; nothing else in the gate changes.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from intakegate.bundle import Artifact, BundleError, VerifiedBundle
+from intakegate.encoding import Windows
+from intakegate.export.artifacts import SPECS, Engine
+from intakegate.export.materialize import listed_under, materialize
+
+COREML_NEEDS_MACOS = "coreml_predictions_need_macos"
+COREML_COMPUTE_UNITS = "ALL"  # what a desktop client gets by default
+COREML_MAX_BATCH = 64
+
+
+class BackendUnavailable(NotImplementedError):
+    """This machine cannot execute the artifact, so cannot gate it; `reason` is gate-line text."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {message}")
+
+
+@dataclass
+class GateBackend:
+    """A logits callable plus what it ran on; `close()` removes any materialized files."""
+
+    logits: Callable[[Windows], np.ndarray]
+    gated_with: str
+    details: dict[str, Any] = field(default_factory=dict)
+    _tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    def __call__(self, windows: Windows) -> np.ndarray:
+        return self.logits(windows)
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> GateBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def artifact_path(bundle: VerifiedBundle, artifact: Artifact) -> str:
+    """The artifact's path as the manifest records it."""
+    entry = bundle.manifest["artifacts"].get(artifact.value)
+    if entry is None:
+        raise BundleError("artifact_missing", f"{artifact.value} is not in the manifest's "
+                                              "artifacts; run `intakegate export` first")
+    return str(entry["path"])
+
+
+def gate_backend(artifact: Artifact, bundle: VerifiedBundle) -> GateBackend:
+    """The backend that executes `artifact`, loaded from the bundle's verified bytes."""
+    engine = SPECS[artifact].engine
+    path = artifact_path(bundle, artifact)
+    if engine is Engine.ONNXRUNTIME:
+        _require_cpu_family(bundle.manifest["artifacts"][artifact.value])
+        return _onnx_backend(bundle.read(path))
+    if engine is Engine.TORCH:
+        return _torch_backend(bundle, path)
+    return _coreml_backend(bundle, path)
+
+
+def _require_cpu_family(entry: dict[str, Any]) -> None:
+    """An int8 graph is gated only on the kernel family it was quantized for: the runtime
+    serves it only there, and another family computes different scores."""
+    from intakegate.export.cpu import detect_cpu_family
+    from intakegate.runtime.loader import is_quantized
+
+    settings = entry.get("export_settings") or {}
+    family = settings.get("cpu_family")
+    here = detect_cpu_family().value
+    if family and is_quantized(entry) and family != here:
+        raise BackendUnavailable(f"needs_cpu_family:{family}",
+                                 f"quantized for {family}, this CPU is {here}")
+
+
+def _onnx_backend(model_bytes: bytes) -> GateBackend:
+    from intakegate.export.cpu import detect_cpu_family
+    from intakegate.runtime.loader import device_class
+    from intakegate.runtime.onnx_backend import OnnxLogits
+
+    logits = OnnxLogits(model_bytes, device="cpu")
+    return GateBackend(logits, "onnxruntime-cpu", {
+        "providers": logits.providers, "threads": logits.threads, "machine": logits.platform,
+        "cpu_family": detect_cpu_family().value, "device_class": device_class("cpu")})
+
+
+def _torch_backend(bundle: VerifiedBundle, path: str) -> GateBackend:
+    try:
+        from intakegate.runtime.torch_backend import TorchLogits, load_torch_model_from_files
+    except ImportError as exc:
+        raise BackendUnavailable("torch_not_installed", f"{exc}; install it with: pip install "
+                                                        "'intakegate[train]'") from None
+    prefix = path.rstrip("/") + "/"
+    files = {rel[len(prefix):]: bundle.read(rel) for rel in listed_under(bundle, path)}
+    model = load_torch_model_from_files(files)
+    return GateBackend(TorchLogits(model, "cpu"), "torch-cpu", {"machine": platform.machine()})
+
+
+def _coreml_backend(bundle: VerifiedBundle, path: str) -> GateBackend:
+    if sys.platform != "darwin":
+        raise BackendUnavailable(COREML_NEEDS_MACOS,
+                                 f"coremltools cannot run Core ML predictions on {sys.platform}; "
+                                 "run `intakegate gate BUNDLE --artifact ...` on macOS")
+    tmp = tempfile.TemporaryDirectory(prefix="intakegate-coreml-")
+    try:
+        package = materialize(bundle, path, Path(tmp.name))
+        logits = CoreMLLogits(package)
+    except BaseException:
+        tmp.cleanup()
+        raise
+    return GateBackend(logits, f"coreml-macos-{COREML_COMPUTE_UNITS.lower()}",
+                       {"compute_units": COREML_COMPUTE_UNITS, "machine": platform.machine(),
+                        "macos": platform.mac_ver()[0]}, tmp)
+
+
+class CoreMLLogits:
+    """Callable: Windows -> logits through Core ML itself (macOS only), in int32 batches."""
+
+    def __init__(self, package: Path) -> None:
+        try:
+            import coremltools as ct
+        except ImportError as exc:
+            raise BackendUnavailable("coremltools_not_installed", f"{exc}; install it with: pip "
+                                     "install 'intakegate[export]'") from None
+
+        self.model = ct.models.MLModel(str(package),
+                                       compute_units=getattr(ct.ComputeUnit,
+                                                             COREML_COMPUTE_UNITS))
+        self.input_names = [i.name for i in self.model.get_spec().description.input]
+
+    def __call__(self, w: Windows) -> np.ndarray:
+        out = []
+        for start in range(0, len(w.input_ids), COREML_MAX_BATCH):
+            feed = {name: np.ascontiguousarray(
+                getattr(w, name)[start:start + COREML_MAX_BATCH], dtype=np.int32)
+                for name in self.input_names}
+            out.append(np.asarray(self.model.predict(feed)["logits"], dtype=np.float32))
+        return np.concatenate(out, axis=0)

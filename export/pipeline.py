@@ -1,0 +1,209 @@
+"""`intakegate export`: verified bundle -> staging copy -> artifacts -> re-gate -> swap in.
+
+The live bundle is never written in place. Everything happens in a staging copy beside it:
+artifacts are exported from the verified reference weights, listed with their hashes, scored
+over the frozen receipt by their own backends, and only then does the staging copy replace the
+bundle. Any failure removes the staging copy and leaves the bundle exactly as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from intakegate.bundle import (Artifact, BundleError, Status, VerifiedBundle, tree_sha256,
+                               verify_bundle)
+from intakegate.export.artifacts import (COREML_ARTIFACTS, EXPORTABLE, SPECS, ArtifactSpec,
+                                         tool_versions)
+from intakegate.export.commit import (commit_manifest, manifest_sha, refresh_active_pointer,
+                                      swap_into_place)
+from intakegate.export.cpu import CpuFamily, detect_cpu_family, int8_settings
+from intakegate.export.materialize import materialize
+from intakegate.export.regate import load_inventory, regate_artifact
+from intakegate.export.results import (REFERENCE, ArtifactGate, updated_manifest,
+                                       write_gate_files, write_golden_rows)
+from intakegate.vocab import GateDecision
+
+log = logging.getLogger(__name__)
+NOT_GATED = "not_gated_yet"
+ONNX_TOOLS = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime")
+COREML_TOOLS = ("torch", "transformers", "coremltools")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What the export wrote and how each artifact re-gated."""
+
+    bundle_dir: Path
+    gates: tuple[ArtifactGate, ...]
+    manifest_sha256: str
+    seconds: float
+
+
+def check_exportable(bundle: VerifiedBundle) -> None:
+    """Only a model whose reference artifact passed its receipt is exported."""
+    m = bundle.manifest
+    ref = m["artifacts"].get(REFERENCE.value)
+    if ref is None:
+        raise BundleError("artifact_missing", "the bundle has no torch-fp32 reference artifact",
+                          str(bundle.root))
+    if ref["status"] != Status.ELIGIBLE.value or m["decision"] != \
+            GateDecision.ELIGIBLE_FOR_SHADOW.value:
+        raise BundleError("artifact_held", f"torch-fp32 is {ref['status']} "
+                                           f"({ref.get('reason') or m['decision_reason']}); a held "
+                                           "model is not exported", str(bundle.root))
+
+
+def export_bundle(bundle_dir: Path, artifacts: Sequence[Artifact] = EXPORTABLE,
+                  cpu_family: CpuFamily | None = None) -> ExportResult:
+    """Export and re-gate `artifacts` into the bundle; the bundle changes only on success."""
+    started = time.monotonic()
+    bundle_dir = Path(bundle_dir)
+    verified = verify_bundle(bundle_dir)
+    check_exportable(verified)
+    unknown = [a for a in artifacts if a not in EXPORTABLE]
+    if unknown:
+        raise ValueError(f"not exportable: {[a.value for a in unknown]}")
+    staging = bundle_dir.with_name(f".export-{bundle_dir.name}-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        log.info("staging copy of %s", bundle_dir)
+        shutil.copytree(bundle_dir, staging)
+        staged = verify_bundle(staging)
+        if staged.manifest_sha256 != verified.manifest_sha256:
+            raise BundleError("bundle_changed", "the bundle changed while it was copied",
+                              str(bundle_dir))
+        exported = _export_into(staging, staged, list(artifacts), cpu_family)
+        inventory = load_inventory(exported)
+        gates = []
+        for artifact in artifacts:
+            gate = regate_artifact(exported, artifact, inventory)
+            log.info("%s", gate.line())
+            gates.append(gate)
+        written = write_gate_files(staging, gates)
+        written += sorted(set(write_golden_rows(staging, dict(exported.manifest), gates)))
+        commit_manifest(staging, updated_manifest(dict(exported.manifest), gates), exported,
+                        written)
+        verify_bundle(staging)
+        swap_into_place(staging, bundle_dir, verified.manifest_sha256)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    new_sha = manifest_sha(bundle_dir)
+    refresh_active_pointer(bundle_dir, verified.manifest_sha256, new_sha)
+    return ExportResult(bundle_dir, tuple(gates), new_sha, time.monotonic() - started)
+
+
+def _export_into(staging: Path, staged: VerifiedBundle, artifacts: list[Artifact],
+                 cpu_family: CpuFamily | None) -> VerifiedBundle:
+    """Write the artifacts into the staging copy and list them (status pending_regate)."""
+    m = staged.manifest
+    touched = _clear_previous(staging, artifacts)
+    entries: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="intakegate-export-") as work:
+        work_dir = Path(work)
+        model_dir = materialize(staged, m["artifacts"][REFERENCE.value]["path"],
+                                work_dir / "reference")
+        settings = _export_onnx(staging, work_dir, model_dir, m, artifacts, cpu_family)
+        settings.update(_export_coreml(staging, model_dir, m, artifacts))
+    source_sha = m["artifacts"][REFERENCE.value]["sha256"]
+    for artifact in artifacts:
+        spec = SPECS[artifact]
+        entries[artifact.value] = _entry(staging, spec, settings[artifact], source_sha)
+    manifest = dict(m)
+    manifest["artifacts"] = {**m["artifacts"], **entries}
+    documents = {k: v for k, v in m.get("documents", {}).items()
+                 if v not in {SPECS[a].drift_report for a in artifacts}}
+    if "documents" in m:
+        manifest["documents"] = documents
+    commit_manifest(staging, manifest, staged, touched)
+    return verify_bundle(staging)
+
+
+def _clear_previous(staging: Path, artifacts: list[Artifact]) -> list[str]:
+    """Remove an earlier export's files for the re-exported artifacts; return the paths."""
+    touched = []
+    for artifact in artifacts:
+        spec = SPECS[artifact]
+        for rel in (spec.path, spec.receipt_run, spec.drift_report):
+            target = staging / rel
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            touched.append(rel)
+    return touched
+
+
+def _export_onnx(staging: Path, work_dir: Path, model_dir: Path, m: dict[str, Any],
+                 artifacts: list[Artifact], cpu_family: CpuFamily | None
+                 ) -> dict[Artifact, dict[str, Any]]:
+    from intakegate.export.onnx_export import export_onnx_fp32, quantize_onnx_int8
+
+    out: dict[Artifact, dict[str, Any]] = {}
+    if not {Artifact.ONNX_FP32, Artifact.ONNX_INT8} & set(artifacts):
+        return out
+    fp32 = work_dir / "onnx-fp32.onnx"
+    log.info("exporting onnx-fp32 (%s)", m["model_kind"])
+    t = time.monotonic()
+    fp32_settings = export_onnx_fp32(model_dir, m["model_kind"], fp32)
+    fp32_settings["export_seconds"] = round(time.monotonic() - t, 2)
+    if Artifact.ONNX_FP32 in artifacts:
+        target = staging / SPECS[Artifact.ONNX_FP32].path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(fp32, target)
+        out[Artifact.ONNX_FP32] = fp32_settings
+    if Artifact.ONNX_INT8 in artifacts:
+        family = cpu_family or detect_cpu_family()
+        log.info("quantizing onnx-int8 for %s", family.value)
+        t = time.monotonic()
+        settings = quantize_onnx_int8(fp32, staging / SPECS[Artifact.ONNX_INT8].path,
+                                      int8_settings(family))
+        settings["export_seconds"] = round(time.monotonic() - t, 2)
+        out[Artifact.ONNX_INT8] = settings
+    return out
+
+
+def _export_coreml(staging: Path, model_dir: Path, m: dict[str, Any],
+                   artifacts: list[Artifact]) -> dict[Artifact, dict[str, Any]]:
+    from intakegate.export.coreml_export import convert_coreml
+
+    wanted = COREML_ARTIFACTS & set(artifacts)
+    if not wanted:
+        return {}
+    log.info("converting Core ML (%s)", ", ".join(sorted(a.value for a in wanted)))
+    fp16 = (staging / SPECS[Artifact.COREML_FP16].path
+            if Artifact.COREML_FP16 in wanted else None)
+    int8 = (staging / SPECS[Artifact.COREML_INT8].path
+            if Artifact.COREML_INT8 in wanted else None)
+    settings = convert_coreml(model_dir, m["model_kind"], int(m["max_length"]), fp16, int8)
+    out = {}
+    if fp16 is not None:
+        out[Artifact.COREML_FP16] = settings["fp16"]
+    if int8 is not None:
+        out[Artifact.COREML_INT8] = settings["int8"]
+    return out
+
+
+def _entry(staging: Path, spec: ArtifactSpec, settings: dict[str, Any], source_sha: str
+           ) -> dict[str, Any]:
+    """The manifest entry of a freshly exported, not yet gated artifact."""
+    digest, size = tree_sha256(staging, spec.path)
+    coreml = spec.artifact in COREML_ARTIFACTS
+    entry: dict[str, Any] = {
+        "format": spec.format, "precision": spec.precision, "path": spec.path,
+        "sha256": digest, "model_sha256": digest, "size_bytes": size,
+        "status": Status.PENDING_REGATE.value, "reason": NOT_GATED,
+        "receipt_run": None, "gated_with": None, "drift": None,
+        "tool_versions": tool_versions(*(COREML_TOOLS if coreml else ONNX_TOOLS)),
+        "export_settings": {**settings, "source_artifact": REFERENCE.value,
+                            "source_sha256": source_sha},
+    }
+    return entry

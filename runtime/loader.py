@@ -1,0 +1,549 @@
+"""Turn a bundle directory into one immutable, checked serving engine, or refuse with a reason.
+
+The order follows the reliability plan: verify every file, then bind the requested artifact to
+its own receipt, check the tokenizer against the input policy, load model and tokenizer from the
+very bytes that were hashed, probe the vocabulary, and run the golden self-test. Anything that
+fails raises `LoadRefused(reason, detail)`; the router turns that into fail-closed mode. Only
+caller mistakes (an unknown artifact name, a device that is not there, a missing extra) raise
+other errors, because those are startup errors the user must fix.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from intakegate.bundle import (Artifact, BundleError, Status, VerifiedBundle, read_pointer,
+                               resolve_bundle, verify_bundle)
+from intakegate.encoding import InputPolicy, Windows, prepare_text, tokenizer_matches_policy
+from intakegate.errors import InputError
+from intakegate.gate import Run, release_decision, run_from_json, spec_from_json
+from intakegate.jsonio import loads_strict
+from intakegate.routing import Reason
+from intakegate.runtime.decision import Device
+from intakegate.runtime.scorer import ScoreSpec, score_prepared
+from intakegate.vocab import GateDecision
+
+log = logging.getLogger(__name__)
+GOLDEN = "receipt/golden.json"
+DEFAULT_TOLERANCE = {"fp32": 1e-4, "fp16": 5e-3, "int8": 5e-3}
+MAX_TOLERANCE = 0.05
+PICKLE_MAGIC = tuple(bytes([0x80, proto]) for proto in range(2, 6))
+ZIP_MAGIC = b"PK\x03\x04"
+ONNX_ARTIFACTS = {Artifact.ONNX_FP32.value, Artifact.ONNX_INT8.value}
+
+
+class LoadRefused(Exception):
+    """The bundle or artifact cannot serve; `reason` is what every ticket will carry."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason.value}: {detail}")
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Everything one route needs, published once and never changed (swap, don't mutate)."""
+
+    verified: VerifiedBundle
+    artifact: str
+    device: str
+    providers: tuple[str, ...]
+    spec: ScoreSpec
+    threshold: float
+    tokenizer_json: str
+    backend: Any
+    selftest: str
+    threads: int
+
+    @property
+    def bundle_version(self) -> str:
+        return self.verified.bundle_version
+
+    @property
+    def manifest_sha256(self) -> str:
+        return self.verified.manifest_sha256
+
+
+def integrity_reason(exc: BundleError, artifact_path: str | None = None) -> LoadRefused:
+    """Map a bundle error to the product vocabulary, keeping its code as the sub-code."""
+    if exc.code == "model_unavailable":
+        return LoadRefused(Reason.MODEL_UNAVAILABLE, str(exc))
+    if exc.code == "artifact_held":
+        return LoadRefused(Reason.ARTIFACT_HELD, str(exc))
+    if (exc.code == "bundle_missing_file" and artifact_path and exc.path
+            and (exc.path == artifact_path or exc.path.startswith(artifact_path + "/"))):
+        return LoadRefused(Reason.MODEL_UNAVAILABLE, f"model_missing: {exc}")
+    return LoadRefused(Reason.BUNDLE_INTEGRITY, str(exc))
+
+
+def resolve_source(source: str | Path, bundles_root: str | Path) -> tuple[Path, str | None]:
+    """A bundle directory, or a dataset name through its ACTIVE pointer (with the pinned digest).
+
+    A directory holding a manifest wins; then a dataset with an ACTIVE pointer; then any other
+    directory (which will fail verification with its own reason).
+    """
+    path = Path(source)
+    if (path / "manifest.json").exists():
+        return path, None
+    try:
+        pointer = read_pointer(bundles_root, str(source))
+        if pointer is not None:
+            return resolve_bundle(source, bundles_root), pointer.get("manifest_sha256")
+    except (BundleError, OSError, ValueError) as exc:
+        raise LoadRefused(Reason.MODEL_UNAVAILABLE, f"bundle_not_found: {exc}") from None
+    if path.is_dir():
+        return path, None
+    raise LoadRefused(Reason.MODEL_UNAVAILABLE,
+                      f"bundle_not_found: {source!s} is neither a bundle directory nor a dataset "
+                      f"with an active bundle under {bundles_root}")
+
+
+def machine_class() -> str:
+    machine = platform.machine().lower()
+    return {"amd64": "x86_64", "aarch64": "arm64"}.get(machine, machine)
+
+
+def device_class(device: str) -> str:
+    """The hardware class a receipt names, e.g. `cpu-x86_64`, `cuda-x86_64`, `mps-arm64`."""
+    return f"{device}-{machine_class()}"
+
+
+def validated_devices(art: Mapping[str, Any]) -> set[str] | None:
+    """Devices this artifact's receipt covers on this machine; None when it does not say.
+
+    `device_classes` entries are a device (`cpu`, `cuda`, `mps`: gated on that device class)
+    or a device on one machine type (`cpu-x86_64`, `mps-arm64`), which is stricter.
+    """
+    classes = art.get("device_classes")
+    if classes is None:
+        return None
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise LoadRefused(Reason.BUNDLE_INTEGRITY, "manifest_invalid: device_classes must be a "
+                                                   "list of strings")
+    devices = {d.value for d in Device if d is not Device.AUTO
+               and (d.value in classes or device_class(d.value) in classes)}
+    if not cpu_family_matches(art)[0]:
+        devices.discard(Device.CPU.value)
+    return devices
+
+
+def cpu_family_matches(art: Mapping[str, Any]) -> tuple[bool, str]:
+    """A quantized artifact gated on one CPU kernel family (export records `cpu_family`) is
+    only validated on that family: int8 kernels differ between AVX2, AVX-512 VNNI and ARM64."""
+    settings = art.get("export_settings")
+    family = settings.get("cpu_family") if isinstance(settings, dict) else None
+    if not family or not is_quantized(art):
+        return True, ""
+    try:
+        from intakegate.export.cpu import detect_cpu_family
+
+        here = detect_cpu_family().value
+    except Exception:  # noqa: BLE001 - an unknown family is not the validated one
+        here = "unknown"
+    return here == family, f"int8 kernels gated on {family}, this CPU is {here}"
+
+
+def is_quantized(art: Mapping[str, Any]) -> bool:
+    """int8 or fp16 artifacts drift by hardware: they must name the hardware they were gated on."""
+    return str(art.get("precision", "")).lower() not in ("fp32", "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks on the verified manifest
+
+
+def artifact_digest(verified: VerifiedBundle, rel: str) -> str:
+    """The digest train/export record for an artifact path, from the verified file table."""
+    files = {e["path"]: e["sha256"] for e in verified.manifest["files"]}
+    if rel in files:
+        return files[rel]
+    if f"{rel}/model.safetensors" in files:  # the torch-fp32 directory: its weights file
+        return files[f"{rel}/model.safetensors"]
+    import hashlib
+
+    digest = hashlib.sha256()
+    members = sorted((p[len(rel) + 1:], s) for p, s in files.items() if p.startswith(rel + "/"))
+    if not members:
+        raise LoadRefused(Reason.MODEL_UNAVAILABLE, f"model_missing: nothing at {rel}")
+    for sub, sha in members:
+        digest.update(f"{sub}\0{sha}\n".encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Bound:
+    """An artifact entry together with its own, re-gated receipt run."""
+
+    art: Mapping[str, Any]
+    run: Run
+
+
+def check_artifact(verified: VerifiedBundle, artifact: str) -> Bound:
+    """The artifact exists, is eligible, and its receipt is its own (bound to its digest)."""
+    manifest = verified.manifest
+    if manifest["decision"] != GateDecision.ELIGIBLE_FOR_SHADOW.value:
+        raise LoadRefused(Reason.ARTIFACT_HELD, f"bundle_held: {manifest['decision_reason']}")
+    artifacts = manifest["artifacts"]
+    if artifact not in artifacts:
+        raise LoadRefused(Reason.MODEL_UNAVAILABLE,
+                          f"artifact_missing: bundle has no {artifact} (has: "
+                          f"{', '.join(sorted(artifacts)) or 'none'}); run `intakegate export` "
+                          f"or pass --artifact")
+    art = artifacts[artifact]
+    if art["status"] != Status.ELIGIBLE.value:
+        raise LoadRefused(Reason.ARTIFACT_HELD,
+                          f"artifact_held: {artifact} is {art['status']} ({art.get('reason')})")
+    digest = artifact_digest(verified, art["path"])
+    if art["sha256"] != digest or art.get("model_sha256") != digest:
+        raise LoadRefused(Reason.BUNDLE_INTEGRITY,
+                          f"receipt_mismatch: {artifact} receipt names model "
+                          f"{str(art.get('model_sha256'))[:12]}, artifact is {digest[:12]}")
+    run_rel = art.get("receipt_run")
+    if not isinstance(run_rel, str):
+        raise LoadRefused(Reason.BUNDLE_INTEGRITY, f"receipt_mismatch: {artifact} has no "
+                                                   f"receipt run")
+    shared = sorted(n for n, a in artifacts.items() if n != artifact and a.get("receipt_run")
+                    == run_rel)
+    if shared:
+        raise LoadRefused(Reason.BUNDLE_INTEGRITY, f"receipt_mismatch: {artifact} reuses the "
+                                                   f"receipt run of {shared[0]}")
+    run = check_receipt(verified, artifact, run_rel)
+    return Bound(art, run)
+
+
+def check_receipt(verified: VerifiedBundle, artifact: str, run_rel: str) -> Run:
+    """The artifact's own run re-gates to eligible against the bundle's frozen receipt.
+
+    Both files are parsed from the verified bytes, never re-read from disk.
+    """
+    manifest = verified.manifest
+    try:
+        spec = spec_from_json(loads_strict(verified.read(manifest["receipt"]).decode("utf-8")))
+        run = run_from_json(loads_strict(verified.read(run_rel).decode("utf-8")))
+    except BundleError as exc:
+        raise LoadRefused(Reason.BUNDLE_INTEGRITY, f"receipt_mismatch: {exc}") from None
+    except (InputError, UnicodeDecodeError) as exc:
+        raise LoadRefused(Reason.BUNDLE_INTEGRITY, f"receipt_mismatch: {run_rel}: {exc}"
+                          ) from None
+    if run.bundle_version != manifest["bundle_version"]:
+        raise LoadRefused(Reason.BUNDLE_INTEGRITY, f"receipt_mismatch: {run_rel} is a run of "
+                                                   f"{run.bundle_version}")
+    if run.threshold != float(manifest["threshold"]):
+        raise LoadRefused(Reason.BUNDLE_INTEGRITY, f"receipt_mismatch: {run_rel} threshold "
+                                                   f"{run.threshold} != manifest")
+    result = release_decision(spec, run)
+    if not result.eligible:
+        raise LoadRefused(Reason.ARTIFACT_HELD, f"artifact_held: {artifact} receipt re-gates to "
+                                                f"{result.reason}")
+    return run
+
+
+def check_no_pickle(verified: VerifiedBundle) -> None:
+    """No file in the bundle may be a pickle or a torch.save zip, whatever its name."""
+    for entry in verified.manifest["files"]:
+        path = verified.root / entry["path"]
+        with path.open("rb") as handle:
+            head = handle.read(4)
+        if head[:2] in PICKLE_MAGIC or head == ZIP_MAGIC:
+            raise LoadRefused(Reason.BUNDLE_INTEGRITY,
+                              f"format_not_allowed: {entry['path']} is a pickle or zip archive")
+
+
+def read_tokenizer(verified: VerifiedBundle, policy: InputPolicy) -> tuple[str, Any, int | None]:
+    """tokenizer.json from the verified bytes, checked against the input policy."""
+    from tokenizers import Tokenizer
+
+    rel = verified.manifest["tokenizer"]
+    text = verified.read(rel).decode("utf-8")
+    try:
+        mismatch = tokenizer_matches_policy(text, policy)
+        tokenizer = Tokenizer.from_str(text)
+    except Exception as exc:  # noqa: BLE001 - any unreadable tokenizer refuses the bundle
+        raise LoadRefused(Reason.BUNDLE_INTEGRITY,
+                          f"tokenizer_unreadable: {type(exc).__name__}") from None
+    if mismatch:
+        raise LoadRefused(Reason.BUNDLE_INTEGRITY, f"policy_mismatch: {mismatch}")
+    unk = json.loads(text).get("model", {}).get("unk_token")
+    unk_id = tokenizer.token_to_id(unk) if isinstance(unk, str) else None
+    return text, tokenizer, unk_id
+
+
+# ---------------------------------------------------------------------------------------------
+# Backends
+
+
+def _build_onnx(verified: VerifiedBundle, art: Mapping[str, Any], device: str,
+                threads: int | None, validated: set[str] | None) -> Any:
+    from intakegate.runtime.onnx_backend import (PROVIDER_FOR_DEVICE, DeviceUnavailable,
+                                                 OnnxLogits)
+    from intakegate.runtime.onnx_check import NotOnnx, external_tensors
+
+    model = verified.read(art["path"])
+    try:
+        if external_tensors(model):
+            raise LoadRefused(Reason.BUNDLE_INTEGRITY, f"onnx_external_data: {art['path']} "
+                                                       f"references tensors outside the file")
+    except NotOnnx as exc:
+        raise LoadRefused(Reason.MODEL_UNAVAILABLE, f"model_unloadable: {exc}") from None
+    if device != Device.AUTO.value:
+        try:
+            return OnnxLogits(model, device, threads)
+        except DeviceUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an unloadable model fails closed
+            raise LoadRefused(Reason.MODEL_UNAVAILABLE,
+                              f"model_unloadable: {type(exc).__name__}: {str(exc)[:200]}"
+                              ) from None
+    import onnxruntime as ort
+
+    available = list(ort.get_available_providers())
+    candidates = [d for d in ("cuda", "mps", "cpu") if PROVIDER_FOR_DEVICE[d] in available
+                  and (validated is None or d in validated)]
+    errors = []
+    for dev in candidates:
+        try:
+            backend = OnnxLogits(model, dev, threads)
+        except Exception as exc:  # noqa: BLE001 - auto tries the next device
+            log.warning("auto: %s did not start (%s); trying the next device", dev, exc)
+            errors.append(f"{dev}: {type(exc).__name__}")
+            continue
+        log.info("auto picked %s (%s)", backend.device, backend.providers)
+        return backend
+    raise LoadRefused(Reason.MODEL_UNAVAILABLE if errors else Reason.ARTIFACT_HELD,
+                      f"model_unloadable: {'; '.join(errors)}" if errors else
+                      "hw_not_validated: no available device is in the artifact's receipt")
+
+
+def _build_torch(verified: VerifiedBundle, art: Mapping[str, Any], device: str,
+                 threads: int | None) -> Any:
+    try:
+        import torch  # noqa: F401 - imported only for the torch artifact
+    except ImportError:
+        from intakegate.errors import MissingExtraError
+
+        raise MissingExtraError("train", "torch") from None
+    from intakegate.runtime.onnx_backend import DeviceUnavailable
+    from intakegate.runtime.torch_backend import (TorchLogits, load_torch_model_from_files,
+                                                  pick_device)
+
+    try:
+        dev = pick_device(device)
+    except RuntimeError as exc:
+        raise DeviceUnavailable(str(exc)) from None
+    if threads:
+        torch.set_num_threads(threads)
+    prefix = art["path"] + "/"
+    files = {e["path"][len(prefix):]: verified.read(e["path"])
+             for e in verified.manifest["files"] if e["path"].startswith(prefix)}
+    try:
+        model = load_torch_model_from_files(files)
+    except ImportError as exc:
+        from intakegate.errors import MissingExtraError
+
+        raise MissingExtraError("train", exc.name or "transformers") from None
+    except Exception as exc:  # noqa: BLE001 - an unloadable model fails closed
+        raise LoadRefused(Reason.MODEL_UNAVAILABLE,
+                          f"model_unloadable: {type(exc).__name__}: {str(exc)[:200]}") from None
+    backend = TorchLogits(model, dev.type)
+    backend.threads = torch.get_num_threads()
+    return backend
+
+
+def require_device(artifact: str, device: str) -> None:
+    """Raise DeviceUnavailable, naming what is missing, for an explicit device not present."""
+    if artifact in ONNX_ARTIFACTS:
+        import onnxruntime as ort
+
+        from intakegate.runtime.onnx_backend import pick_provider
+
+        pick_provider(device, list(ort.get_available_providers()))
+    elif artifact == Artifact.TORCH_FP32.value:
+        try:
+            import torch  # noqa: F401 - imported only for the torch artifact
+        except ImportError:
+            from intakegate.errors import MissingExtraError
+
+            raise MissingExtraError("train", "torch") from None
+        from intakegate.runtime.onnx_backend import DeviceUnavailable
+        from intakegate.runtime.torch_backend import pick_device
+
+        try:
+            pick_device(device)
+        except RuntimeError as exc:
+            raise DeviceUnavailable(str(exc)) from None
+
+
+def build_backend(verified: VerifiedBundle, artifact: str, art: Mapping[str, Any], device: str,
+                  threads: int | None) -> Any:
+    """The backend for the artifact on the requested (and validated) device."""
+    validated = validated_devices(art)
+    if validated is None and is_quantized(art):
+        raise LoadRefused(Reason.ARTIFACT_HELD, f"hw_not_validated: {artifact} names no "
+                                                f"device_classes in its receipt")
+    if device != Device.AUTO.value:
+        require_device(artifact, device)  # a device that is not there is a startup error
+    if device != Device.AUTO.value and validated is not None and device not in validated:
+        note = cpu_family_matches(art)[1] if device == Device.CPU.value else ""
+        raise LoadRefused(Reason.ARTIFACT_HELD,
+                          f"hw_not_validated: {device_class(device)} is not in {artifact}'s "
+                          f"receipt {art.get('device_classes')} {note}".rstrip())
+    if artifact in ONNX_ARTIFACTS:
+        return _build_onnx(verified, art, device, threads, validated)
+    if artifact == Artifact.TORCH_FP32.value:
+        if device == Device.AUTO.value and validated is not None:
+            device = next((d for d in ("cuda", "mps", "cpu") if d in validated), "cpu")
+        return _build_torch(verified, art, device, threads)
+    raise LoadRefused(Reason.MODEL_UNAVAILABLE,
+                      f"artifact_unsupported: {artifact} is run by the macOS client through "
+                      f"Core ML, not by this router")
+
+
+# ---------------------------------------------------------------------------------------------
+# Load-time probes
+
+
+def probe_vocabulary(backend: Any, tokenizer: Any, spec: ScoreSpec) -> None:
+    """Run the highest token id once: a tokenizer larger than the model's embedding is refused
+    here, instead of failing (or reading out of bounds) on some later ticket."""
+    ids = list(tokenizer.encode("ok").ids) or [0]
+    ids = [*ids[:1], spec.vocab_size - 1, *ids[1:]]
+    arr = np.asarray([ids], dtype=np.int64)
+    windows = Windows(arr, np.ones_like(arr), np.zeros_like(arr), np.zeros(1, dtype=np.int64),
+                      (1,))
+    try:
+        out = np.asarray(backend.logits(windows), dtype=np.float64)
+    except Exception as exc:  # noqa: BLE001 - the probe failing refuses the bundle
+        raise LoadRefused(Reason.BUNDLE_INTEGRITY,
+                          f"token_id_out_of_range: the tokenizer's {spec.vocab_size} ids do not "
+                          f"fit the model ({type(exc).__name__})") from None
+    if out.shape != (1, spec.n_labels) or not np.isfinite(out).all():
+        raise LoadRefused(Reason.BUNDLE_INTEGRITY,
+                          f"score_out_of_range: probe output {list(out.shape)} is not "
+                          f"finite [1, {spec.n_labels}]")
+
+
+def golden_self_test(verified: VerifiedBundle, artifact: str, bound: Bound, backend: Any,
+                     tokenizer: Any, spec: ScoreSpec) -> str:
+    """Score the artifact's golden rows and refuse a drift beyond tolerance.
+
+    `receipt/golden.json` (written by train/export) holds, per artifact, the model digest it
+    belongs to, a tolerance, and K rows `{fixture_id, text, score}` whose scores are that
+    artifact's own receipt scores. Absent file or block: the self-test is skipped (logged).
+    """
+    listed = {e["path"] for e in verified.manifest["files"]}
+    if GOLDEN not in listed:
+        return "absent"
+    try:
+        doc = json.loads(verified.read(GOLDEN).decode("utf-8"))
+        block = doc["artifacts"].get(artifact)
+    except (ValueError, KeyError, AttributeError, TypeError) as exc:
+        raise LoadRefused(Reason.BUNDLE_INTEGRITY,
+                          f"selftest_mismatch: {GOLDEN} unreadable ({exc})") from None
+    if block is None:
+        return "absent"
+    art = bound.art
+    if not isinstance(block, dict) or block.get("model_sha256") != art["model_sha256"]:
+        raise LoadRefused(Reason.BUNDLE_INTEGRITY,
+                          f"selftest_mismatch: golden rows of {artifact} belong to another model")
+    precision = str(art.get("precision", "fp32")).lower()
+    default_tol = next((t for p, t in DEFAULT_TOLERANCE.items() if precision.startswith(p)),
+                       1e-4)
+    tolerance = block.get("tolerance", default_tol)
+    tolerance = float(tolerance) if isinstance(tolerance, (int, float)) else -1.0
+    rows = block.get("rows")
+    if not (0 < tolerance <= MAX_TOLERANCE) or not isinstance(rows, list) or not rows:
+        raise LoadRefused(Reason.BUNDLE_INTEGRITY,
+                          f"selftest_mismatch: {GOLDEN} needs rows and a tolerance in "
+                          f"(0, {MAX_TOLERANCE}]")
+    receipt_scores = {r.fixture_id: r.score for r in bound.run.rows}
+    texts, expected = [], []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise LoadRefused(Reason.BUNDLE_INTEGRITY, f"selftest_mismatch: rows[{i}] is not "
+                                                       f"an object")
+        fid, text, score = row.get("fixture_id"), row.get("text"), row.get("score")
+        if not isinstance(text, str) or not isinstance(score, (int, float)):
+            raise LoadRefused(Reason.BUNDLE_INTEGRITY, f"selftest_mismatch: rows[{i}] needs "
+                                                       f"text and score")
+        own = receipt_scores.get(fid) if fid is not None else None
+        if fid is not None and (own is None or abs(own - float(score)) > 1e-9):
+            raise LoadRefused(Reason.BUNDLE_INTEGRITY,
+                              f"selftest_mismatch: rows[{i}] ({fid}) is not the receipt's score")
+        prepared = prepare_text(text, spec.policy)
+        if prepared.text is None:
+            raise LoadRefused(Reason.BUNDLE_INTEGRITY,
+                              f"selftest_mismatch: rows[{i}] refused by the input policy")
+        texts.append(prepared.text)
+        expected.append(float(score))
+    scored = score_prepared(backend, tokenizer, texts, spec)
+    drift = 0.0
+    for i, (got, want) in enumerate(zip(scored, expected)):
+        if got.score is None:
+            raise LoadRefused(Reason.BUNDLE_INTEGRITY,
+                              f"selftest_mismatch: rows[{i}] gave no score ({got.detail})")
+        drift = max(drift, abs(got.score - want))
+    if drift > tolerance:
+        raise LoadRefused(Reason.BUNDLE_INTEGRITY,
+                          f"selftest_mismatch: max |score drift| {drift:.3g} > {tolerance:.3g} "
+                          f"over {len(texts)} golden rows")
+    return f"passed: {len(texts)} rows, max drift {drift:.2g} <= {tolerance:.2g}"
+
+
+def declared_artifact_path(bundle_dir: Path, artifact: str) -> str | None:
+    """Where the (not yet verified) manifest says the artifact is; only used to tell a missing
+    model (`model_unavailable`) from another missing file (`bundle_integrity`)."""
+    try:
+        raw = json.loads((Path(bundle_dir) / "manifest.json").read_bytes()[:8 << 20])
+        path = raw["artifacts"][artifact]["path"]
+    except Exception:  # noqa: BLE001 - unknown: the integrity reason applies
+        return None
+    return path if isinstance(path, str) else None
+
+
+def load_engine(bundle_dir: Path, artifact: str, device: str, threads: int | None,
+                pinned_manifest_sha256: str | None = None, require_selftest: bool = False
+                ) -> Engine:
+    """Verify, bind, load from the hashed bytes, probe and self-test; or raise LoadRefused."""
+    art_path = declared_artifact_path(bundle_dir, artifact)
+    try:
+        verified = verify_bundle(bundle_dir)
+        if pinned_manifest_sha256 and verified.manifest_sha256 != pinned_manifest_sha256:
+            raise LoadRefused(Reason.BUNDLE_INTEGRITY,
+                              "pointer_mismatch: the bundle changed since it was activated")
+        bound = check_artifact(verified, artifact)
+        check_no_pickle(verified)
+        policy = InputPolicy.from_json(verified.manifest["input_policy"])
+        tokenizer_json, tokenizer, unk_id = read_tokenizer(verified, policy)
+        head = verified.manifest["score_head"]
+        labels, positive = head.get("labels"), head.get("positive")
+        if (not isinstance(labels, list) or not isinstance(positive, list) or not positive
+                or not all(isinstance(p, int) and 0 <= p < len(labels) for p in positive)):
+            raise LoadRefused(Reason.BUNDLE_INTEGRITY, "manifest_invalid: score_head")
+        spec = ScoreSpec(policy, tuple(positive), len(labels),
+                         tokenizer.get_vocab_size(with_added_tokens=True), unk_id,
+                         per_ticket=True)
+        backend = build_backend(verified, artifact, bound.art, device, threads)
+        probe_vocabulary(backend, tokenizer, spec)
+        selftest = golden_self_test(verified, artifact, bound, backend, tokenizer, spec)
+    except BundleError as exc:
+        raise integrity_reason(exc, art_path) from None
+    if selftest == "absent":
+        if require_selftest:
+            raise LoadRefused(Reason.BUNDLE_INTEGRITY,
+                              f"selftest_mismatch: no golden rows for {artifact} in {GOLDEN}")
+        log.warning("%s/%s: no golden self-test rows (%s); loaded without a self-test",
+                    verified.bundle_version, artifact, GOLDEN)
+    dev = backend.device
+    used = dev if isinstance(dev, str) else str(dev.type)
+    return Engine(verified, artifact, used, tuple(backend.providers), spec,
+                  verified.threshold, tokenizer_json, backend, selftest,
+                  int(getattr(backend, "threads", None) or threads or 0))

@@ -1,0 +1,363 @@
+"""`Router`: load a serving bundle once, then route tickets; fail closed, always with a reason.
+
+    router = Router.load("bundles/refund-intake/v2", artifact="onnx-int8", device="auto")
+    decision = router.route("FastShip delivered after the return window closed.")
+    decision.route, decision.reason, decision.score   # human_review_now, threshold, 0.91
+
+Every route starts as `human_review_now`; only a valid score below the bundle's threshold, from
+`intakegate.routing.route_for_score`, can change it. A router whose bundle failed to load stays
+up and sends every ticket to a person with the load failure's reason (`health()` says why).
+Tokenizers are per thread (a shared `tokenizers.Tokenizer` can raise "Already borrowed"); the
+ONNX session and the torch model are shared, and both are safe to call concurrently.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import Any
+
+from intakegate.bundle import Artifact, BundleError
+from intakegate.encoding import Windows, encode_windows, prepare_text
+from intakegate.errors import MissingExtraError
+from intakegate.routing import Reason, route_for_score
+from intakegate.runtime.decision import Decision, Device, input_digest, is_safe_agent_decision
+from intakegate.runtime.loader import (Engine, LoadRefused, integrity_reason, load_engine,
+                                       resolve_source)
+from intakegate.runtime.onnx_backend import DeviceUnavailable
+from intakegate.runtime.scorer import Scored, score_prepared
+from intakegate.runtime.textguard import obfuscation
+from intakegate.vocab import FALLBACK_ROUTE, Route
+
+log = logging.getLogger(__name__)
+BATCH = 32
+
+
+class Router:
+    """A loaded bundle that routes tickets. Build with `Router.load(...)` or `Router(...)`."""
+
+    def __init__(self, bundle: str | Path, artifact: str = Artifact.ONNX_INT8.value,
+                 device: str = Device.AUTO.value, threads: int | None = None,
+                 bundles_root: str | Path = "bundles", shadow_log: Any = None,
+                 shadow_log_text: bool = False, timeout_s: float | None = None,
+                 require_selftest: bool = False) -> None:
+        """Load and check the bundle. Raises only for caller mistakes: an unknown artifact or
+        device name, an explicit device that is not there, or a missing extra (torch)."""
+        try:
+            self.artifact = Artifact(artifact).value
+        except ValueError:
+            raise ValueError(f"unknown artifact {artifact!r}; use one of "
+                             f"{[a.value for a in Artifact]}") from None
+        try:
+            self.requested_device = Device(device).value
+        except ValueError:
+            raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or mps") from None
+        if threads is not None and threads < 1:
+            raise ValueError("threads must be at least 1")
+        if timeout_s is not None and not timeout_s > 0:
+            raise ValueError("timeout_s must be a positive number of seconds")
+        self.source = str(bundle)
+        self.timeout_s = timeout_s
+        self._local = threading.local()
+        self._counts: Counter[str] = Counter()
+        self._count_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._engine: Engine | None = None
+        self._failure: tuple[Reason, str] = (Reason.MODEL_UNAVAILABLE, "not loaded")
+        self.bundle_dir: Path | None = None
+        try:
+            self.bundle_dir, pinned = resolve_source(bundle, bundles_root)
+            self._engine = load_engine(self.bundle_dir, self.artifact, self.requested_device,
+                                       threads, pinned, require_selftest)
+        except LoadRefused as exc:
+            self._failure = (exc.reason, exc.detail)
+        except BundleError as exc:
+            refused = integrity_reason(exc)
+            self._failure = (refused.reason, refused.detail)
+        except (DeviceUnavailable, MissingExtraError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - any load fault means fail-closed mode
+            self._failure = (Reason.MODEL_UNAVAILABLE, f"load_failed: {type(exc).__name__}: "
+                                                       f"{str(exc)[:300]}")
+        if self._engine is None:
+            log.error("ROUTER FAIL-CLOSED: %s (%s, artifact %s): every ticket goes to "
+                      "human_review_now with reason %s: %s", self.source, self.bundle_dir,
+                      self.artifact, self._failure[0].value, self._failure[1])
+        else:
+            e = self._engine
+            log.info("router ready: %s (%s) artifact %s on %s %s, threshold %.6g, selftest %s",
+                     e.bundle_version, e.manifest_sha256[:12], e.artifact, e.device,
+                     list(e.providers), e.threshold, e.selftest)
+        self.shadow = self._open_shadow(shadow_log, shadow_log_text)
+
+    @classmethod
+    def load(cls, bundle: str | Path, artifact: str = Artifact.ONNX_INT8.value,
+             device: str = Device.AUTO.value, threads: int | None = None,
+             bundles_root: str | Path = "bundles", shadow_log: Any = None,
+             **options: Any) -> Router:
+        """A bundle directory, or a dataset name resolved through `bundles/<name>/ACTIVE`."""
+        return cls(bundle, artifact, device, threads, bundles_root, shadow_log, **options)
+
+    # -----------------------------------------------------------------------------------------
+    # State
+
+    @property
+    def ready(self) -> bool:
+        """True when a verified bundle is loaded; False means every ticket goes to people."""
+        return self._engine is not None
+
+    @property
+    def threshold(self) -> float | None:
+        return self._engine.threshold if self._engine else None
+
+    @property
+    def bundle_version(self) -> str | None:
+        return self._engine.bundle_version if self._engine else None
+
+    @property
+    def manifest_sha256(self) -> str | None:
+        return self._engine.manifest_sha256 if self._engine else None
+
+    @property
+    def device(self) -> str:
+        return self._engine.device if self._engine else self.requested_device
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        return self._engine.providers if self._engine else ()
+
+    @property
+    def engine(self) -> Engine | None:
+        """The loaded engine (tests and diagnostics); None in fail-closed mode."""
+        return self._engine
+
+    def health(self) -> dict[str, Any]:
+        """Ready or not, and why; what is loaded; how many decisions per reason so far."""
+        e = self._engine
+        with self._count_lock:
+            counts = dict(self._counts)
+        return {
+            "ready": e is not None,
+            "reason": None if e else self._failure[0].value,
+            "detail": None if e else self._failure[1],
+            "source": self.source,
+            "bundle_dir": None if self.bundle_dir is None else str(self.bundle_dir),
+            "bundle_version": e.bundle_version if e else None,
+            "manifest_sha256": e.manifest_sha256 if e else None,
+            "threshold": e.threshold if e else None,
+            "artifact": self.artifact,
+            "device": self.device,
+            "providers": list(self.providers),
+            "threads": e.threads if e else None,
+            "selftest": e.selftest if e else None,
+            "decisions": counts,
+            "shadow_log_failures": self.shadow.failures if self.shadow else 0,
+        }
+
+    # -----------------------------------------------------------------------------------------
+    # Routing
+
+    def route(self, text: object, ticket_id: str | int | None = None) -> Decision:
+        """Route one ticket. Never raises; always one of the two routes."""
+        return self.route_batch([text], None if ticket_id is None else [ticket_id])[0]
+
+    def route_bytes(self, data: bytes, ticket_id: str | int | None = None) -> Decision:
+        """Route raw bytes: strict UTF-8, or `human_review_now` / `invalid_unicode`."""
+        try:
+            text = bytes(data).decode("utf-8")
+        except (UnicodeDecodeError, TypeError) as exc:
+            return self.reject(Reason.INVALID_UNICODE if isinstance(exc, UnicodeDecodeError)
+                               else Reason.INPUT_NOT_TEXT,
+                               f"invalid_utf8: {exc}"[:200], ticket_id, data)
+        return self.route(text, ticket_id)
+
+    def route_batch(self, texts: Iterable[object],
+                    ticket_ids: Sequence[str | int | None] | None = None) -> list[Decision]:
+        """Route many tickets, in order, one decision each. Never raises."""
+        if isinstance(texts, (str, bytes, bytearray)):
+            log.warning("route_batch got one %s, not a list of tickets; routing it as one "
+                        "ticket", type(texts).__name__)
+            texts = [texts]
+        try:
+            items = list(texts)
+        except Exception as exc:  # noqa: BLE001 - an unreadable batch is one refused ticket
+            return [self.reject(Reason.INPUT_NOT_TEXT, f"unreadable batch: {type(exc).__name__}",
+                                None, None)]
+        ids: list[str | int | None] = [None] * len(items)
+        mismatch = False
+        if ticket_ids is not None:
+            try:
+                given = list(ticket_ids)
+            except Exception:  # noqa: BLE001 - unreadable ids: every ticket goes to a person
+                given = []
+            if len(given) == len(items):
+                ids = given
+            else:
+                mismatch = True
+        out: list[Decision] = []
+        for start in range(0, len(items), BATCH):
+            chunk, chunk_ids = items[start:start + BATCH], ids[start:start + BATCH]
+            if mismatch:
+                decisions = [self._fallback(Reason.INPUT_NOT_TEXT, "ticket_ids length != texts",
+                                            None, t) for t in chunk]
+            else:
+                decisions = self._route_chunk(chunk, chunk_ids)
+            self._record(decisions, chunk)
+            out.extend(decisions)
+        return out
+
+    def reject(self, reason: Reason, detail: str, ticket_id: str | int | None, raw: object
+               ) -> Decision:
+        """A refused input (bad JSON line, bad bytes) as a recorded human_review_now decision."""
+        decision = self._fallback(reason, detail, ticket_id, raw)
+        self._record([decision], [None])
+        return decision
+
+    def encode(self, text: object) -> Windows | None:
+        """The windows the model sees for a ticket (None when the policy refuses it)."""
+        e = self._engine
+        if e is None:
+            return None
+        prepared = prepare_text(text, e.spec.policy)
+        if prepared.text is None:
+            return None
+        return encode_windows(self._tokenizer(e), [prepared.text], e.spec.policy)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.shadow is not None:
+            self.shadow.close()
+
+    # -----------------------------------------------------------------------------------------
+    # Internals
+
+    def _route_chunk(self, chunk: list[object], ids: list[str | int | None]) -> list[Decision]:
+        try:
+            return self._route_chunk_unsafe(chunk, ids)
+        except MemoryError:
+            return [self._fallback(Reason.MODEL_ERROR, "resource_exhausted: MemoryError", i, t)
+                    for t, i in zip(chunk, ids)]
+        except Exception as exc:  # noqa: BLE001 - a fault anywhere routes to a person
+            log.exception("routing fault (%s); %d ticket(s) sent to human review",
+                          type(exc).__name__, len(chunk))
+            return [self._fallback(Reason.MODEL_ERROR, f"router_error: {type(exc).__name__}",
+                                   i, t) for t, i in zip(chunk, ids)]
+
+    def _route_chunk_unsafe(self, chunk: list[object], ids: list[str | int | None]
+                            ) -> list[Decision]:
+        e = self._engine
+        if e is None:
+            reason, detail = self._failure
+            return [self._fallback(reason, detail, i, t) for t, i in zip(chunk, ids)]
+        results: list[Decision | None] = [None] * len(chunk)
+        to_score: list[tuple[int, str]] = []
+        for k, (text, ticket_id) in enumerate(zip(chunk, ids)):
+            prepared = prepare_text(text, e.spec.policy)
+            if prepared.text is None:
+                detail = prepared.detail
+                if prepared.reason is Reason.INPUT_NOT_TEXT:
+                    detail = f"input_type: {type(text).__name__}"
+                results[k] = self._fallback(prepared.reason or Reason.MODEL_ERROR, detail,
+                                            ticket_id, text)
+                continue
+            hidden = obfuscation(prepared.text)
+            if hidden is not None:
+                results[k] = self._fallback(Reason.OBFUSCATION, hidden, ticket_id, text)
+                continue
+            if prepared.stripped_controls:
+                log.debug("stripped %d control character(s) from ticket %s",
+                          prepared.stripped_controls, ticket_id)
+            to_score.append((k, prepared.text))
+        if to_score:
+            scored = score_prepared(e.backend, self._tokenizer(e), [t for _, t in to_score],
+                                    e.spec, self._call)
+            for (k, prepared_text), s in zip(to_score, scored):
+                results[k] = self._decide(e, prepared_text, s, ids[k], chunk[k])
+        return [r if r is not None else self._fallback(Reason.MODEL_ERROR, "router_error: "
+                                                       "no decision", ids[k], chunk[k])
+                for k, r in enumerate(results)]
+
+    def _decide(self, e: Engine, prepared_text: str, s: Scored, ticket_id: str | int | None,
+                raw: object) -> Decision:
+        """The one place a route other than the fallback can come from."""
+        if s.failure is not None:
+            return self._fallback(s.failure, s.detail, ticket_id, raw, windows=s.windows,
+                                  unk_ratio=s.unk_ratio)
+        route, reason = route_for_score(prepared_text, s.score, e.threshold)
+        decision = Decision(route, reason, s.score, e.threshold, e.bundle_version, e.artifact,
+                            e.device, e.manifest_sha256, e.providers, s.windows, s.max_window,
+                            input_digest(raw), ticket_id, s.unk_ratio)
+        if route is Route.GUARDED_AGENT and not is_safe_agent_decision(decision):
+            return self._fallback(Reason.MODEL_ERROR, "router_error: unsafe agent decision "
+                                  "blocked", ticket_id, raw)
+        return decision
+
+    def _fallback(self, reason: Reason, detail: str, ticket_id: str | int | None, raw: object,
+                  windows: int = 0, unk_ratio: float | None = None) -> Decision:
+        e = self._engine
+        return Decision(FALLBACK_ROUTE, reason, None, e.threshold if e else None,
+                        e.bundle_version if e else None, self.artifact, self.device,
+                        e.manifest_sha256 if e else None, self.providers, windows, None,
+                        input_digest(raw), ticket_id, unk_ratio, detail)
+
+    def _record(self, decisions: list[Decision], texts: Sequence[object]) -> None:
+        try:
+            with self._count_lock:
+                self._counts.update(d.reason.value for d in decisions)
+            if self.shadow is not None:
+                self.shadow.append(decisions, texts)
+        except Exception as exc:  # noqa: BLE001 - bookkeeping never changes a route
+            log.error("decision bookkeeping failed: %s", exc)
+
+    def _tokenizer(self, e: Engine) -> Any:
+        """This thread's tokenizer for the engine (built from the verified tokenizer.json)."""
+        local = self._local
+        if getattr(local, "engine", None) is not e:
+            from tokenizers import Tokenizer
+
+            local.tokenizer = Tokenizer.from_str(e.tokenizer_json)
+            local.engine = e
+        return local.tokenizer
+
+    def _call(self, fn: Any, windows: Windows) -> Any:
+        """Run the backend, within the time budget when one is set."""
+        if self.timeout_s is None:
+            return fn(windows)
+        if self._pool is None:
+            with self._count_lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=4,
+                                                    thread_name_prefix="intakegate-infer")
+        future = self._pool.submit(fn, windows)
+        try:
+            return future.result(timeout=self.timeout_s)
+        except FutureTimeout:
+            future.cancel()
+            raise TimeoutError(f"inference exceeded {self.timeout_s}s") from None
+
+    def _open_shadow(self, shadow_log: Any, keep_text: bool) -> Any:
+        if shadow_log is None:
+            return None
+        import sqlite3
+
+        from intakegate.runtime.shadow import ShadowLog, bundle_floors
+
+        try:
+            log_obj = shadow_log if isinstance(shadow_log, ShadowLog) else ShadowLog(
+                shadow_log, keep_text)
+        except (sqlite3.Error, OSError) as exc:
+            raise ValueError(f"cannot open the shadow log {shadow_log}: {exc}") from None
+        e = self._engine
+        if e is not None:
+            floors, source = bundle_floors(e.verified)
+            log_obj.register_bundle({
+                "manifest_sha256": e.manifest_sha256, "bundle_version": e.bundle_version,
+                "dataset": e.verified.manifest["dataset"], "bundle_dir": str(self.bundle_dir),
+                "threshold": e.threshold, "floors": floors, "floors_source": source})
+        return log_obj

@@ -1,0 +1,494 @@
+"""Export -> re-gate on the tiny bundles: ONNX fp32/int8 gated on CPU, Core ML written and pending.
+
+The tiny fixtures pin their threshold at exactly the lowest required-positive score, so any
+numerically different backend lands on either side of it by chance (about 1e-8 for ONNX fp32).
+Tests that need a deterministic pass re-pin a copy's threshold a little lower (`repin_threshold`),
+which is what a bundle trained with a safety margin would carry; the zero-margin case is tested
+on its own for what the gate must then say.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from intakegate.bundle import (Artifact, BundleError, Status, activate, read_pointer,
+                               sha256_file, tree_sha256, validate_manifest, verify_bundle,
+                               write_manifest)
+from intakegate.export.artifacts import EXPORTABLE, SPECS
+from intakegate.export.backends import COREML_NEEDS_MACOS, BackendUnavailable, gate_backend
+from intakegate.export.cpu import CpuFamily, detect_cpu_family, int8_settings
+from intakegate.export.pipeline import export_bundle
+from intakegate.export.regate import load_inventory, regate_bundle
+from intakegate.gate import load_run, load_spec, release_decision
+from intakegate.jsonio import write_json
+
+ONNX = [Artifact.ONNX_FP32, Artifact.ONNX_INT8]
+COREML = [Artifact.COREML_FP16, Artifact.COREML_INT8]
+off_macos = pytest.mark.skipif(sys.platform == "darwin", reason="Core ML runs on macOS")
+
+
+def copy_bundle(src: Path, root: Path, version: str) -> Path:
+    dst = root / "refund-intake" / version
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(src, dst)
+    return dst
+
+
+def repin_threshold(bundle: Path, margin: float) -> float:
+    """Pin the threshold `margin` below the lowest required positive, as a bundle trained with a
+    safety margin would; the reference run must still pass at the new threshold."""
+    m = json.loads((bundle / "manifest.json").read_text())
+    threshold = m["threshold"] - margin
+    m["threshold"] = threshold
+    run_path = bundle / m["artifacts"]["torch-fp32"]["receipt_run"]
+    run = json.loads(run_path.read_text())
+    run["threshold"] = threshold
+    write_json(run_path, run)
+    write_manifest(bundle, m)
+    assert release_decision(load_spec(bundle / m["receipt"]), load_run(run_path)).eligible
+    return threshold
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "intakegate.cli", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def manifest(bundle: Path) -> dict:
+    return verify_bundle(bundle).manifest
+
+
+@pytest.fixture(scope="module")
+def tiny_exported(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny encoder with a 0.01 threshold margin, all four artifacts exported. Read only."""
+    bundle = copy_bundle(tiny_bundle, tmp_path_factory.mktemp("exp-tiny"), "tiny-margin")
+    repin_threshold(bundle, 0.0)  # training already pins a 0.25 log-odds margin
+    export_bundle(bundle, EXPORTABLE)
+    return bundle
+
+
+@pytest.fixture(scope="module")
+def bert_exported(tiny_bert_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny BERT (scores packed near 0.0087), a 1e-4 margin, all four artifacts. Read only."""
+    bundle = copy_bundle(tiny_bert_bundle, tmp_path_factory.mktemp("exp-bert"), "bert-margin")
+    repin_threshold(bundle, 0.0)
+    export_bundle(bundle, EXPORTABLE)
+    return bundle
+
+
+@pytest.fixture(params=["tiny_exported", "bert_exported"])
+def exported(request: pytest.FixtureRequest) -> Path:
+    return request.getfixturevalue(request.param)
+
+
+def break_classifier(monkeypatch: pytest.MonkeyPatch, factor: float = -10.0) -> None:
+    """A broken quantization: the classifier weight is scaled (sign and size) before quantizing."""
+    import onnx
+    from onnx import numpy_helper
+
+    from intakegate.export import onnx_export
+
+    original = onnx_export.quantize_onnx_int8
+
+    def broken(fp32: Path, out: Path, settings: object) -> dict:
+        model = onnx.load(str(fp32))
+        producer = {o: n for n in model.graph.node for o in n.output}
+        head = producer["logits"]
+        assert head.op_type == "Gemm", head.op_type
+        weight = next(t for t in model.graph.initializer if t.name == head.input[1])
+        weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * factor,
+                                                weight.name))
+        path = fp32.with_name("broken-fp32.onnx")
+        onnx.save(model, str(path))
+        return original(path, out, settings)
+
+    monkeypatch.setattr(onnx_export, "quantize_onnx_int8", broken)
+
+
+# ---------------------------------------------------------------------------------------------
+# ONNX: export, re-gate, agreement with torch
+
+
+def test_onnx_artifacts_re_pass_the_exact_receipt(exported: Path) -> None:
+    m = manifest(exported)
+    spec = load_spec(exported / m["receipt"])
+    for artifact in ONNX:
+        entry = m["artifacts"][artifact.value]
+        assert (entry["status"], entry["reason"]) == ("eligible_for_shadow", "exact_receipt_pass")
+        assert entry["gated_with"] == "onnxruntime-cpu"
+        run = load_run(exported / entry["receipt_run"])
+        assert run.threshold == m["threshold"]
+        assert [r.fixture_id for r in run.rows] == list(spec.fixture_ids)
+        assert release_decision(spec, run).eligible
+        drift = json.loads((exported / entry["drift"]["report"]).read_text())
+        assert drift["rows_compared"] == len(spec.fixture_ids)
+        assert drift["max_abs_delta"] == entry["drift"]["max_abs_delta"]
+    fp32 = m["artifacts"]["onnx-fp32"]
+    assert fp32["drift"]["max_abs_delta"] < 1e-4
+    assert fp32["drift"]["route_flips"] == []
+    assert sorted(p.name for p in (exported / "model/onnx-fp32").iterdir()) == ["model.onnx"]
+
+
+def test_onnx_graph_is_single_file_with_dynamic_axes(exported: Path) -> None:
+    import onnx
+
+    m = manifest(exported)
+    for artifact in ONNX:
+        entry = m["artifacts"][artifact.value]
+        graph = onnx.load(str(exported / entry["path"]), load_external_data=False)
+        inputs = [i.name for i in graph.graph.input]
+        assert set(inputs) <= {"input_ids", "attention_mask", "token_type_ids"}
+        assert [o.name for o in graph.graph.output][:1] == ["logits"]
+        assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in graph.graph.initializer)
+        for i in graph.graph.input:
+            assert all(d.dim_param for d in i.type.tensor_type.shape.dim), i.name
+        opset = next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))
+        assert entry["export_settings"]["opset"] == opset
+    if m["model_kind"] == "hf-sequence-classification":
+        assert "token_type_ids" in m["artifacts"]["onnx-fp32"]["export_settings"]["inputs"]
+
+
+def test_onnx_fp32_logits_match_torch_on_validation(exported: Path) -> None:
+    from tokenizers import Tokenizer
+
+    from intakegate.encoding import InputPolicy, encode_windows, prepare_text
+
+    bundle = verify_bundle(exported)
+    inventory = load_inventory(bundle)
+    policy = InputPolicy.from_json(bundle.manifest["input_policy"])
+    tokenizer = Tokenizer.from_str(bundle.read("tokenizer.json").decode())
+    texts = [prepare_text(inventory.texts[f], policy).text for f in inventory.spec.fixture_ids]
+    windows = encode_windows(tokenizer, texts, policy)
+    with gate_backend(Artifact.TORCH_FP32, bundle) as torch_fn, \
+            gate_backend(Artifact.ONNX_FP32, bundle) as onnx_fn:
+        diff = np.abs(torch_fn(windows) - onnx_fn(windows))
+    assert diff.max() < 1e-4
+
+
+def test_int8_config_follows_the_cpu_family(exported: Path) -> None:
+    assert detect_cpu_family("aarch64", set()) is CpuFamily.ARM64
+    assert detect_cpu_family("x86_64", {"avx2", "avx512_vnni"}) is CpuFamily.AVX512_VNNI
+    assert detect_cpu_family("x86_64", {"avx2", "avx512f"}) is CpuFamily.AVX2
+    assert detect_cpu_family("x86_64", {"sse4_2"}) is CpuFamily.X86_NO_AVX2
+    assert int8_settings(CpuFamily.AVX2).reduce_range
+    assert not int8_settings(CpuFamily.AVX512_VNNI).reduce_range
+    assert not int8_settings(CpuFamily.ARM64).reduce_range
+    m = manifest(exported)
+    settings = m["artifacts"]["onnx-int8"]["export_settings"]
+    family = detect_cpu_family()
+    assert settings["cpu_family"] == family.value
+    assert settings["weight_type"] == "QInt8" and settings["per_channel"] is True
+    assert settings["reduce_range"] == int8_settings(family).reduce_range
+    assert m["artifacts"]["onnx-int8"]["size_bytes"] < m["artifacts"]["onnx-fp32"]["size_bytes"]
+    machine = {"amd64": "x86_64", "aarch64": "arm64"}.get(platform.machine().lower(),
+                                                          platform.machine().lower())
+    for artifact in ONNX:
+        assert m["artifacts"][artifact.value]["device_classes"] == [f"cpu-{machine}"]
+
+
+def test_runtime_accepts_the_exported_artifacts(exported: Path) -> None:
+    """The router's own receipt check binds each ONNX artifact to its re-gated run."""
+    from intakegate.runtime.loader import check_artifact
+
+    bundle = verify_bundle(exported)
+    for artifact in ONNX:
+        bound = check_artifact(bundle, artifact.value)
+        assert bound.run.threshold == bundle.threshold
+
+
+def test_int8_is_not_regated_on_another_cpu_family(tiny_exported: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from intakegate.export import cpu
+
+    bundle = copy_bundle(tiny_exported, tmp_path, "tiny-other-cpu")
+    family = manifest(bundle)["artifacts"]["onnx-int8"]["export_settings"]["cpu_family"]
+    other = next(f for f in CpuFamily if f.value != family)
+    monkeypatch.setattr(cpu, "detect_cpu_family", lambda *a, **k: other)
+    gates = regate_bundle(bundle, [Artifact.ONNX_INT8])
+    assert (gates[0].status, gates[0].reason) == (Status.PENDING_REGATE,
+                                                   f"needs_cpu_family:{family}")
+    assert manifest(bundle)["artifacts"]["onnx-int8"]["status"] == "eligible_for_shadow"
+
+
+# ---------------------------------------------------------------------------------------------
+# Core ML: converted everywhere, gated only where it runs
+
+
+@off_macos
+def test_coreml_packages_are_written_and_pending_off_macos(exported: Path) -> None:
+    m = manifest(exported)
+    bundle = verify_bundle(exported)
+    for artifact in COREML:
+        entry = m["artifacts"][artifact.value]
+        assert entry["status"] == Status.PENDING_REGATE.value
+        assert entry["reason"] == COREML_NEEDS_MACOS
+        assert entry["receipt_run"] is None and entry["gated_with"] is None
+        package = exported / entry["path"]
+        assert package.name == "model.mlpackage" and (package / "Manifest.json").is_file()
+        settings = entry["export_settings"]
+        assert settings["minimum_deployment_target"] == "macOS13"
+        assert settings["flexible_shape"]["sequence"] == [1, m["max_length"]]
+        assert settings["compute_precision"] == "FLOAT16"
+        with pytest.raises(NotImplementedError) as info:
+            gate_backend(artifact, bundle)
+        assert isinstance(info.value, BackendUnavailable)
+        assert info.value.reason == COREML_NEEDS_MACOS
+    quant = m["artifacts"]["coreml-int8"]["export_settings"]["weight_quantization"]
+    assert quant["mode"] == "linear_symmetric" and quant["dtype"] == "int8"
+    assert m["artifacts"]["coreml-int8"]["size_bytes"] < m["artifacts"]["coreml-fp16"][
+        "size_bytes"]
+
+
+@pytest.mark.macos
+@pytest.mark.skipif(sys.platform != "darwin", reason="Core ML predictions need macOS")
+def test_coreml_is_gated_by_core_ml_on_macos(tiny_exported: Path, tmp_path: Path) -> None:
+    bundle = copy_bundle(tiny_exported, tmp_path, "tiny-mac")
+    gates = regate_bundle(bundle, COREML)
+    m = manifest(bundle)
+    for gate in gates:
+        assert gate.status in (Status.ELIGIBLE, Status.HOLD)
+        entry = m["artifacts"][gate.artifact.value]
+        assert entry["gated_with"].startswith("coreml-macos")
+        assert (bundle / entry["receipt_run"]).is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# The manifest and its hashes
+
+
+def test_manifest_artifact_entries_validate(exported: Path) -> None:
+    m = manifest(exported)
+    validate_manifest(m)
+    listed = {e["path"] for e in m["files"]}
+    for artifact in EXPORTABLE:
+        entry = m["artifacts"][artifact.value]
+        spec = SPECS[artifact]
+        assert (entry["format"], entry["precision"], entry["path"]) == (
+            spec.format, spec.precision, spec.path)
+        digest, size = tree_sha256(exported, entry["path"])
+        assert entry["sha256"] == entry["model_sha256"] == digest
+        assert entry["size_bytes"] == size
+        assert entry["export_settings"]["source_sha256"] == m["artifacts"]["torch-fp32"]["sha256"]
+        assert entry["export_settings"]["export_seconds"] >= 0
+        tool = "coremltools" if artifact in COREML else "onnxruntime"
+        assert entry["tool_versions"][tool] != "not installed"
+        if entry["receipt_run"]:
+            assert entry["receipt_run"] in listed
+        if entry["drift"]:
+            assert entry["drift"]["report"] in listed
+            assert m["documents"][Path(entry["drift"]["report"]).name] == entry["drift"]["report"]
+    assert m["artifacts"]["torch-fp32"]["receipt_run"] == "receipt/runs/torch-fp32.json"
+
+
+def test_tampered_artifact_fails_its_hash_and_is_never_blessed(tiny_exported: Path,
+                                                                tmp_path: Path) -> None:
+    bundle = copy_bundle(tiny_exported, tmp_path, "tiny-tampered")
+    target = bundle / "model/onnx-int8/model.onnx"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    target.write_bytes(bytes(data))
+    with pytest.raises(BundleError) as info:
+        verify_bundle(bundle)
+    assert info.value.code == "bundle_tampered"
+    assert info.value.path == "model/onnx-int8/model.onnx"
+    before = sha256_file(bundle / "manifest.json")
+    out = cli("gate", str(bundle), "--artifact", "onnx-fp32")
+    assert out.returncode == 2, out.stderr
+    assert "bundle_tampered" in out.stderr
+    with pytest.raises(BundleError, match="bundle_tampered"):
+        export_bundle(bundle, [Artifact.ONNX_FP32])
+    assert sha256_file(bundle / "manifest.json") == before
+
+
+def test_tampered_core_ml_weights_fail_the_tree_hash(tiny_exported: Path, tmp_path: Path) -> None:
+    bundle = copy_bundle(tiny_exported, tmp_path, "tiny-tampered-coreml")
+    weights = next((bundle / SPECS[Artifact.COREML_INT8].path).rglob("weight.bin"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(BundleError) as info:
+        verify_bundle(bundle)
+    assert info.value.code == "bundle_tampered"
+    assert info.value.path.startswith("model/coreml-int8/model.mlpackage/")
+
+
+# ---------------------------------------------------------------------------------------------
+# Holds and exit codes
+
+
+def test_zero_margin_threshold_is_judged_exactly(tiny_bundle: Path, tmp_path: Path) -> None:
+    """The fixture's threshold is its lowest required positive: fp32 ONNX sits within 1e-4 of it
+    but on whichever side its arithmetic lands, and the gate must say exactly that."""
+    bundle = copy_bundle(tiny_bundle, tmp_path, "tiny-zero-margin")
+    # Training pins a margin; pin this copy exactly at its lowest required positive instead.
+    before = json.loads((bundle / "manifest.json").read_text())
+    spec = load_spec(bundle / before["receipt"])
+    ref0 = load_run(bundle / "receipt/runs/torch-fp32.json")
+    lowest = min(r.score for r in ref0.rows if r.gold == 1 and r.slice in spec.required_slices)
+    repin_threshold(bundle, before["threshold"] - lowest)
+    result = export_bundle(bundle, [Artifact.ONNX_FP32])
+    m = manifest(bundle)
+    ref = load_run(bundle / "receipt/runs/torch-fp32.json")
+    setter = next(r.fixture_id for r in ref.rows if r.score == m["threshold"])
+    run = load_run(bundle / "receipt/runs/onnx-fp32.json")
+    score = next(r.score for r in run.rows if r.fixture_id == setter)
+    entry = m["artifacts"]["onnx-fp32"]
+    assert abs(score - m["threshold"]) < 1e-4
+    assert setter in entry["drift"]["thin_margin_required_positives"]
+    if score >= m["threshold"]:
+        assert entry["status"] == "eligible_for_shadow"
+    else:
+        assert (entry["status"], entry["reason"]) == ("hold", f"missed:{setter}")
+    assert result.gates[0].line() == (f"{m['bundle_version']}/onnx-fp32: "
+                                      f"decision={entry['status']} reason={entry['reason']}")
+
+
+def test_broken_quantization_is_held_with_missed_ids(tiny_bundle: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from intakegate.cli import app
+
+    bundle = copy_bundle(tiny_bundle, tmp_path, "tiny-broken")
+    repin_threshold(bundle, 0.0)
+    break_classifier(monkeypatch)
+    out = CliRunner().invoke(app, ["export", str(bundle), "--artifacts", "onnx-fp32,onnx-int8"])
+    assert out.exit_code == 1, out.output
+    m = manifest(bundle)
+    entry = m["artifacts"]["onnx-int8"]
+    assert entry["status"] == "hold" and entry["reason"].startswith("missed:")
+    missed = entry["reason"].removeprefix("missed:").split(",")
+    spec = load_spec(bundle / m["receipt"])
+    run = {r.fixture_id: r for r in load_run(bundle / entry["receipt_run"]).rows}
+    for fid in missed:
+        assert run[fid].gold == 1 and run[fid].slice in spec.required_slices
+        assert run[fid].score < m["threshold"]
+    bv = m["bundle_version"]
+    assert f"{bv}/onnx-int8: decision=hold reason=missed:" in out.output
+    assert f"error: {bv}/onnx-int8 is held: {entry['reason']}" in out.output
+    assert m["artifacts"]["onnx-fp32"]["status"] == "eligible_for_shadow"
+    assert set(missed) <= set(entry["drift"]["route_flips"])
+
+    ok = cli("gate", str(bundle), "--artifact", "onnx-fp32")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == (f"{bv}/onnx-fp32: decision=eligible_for_shadow "
+                                 "reason=exact_receipt_pass")
+    held = cli("gate", str(bundle), "--artifact", "onnx-fp32", "--artifact", "onnx-int8")
+    assert held.returncode == 1, held.stderr
+    assert f"{bv}/onnx-int8: decision=hold reason={entry['reason']}" in held.stdout
+
+
+def test_gate_bundle_exit_codes(tiny_exported: Path, tmp_path: Path) -> None:
+    bundle = copy_bundle(tiny_exported, tmp_path, "tiny-gate")
+    bv = manifest(bundle)["bundle_version"]
+    onnx_only = cli("gate", str(bundle), "--artifact", "onnx-fp32,onnx-int8")
+    assert onnx_only.returncode == 0, onnx_only.stderr
+    assert onnx_only.stdout.splitlines() == [
+        f"{bv}/{a}: decision=eligible_for_shadow reason=exact_receipt_pass"
+        for a in ("onnx-fp32", "onnx-int8")]
+    every = cli("gate", str(bundle))
+    lines = every.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == [f"{bv}/{a.value}" for a in Artifact]
+    if sys.platform != "darwin":
+        assert every.returncode == 1
+        assert f"{bv}/coreml-int8: decision=pending_regate reason=" + COREML_NEEDS_MACOS \
+            in lines
+    assert f"{bv}/torch-fp32: decision=eligible_for_shadow reason=exact_receipt_pass" in lines
+    assert cli("gate", str(bundle), "--artifact", "onnx-int9").returncode == 2
+    m = manifest(bundle)
+    assert m["artifacts"]["torch-fp32"]["receipt_run"] == "receipt/runs/torch-fp32.json"
+    assert m["artifacts"]["torch-fp32"]["drift"]["max_abs_delta"] < 1e-6
+
+
+def test_held_or_unverifiable_bundles_are_not_exported(tiny_bundle: Path, tmp_path: Path) -> None:
+    bundle = copy_bundle(tiny_bundle, tmp_path, "tiny-held")
+    m = json.loads((bundle / "manifest.json").read_text())
+    m["artifacts"]["torch-fp32"].update(status="hold", reason="missed:rwe-044")
+    m.update(decision="hold", decision_reason="missed:rwe-044")
+    write_manifest(bundle, m)
+    before = sha256_file(bundle / "manifest.json")
+    with pytest.raises(BundleError) as info:
+        export_bundle(bundle, [Artifact.ONNX_FP32])
+    assert info.value.code == "artifact_held" and "missed:rwe-044" in str(info.value)
+    assert sha256_file(bundle / "manifest.json") == before
+    assert not (bundle / "model/onnx-fp32").exists()
+
+
+def test_failed_export_leaves_the_bundle_as_it_was(tiny_bundle: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from intakegate.export import coreml_export
+
+    bundle = copy_bundle(tiny_bundle, tmp_path, "tiny-fail")
+    before = {p.relative_to(bundle): sha256_file(p) for p in bundle.rglob("*") if p.is_file()}
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise coreml_export.CoreMLExportError("simulated converter failure")
+
+    monkeypatch.setattr(coreml_export, "convert_coreml", fail)
+    with pytest.raises(coreml_export.CoreMLExportError, match="simulated"):
+        export_bundle(bundle, EXPORTABLE)
+    after = {p.relative_to(bundle): sha256_file(p) for p in bundle.rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in bundle.parent.iterdir()) == ["tiny-fail"]
+
+
+def test_export_into_the_active_bundle_keeps_it_activatable(tiny_bundle: Path,
+                                                            tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]
+                                                            ) -> None:
+    from intakegate.export.regate import gate_bundle_command
+
+    root = tmp_path / "bundles"
+    bundle = copy_bundle(tiny_bundle, root, "v1")
+    repin_threshold(bundle, 0.0)
+    activate(root, "refund-intake", "v1")
+    export_bundle(bundle, [Artifact.ONNX_INT8])
+    pointer = read_pointer(root, "refund-intake")
+    assert pointer is not None
+    assert pointer["manifest_sha256"] == sha256_file(bundle / "manifest.json")
+    assert gate_bundle_command(Path("refund-intake"), ["onnx-int8"], root) == 0
+    bv = manifest(bundle)["bundle_version"]
+    assert f"{bv}/onnx-int8: decision=eligible_for_shadow" in capsys.readouterr().out
+    assert read_pointer(root, "refund-intake")["manifest_sha256"] == sha256_file(
+        bundle / "manifest.json")
+    assert gate_bundle_command(bundle, ["onnx-fp32"], root) == 1  # not exported
+
+
+@off_macos
+def test_linux_regate_keeps_a_core_ml_receipt_from_macos(tiny_exported: Path,
+                                                         tmp_path: Path) -> None:
+    """A machine that cannot run Core ML reports pending but never erases a real receipt."""
+    bundle = copy_bundle(tiny_exported, tmp_path, "tiny-mac-receipt")
+    m = json.loads((bundle / "manifest.json").read_text())
+    run = json.loads((bundle / "receipt/runs/onnx-fp32.json").read_text())
+    write_json(bundle / "receipt/runs/coreml-int8.json", run)  # stands in for a macOS run
+    m["artifacts"]["coreml-int8"].update(status="eligible_for_shadow", reason="exact_receipt_pass",
+                                         receipt_run="receipt/runs/coreml-int8.json",
+                                         gated_with="coreml-macos-all")
+    write_manifest(bundle, m)
+    gates = regate_bundle(bundle, [Artifact.COREML_FP16, Artifact.COREML_INT8])
+    assert [(g.status, g.reason) for g in gates] == [
+        (Status.PENDING_REGATE, COREML_NEEDS_MACOS)] * 2
+    after = manifest(bundle)["artifacts"]
+    assert after["coreml-int8"]["status"] == "eligible_for_shadow"
+    assert after["coreml-int8"]["gated_with"] == "coreml-macos-all"
+    assert after["coreml-fp16"]["status"] == "pending_regate"
+
+
+def test_onnx_regate_needs_no_torch(tiny_exported: Path, tmp_path: Path) -> None:
+    """A user re-gates ONNX artifacts with the runtime's libraries only."""
+    bundle = copy_bundle(tiny_exported, tmp_path, "tiny-light")
+    code = ("import sys; from pathlib import Path; from intakegate.bundle import Artifact; "
+            "from intakegate.export.regate import regate_bundle; "
+            f"gates = regate_bundle(Path({str(bundle)!r}), [Artifact.ONNX_INT8]); "
+            "print(gates[0].status.value, sorted(m for m in ('torch', 'transformers', 'optimum', "
+            "'coremltools', 'onnx') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[-2] == "eligible_for_shadow []"
