@@ -42,7 +42,7 @@ demo: seed-gate reports
 	$(CLI) bundles list
 	$(CLI) route refund-intake --artifact onnx-fp32 $(EXAMPLES)
 	# A held artifact fails closed: every ticket goes to a person with reason artifact_held.
-	$(CLI) route refund-intake --artifact onnx-int8 $(EXAMPLES)
+	-$(CLI) route refund-intake --artifact onnx-int8 $(EXAMPLES)
 
 test: install
 	$(PY) -m pytest -q

@@ -231,7 +231,10 @@ def permuted_copy(src: Path, dst_root: Path, name: str, seed: int = 1) -> Path:
     dst = copy_bundle(src, dst_root, name)
     tok = json.loads((dst / "tokenizer.json").read_text(encoding="utf-8"))
     vocab = tok["model"]["vocab"]
-    specials = {t["id"] for t in tok.get("added_tokens", [])}
+    specials = {t["id"] for t in tok.get("added_tokens") or []}
+    specials |= {i for w, i in vocab.items() if w.startswith("[") and w.endswith("]")}
+    for entry in ((tok.get("post_processor") or {}).get("special_tokens") or {}).values():
+        specials |= set(entry.get("ids", []))
     movable = sorted(i for i in vocab.values() if i not in specials)
     perm = dict(zip(movable, np.random.default_rng(seed).permutation(movable).tolist()))
     tok["model"]["vocab"] = {w: perm.get(i, i) for w, i in vocab.items()}

@@ -7,6 +7,7 @@ ticket (however routine) goes to `human_review_now` with the refusal's reason.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -553,9 +554,13 @@ def test_swap_under_concurrent_load_never_mixes_bundles(onnx_bundle: Path,
              "The tablet arrived cracked and the portal says final sale.", "refund please",
              "I want to return my order, it was delivered after the window closed."]
     reference: dict[str, dict[str, tuple[float, Route]]] = {}
-    for bundle in (onnx_bundle, other_bundle):
-        r = Router.load(bundle, artifact="onnx-fp32")
+    routers = [Router.load(bundle, artifact="onnx-fp32") for bundle in (onnx_bundle, other_bundle)]
+    for r in routers:
         reference[r.manifest_sha256] = {t: (r.route(t).score, r.route(t).route) for t in texts}  # type: ignore[index, misc]
+    # A mix would show: one bundle's tokenizer with the other's model scores differently.
+    mixed = routers[1]
+    mixed._engine = dataclasses.replace(mixed.engine, tokenizer_json=routers[0].engine.tokenizer_json)  # type: ignore[arg-type, union-attr]
+    assert any(mixed.route(t).score != reference[mixed.manifest_sha256][t][0] for t in texts)  # type: ignore[index]
     live = LiveRouter(onnx_bundle, artifact="onnx-fp32")
     errors: list[str] = []
     stop = threading.Event()
