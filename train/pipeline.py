@@ -21,7 +21,7 @@ import numpy as np
 from intakegate.bundle import Artifact, Status, now_iso, sha256_file, write_manifest
 from intakegate.datacard import render_data_card
 from intakegate.dataset import Dataset, TicketRow, load_dataset
-from intakegate.encoding import InputPolicy, configure_tokenizer, score_texts
+from intakegate.encoding import InputPolicy, configure_tokenizer, prepare_text, score_texts
 from intakegate.evaluation import build_run, lowest_required_positives, receipt_spec
 from intakegate.gate import GateResult, release_decision
 from intakegate.golden import pick_golden_ids, set_golden_block
@@ -33,7 +33,7 @@ from intakegate.train import reports
 from intakegate.train.baseline_report import (baseline_scores, evaluate_baseline,
                                               render_md as render_baseline_md)
 from intakegate.train.config import TrainConfig
-from intakegate.vocab import ID2LABEL, GateDecision, Route, Split
+from intakegate.vocab import ID2LABEL, Route, Split
 
 log = logging.getLogger(__name__)
 MIN_THRESHOLD = 1e-9
@@ -139,7 +139,6 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
     # --- the encoder --------------------------------------------------------------------
     model_dir = staging / MODEL_DIR
     texts = [r.text for r in train_rows]
-    from intakegate.encoding import prepare_text
     texts = [prepare_text(t, policy).text or t for t in texts]
     if cfg.base_model == "tiny":
         from intakegate.train.tiny import build_word_tokenizer, save_tiny, train_tiny
