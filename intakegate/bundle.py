@@ -90,10 +90,11 @@ REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
     "artifacts": dict,
     "files": list,
 }
-OPTIONAL_FIELDS: dict[str, type | tuple[type, ...]] = {"notes": list, "documents": dict}
+OPTIONAL_FIELDS: dict[str, type | tuple[type, ...]] = {"notes": list, "documents": dict,
+                                                    "score_blend": dict}
 ARTIFACT_FIELDS = {"format", "precision", "path", "sha256", "size_bytes", "status", "reason",
                    "receipt_run", "gated_with", "drift", "tool_versions", "export_settings",
-                   "model_sha256", "device_classes"}
+                   "model_sha256", "device_classes", "gates", "note"}
 POLICY_FIELDS = {"trim_outer_whitespace", "preserve_punctuation", "max_length", "long_input",
                  "stride", "max_windows", "char_cap", "normalization", "strip_controls"}
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
@@ -385,10 +386,24 @@ def verify_bundle(bundle_dir: str | Path) -> VerifiedBundle:
             raise BundleError("format_not_allowed", "pickle-capable files are never loaded", rel)
         if path.stat().st_size != listed[rel]["size"]:
             raise BundleError("bundle_size_mismatch", "size differs from the manifest", rel)
-    for rel, path in sorted(on_disk.items()):
-        if sha256_file(path) != listed[rel]["sha256"]:
+    digests = sha256_files(on_disk)
+    for rel in sorted(on_disk):
+        if digests[rel] != listed[rel]["sha256"]:
             raise BundleError("bundle_tampered", "sha256 differs from the manifest", rel)
     return VerifiedBundle(root, manifest, sha256_bytes(data))
+
+
+def sha256_files(paths: Mapping[str, Path]) -> dict[str, str]:
+    """Hash files on parallel threads (hashlib releases the GIL on large blocks): a bundle
+    holds several artifacts, and hashing all of them is most of a router's cold start."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    order = sorted(paths, key=lambda rel: -paths[rel].stat().st_size)  # largest first
+    workers = max(1, min(len(order), os.cpu_count() or 1, 8))
+    if workers == 1:
+        return {rel: sha256_file(paths[rel]) for rel in order}
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bundle-hash") as pool:
+        return dict(zip(order, pool.map(lambda rel: sha256_file(paths[rel]), order)))
 
 
 # ---------------------------------------------------------------------------------------------

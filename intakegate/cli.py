@@ -134,6 +134,9 @@ def train(
     class_weighting: Annotated[Optional[str], typer.Option(help="none | balanced")] = None,
     seed: Annotated[Optional[int], typer.Option()] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu | cuda | mps")] = None,
+    blend_weights: Annotated[Optional[str], typer.Option(
+        help="Encoder weights to try for the TF-IDF blend, e.g. '1,0.8,0.6' (validation picks "
+             "one); 'none' scores with the encoder alone. Default: the dataset recipe.")] = None,
     bundles_dir: BundlesRoot = Path("bundles"),
     reports_dir: Annotated[Path, typer.Option(help="Committed report copies.")] = Path("reports"),
     activate_if_eligible: Annotated[bool, typer.Option("--activate/--no-activate")] = False,
@@ -149,6 +152,13 @@ def train(
                  "learning_rate": learning_rate, "batch_size": batch_size,
                  "train_max_length": train_max_length, "label_smoothing": label_smoothing,
                  "class_weighting": class_weighting, "seed": seed, "device": device}
+    if blend_weights is not None:
+        try:
+            overrides["blend_weights"] = (() if blend_weights.strip().lower() == "none" else
+                                          tuple(float(w) for w in blend_weights.split(",")))
+        except ValueError:
+            raise typer.BadParameter("a comma-separated list of numbers, or 'none'",
+                                     param_hint="--blend-weights") from None
     result = train_bundle(dataset, label_guide=str(label_guide) if label_guide else None,
                           adjudication=str(adjudication) if adjudication else None,
                           bundles_root=bundles_dir, bundle_version=bundle_version,
@@ -207,11 +217,13 @@ def bundles_rollback(name: str, bundles_dir: BundlesRoot = Path("bundles")) -> N
 
 def _register_stage_commands() -> None:
     """Each stage owns its commands; registering them imports only typer-level modules."""
+    from intakegate.benchmarks.cli_commands import register as register_bench
     from intakegate.export.cli_commands import register as register_export
     from intakegate.runtime.cli_commands import register as register_runtime
 
     register_export(app)
     register_runtime(app)
+    register_bench(app)
 
 
 _register_stage_commands()

@@ -166,8 +166,9 @@ def max_over_windows(window_scores: np.ndarray, owner: np.ndarray, n_texts: int)
 
 def score_texts(logits_fn: Any, tokenizer: Any, texts: Sequence[object], policy: InputPolicy,
                 batch_size: int = 32, progress: Any = None,
-                positive: Sequence[int] = (1,)) -> list[float | None]:
-    """Score tickets through the policy: prepare, window, logits, softmax, max over windows.
+                positive: Sequence[int] = (1,), blend: Any = None) -> list[float | None]:
+    """Score tickets through the policy: prepare, window, logits, softmax, max over windows,
+    then the bundle's score blend (`intakegate.lexical.ScoreBlend`) on the prepared text.
 
     A ticket the policy refuses gets None (the caller routes it to a person). This is the one
     scoring path used by training evaluation, export re-gates and the runtime.
@@ -183,6 +184,8 @@ def score_texts(logits_fn: Any, tokenizer: Any, texts: Sequence[object], policy:
         logits = np.asarray(logits_fn(windows), dtype=np.float64)
         per_window = human_review_score(logits, positive)
         scores = max_over_windows(per_window, windows.owner, len(chunk))
+        if blend is not None:
+            scores = blend.apply(scores, [t for _, t in chunk])
         for (i, _), s in zip(chunk, scores):
             out[i] = float(s)
         if progress is not None:

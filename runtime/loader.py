@@ -26,6 +26,7 @@ from intakegate.encoding import InputPolicy, Windows, prepare_text, tokenizer_ma
 from intakegate.errors import InputError
 from intakegate.gate import Run, release_decision, run_from_json, spec_from_json
 from intakegate.jsonio import loads_strict
+from intakegate.lexical import LexicalFormatError, ScoreBlend, blend_from_manifest
 from intakegate.routing import Reason
 from intakegate.runtime.decision import Device
 from intakegate.runtime.scorer import ScoreSpec, score_prepared
@@ -38,6 +39,25 @@ MAX_TOLERANCE = 0.05
 PICKLE_MAGIC = tuple(bytes([0x80, proto]) for proto in range(2, 6))
 ZIP_MAGIC = b"PK\x03\x04"
 ONNX_ARTIFACTS = {Artifact.ONNX_FP32.value, Artifact.ONNX_INT8.value}
+
+
+class HeldNotes:
+    """Where a measurement-only load records the refusals it let through.
+
+    The default load raises `LoadRefused(artifact_held)` at the first of them; a load with
+    `allow_held=True` (only `intakegate bench` asks for it, to time held artifacts) notes each
+    one instead, and the router then labels every decision with them and never admits a ticket.
+    """
+
+    def __init__(self, allow: bool) -> None:
+        self.allow = allow
+        self.notes: list[str] = []
+
+    def held(self, detail: str) -> None:
+        """Refuse (default) or, in measurement-only mode, remember why this would be refused."""
+        if not self.allow:
+            raise LoadRefused(Reason.ARTIFACT_HELD, detail)
+        self.notes.append(detail)
 
 
 class LoadRefused(Exception):
@@ -63,6 +83,12 @@ class Engine:
     backend: Any
     selftest: str
     threads: int
+    # Measurement-only loads (`allow_held=True`): why the artifact would have been refused.
+    # Empty for every serving load; when set, the router sends every ticket to a person.
+    held: tuple[str, ...] = ()
+    # The tokenizer the load checked and self-tested with; the loading thread routes with it
+    # (tokenizers are per thread), so the first route does not build a second one.
+    load_tokenizer: Any = None
 
     @property
     def bundle_version(self) -> str:
@@ -187,11 +213,17 @@ class Bound:
     run: Run
 
 
-def check_artifact(verified: VerifiedBundle, artifact: str) -> Bound:
-    """The artifact exists, is eligible, and its receipt is its own (bound to its digest)."""
+def check_artifact(verified: VerifiedBundle, artifact: str, held: HeldNotes | None = None
+                   ) -> Bound:
+    """The artifact exists, is eligible, and its receipt is its own (bound to its digest).
+
+    `held` (measurement-only loads) lets a held bundle or artifact through with a note; the
+    digest binding and the receipt's integrity are checked either way.
+    """
+    held = held or HeldNotes(False)
     manifest = verified.manifest
     if manifest["decision"] != GateDecision.ELIGIBLE_FOR_SHADOW.value:
-        raise LoadRefused(Reason.ARTIFACT_HELD, f"bundle_held: {manifest['decision_reason']}")
+        held.held(f"bundle_held: {manifest['decision_reason']}")
     artifacts = manifest["artifacts"]
     if artifact not in artifacts:
         raise LoadRefused(Reason.MODEL_UNAVAILABLE,
@@ -200,8 +232,7 @@ def check_artifact(verified: VerifiedBundle, artifact: str) -> Bound:
                           f"or pass --artifact")
     art = artifacts[artifact]
     if art["status"] != Status.ELIGIBLE.value:
-        raise LoadRefused(Reason.ARTIFACT_HELD,
-                          f"artifact_held: {artifact} is {art['status']} ({art.get('reason')})")
+        held.held(f"artifact_held: {artifact} is {art['status']} ({art.get('reason')})")
     digest = artifact_digest(verified, art["path"])
     if art["sha256"] != digest or art.get("model_sha256") != digest:
         raise LoadRefused(Reason.BUNDLE_INTEGRITY,
@@ -216,11 +247,12 @@ def check_artifact(verified: VerifiedBundle, artifact: str) -> Bound:
     if shared:
         raise LoadRefused(Reason.BUNDLE_INTEGRITY, f"receipt_mismatch: {artifact} reuses the "
                                                    f"receipt run of {shared[0]}")
-    run = check_receipt(verified, artifact, run_rel)
+    run = check_receipt(verified, artifact, run_rel, held)
     return Bound(art, run)
 
 
-def check_receipt(verified: VerifiedBundle, artifact: str, run_rel: str) -> Run:
+def check_receipt(verified: VerifiedBundle, artifact: str, run_rel: str,
+                  held: HeldNotes | None = None) -> Run:
     """The artifact's own run re-gates to eligible against the bundle's frozen receipt.
 
     Both files are parsed from the verified bytes, never re-read from disk.
@@ -242,8 +274,8 @@ def check_receipt(verified: VerifiedBundle, artifact: str, run_rel: str) -> Run:
                                                    f"{run.threshold} != manifest")
     result = release_decision(spec, run)
     if not result.eligible:
-        raise LoadRefused(Reason.ARTIFACT_HELD, f"artifact_held: {artifact} receipt re-gates to "
-                                                f"{result.reason}")
+        (held or HeldNotes(False)).held(f"artifact_held: {artifact} receipt re-gates to "
+                                        f"{result.reason}")
     return run
 
 
@@ -383,19 +415,22 @@ def require_device(artifact: str, device: str) -> None:
 
 
 def build_backend(verified: VerifiedBundle, artifact: str, art: Mapping[str, Any], device: str,
-                  threads: int | None) -> Any:
-    """The backend for the artifact on the requested (and validated) device."""
+                  threads: int | None, held: HeldNotes | None = None) -> Any:
+    """The backend for the artifact on the requested (and validated) device.
+
+    A measurement-only load (`held.allow`) notes an explicit device outside the receipt instead
+    of refusing it; `auto` picks among validated devices either way.
+    """
+    held = held or HeldNotes(False)
     validated = validated_devices(art)
     if validated is None and is_quantized(art):
-        raise LoadRefused(Reason.ARTIFACT_HELD, f"hw_not_validated: {artifact} names no "
-                                                f"device_classes in its receipt")
+        held.held(f"hw_not_validated: {artifact} names no device_classes in its receipt")
     if device != Device.AUTO.value:
         require_device(artifact, device)  # a device that is not there is a startup error
     if device != Device.AUTO.value and validated is not None and device not in validated:
         note = cpu_family_matches(art)[1] if device == Device.CPU.value else ""
-        raise LoadRefused(Reason.ARTIFACT_HELD,
-                          f"hw_not_validated: {device_class(device)} is not in {artifact}'s "
-                          f"receipt {art.get('device_classes')} {note}".rstrip())
+        held.held(f"hw_not_validated: {device_class(device)} is not in {artifact}'s "
+                  f"receipt {art.get('device_classes')} {note}".rstrip())
     if artifact in ONNX_ARTIFACTS:
         return _build_onnx(verified, art, device, threads, validated)
     if artifact == Artifact.TORCH_FP32.value:
@@ -409,6 +444,14 @@ def build_backend(verified: VerifiedBundle, artifact: str, art: Mapping[str, Any
 
 # ---------------------------------------------------------------------------------------------
 # Load-time probes
+
+
+def read_blend(verified: VerifiedBundle) -> ScoreBlend | None:
+    """The bundle's score blend from its verified bytes; a malformed one refuses the bundle."""
+    try:
+        return blend_from_manifest(verified.manifest, verified.read)
+    except (LexicalFormatError, ValueError, UnicodeDecodeError) as exc:
+        raise LoadRefused(Reason.BUNDLE_INTEGRITY, f"manifest_invalid: {exc}") from None
 
 
 def probe_vocabulary(backend: Any, tokenizer: Any, spec: ScoreSpec) -> None:
@@ -510,16 +553,22 @@ def declared_artifact_path(bundle_dir: Path, artifact: str) -> str | None:
 
 
 def load_engine(bundle_dir: Path, artifact: str, device: str, threads: int | None,
-                pinned_manifest_sha256: str | None = None, require_selftest: bool = False
-                ) -> Engine:
-    """Verify, bind, load from the hashed bytes, probe and self-test; or raise LoadRefused."""
+                pinned_manifest_sha256: str | None = None, require_selftest: bool = False,
+                allow_held: bool = False) -> Engine:
+    """Verify, bind, load from the hashed bytes, probe and self-test; or raise LoadRefused.
+
+    `allow_held=True` is for measuring speed only (`intakegate bench`): a held bundle or
+    artifact, or a device outside its receipt, loads with `Engine.held` naming why, and the
+    router then sends every ticket to a person. Integrity checks are never relaxed.
+    """
+    held = HeldNotes(allow_held)
     art_path = declared_artifact_path(bundle_dir, artifact)
     try:
         verified = verify_bundle(bundle_dir)
         if pinned_manifest_sha256 and verified.manifest_sha256 != pinned_manifest_sha256:
             raise LoadRefused(Reason.BUNDLE_INTEGRITY,
                               "pointer_mismatch: the bundle changed since it was activated")
-        bound = check_artifact(verified, artifact)
+        bound = check_artifact(verified, artifact, held)
         check_no_pickle(verified)
         policy = InputPolicy.from_json(verified.manifest["input_policy"])
         tokenizer_json, tokenizer, unk_id = read_tokenizer(verified, policy)
@@ -530,8 +579,8 @@ def load_engine(bundle_dir: Path, artifact: str, device: str, threads: int | Non
             raise LoadRefused(Reason.BUNDLE_INTEGRITY, "manifest_invalid: score_head")
         spec = ScoreSpec(policy, tuple(positive), len(labels),
                          tokenizer.get_vocab_size(with_added_tokens=True), unk_id,
-                         per_ticket=True)
-        backend = build_backend(verified, artifact, bound.art, device, threads)
+                         per_ticket=True, blend=read_blend(verified))
+        backend = build_backend(verified, artifact, bound.art, device, threads, held)
         probe_vocabulary(backend, tokenizer, spec)
         selftest = golden_self_test(verified, artifact, bound, backend, tokenizer, spec)
     except BundleError as exc:
@@ -544,6 +593,10 @@ def load_engine(bundle_dir: Path, artifact: str, device: str, threads: int | Non
                     verified.bundle_version, artifact, GOLDEN)
     dev = backend.device
     used = dev if isinstance(dev, str) else str(dev.type)
+    if held.notes:
+        log.warning("MEASUREMENT-ONLY load of %s/%s: %s; every ticket goes to human_review_now "
+                    "(artifact_held)", verified.bundle_version, artifact, "; ".join(held.notes))
     return Engine(verified, artifact, used, tuple(backend.providers), spec,
                   verified.threshold, tokenizer_json, backend, selftest,
-                  int(getattr(backend, "threads", None) or threads or 0))
+                  int(getattr(backend, "threads", None) or threads or 0), tuple(held.notes),
+                  tokenizer)

@@ -54,6 +54,7 @@ class ScoreSpec:
     vocab_size: int
     unk_id: int | None
     per_ticket: bool = False
+    blend: Any = None  # intakegate.lexical.ScoreBlend, applied after max over windows
 
 
 def direct_call(fn: Callable[[Windows], Any], windows: Windows) -> Any:
@@ -126,6 +127,14 @@ def score_prepared(backend: Any, tokenizer: Any, texts: Sequence[str], spec: Sco
                                         spec.positive)
         per_window = np.where(bad_rows, np.nan, per_window)
         scores = max_over_windows(per_window, windows.owner, n)
+    if spec.blend is not None:
+        try:
+            with np.errstate(all="ignore"):
+                scores = spec.blend.apply(scores, texts)
+        except Exception as exc:  # noqa: BLE001 - a lexical fault routes to a person
+            log.warning("score blend error: %s", type(exc).__name__)
+            return _fail(n, Reason.MODEL_ERROR, f"blend_error: {type(exc).__name__}",
+                         per_text)
 
     attended = windows.attention_mask.astype(bool)
     out: list[Scored] = []

@@ -24,6 +24,7 @@ from typing import Any
 
 from intakegate.bundle import MANIFEST, Status, sha256_bytes, write_manifest
 from intakegate.encoding import InputPolicy, score_texts
+from intakegate.lexical import blend_from_manifest
 from intakegate.gate import GateRow, Run, load_spec, release_decision
 from intakegate.jsonio import write_json
 
@@ -119,8 +120,10 @@ def score_with(bundle: Path, logits_fn: Any, texts: Sequence[str], batch_size: i
     """
     m = manifest(bundle)
     policy = InputPolicy.from_json(m["input_policy"])
+    blend = blend_from_manifest(m, lambda rel: (bundle / rel).read_bytes())
     scores = score_texts(logits_fn, bundle_tokenizer(bundle), list(texts), policy,
-                         batch_size=batch_size, positive=m["score_head"]["positive"])
+                         batch_size=batch_size, positive=m["score_head"]["positive"],
+                         blend=blend)
     return [float(s) for s in scores]  # type: ignore[arg-type]
 
 

@@ -40,8 +40,11 @@ class TfidfLogReg:
                                                   class_weight="balanced", random_state=seed)
 
     def fit(self, rows: Sequence[TicketRow]) -> TfidfLogReg:
-        x = self.vectorizer.fit_transform([r.text for r in rows])
-        self.model.fit(x, np.array([r.gold for r in rows]))
+        return self.fit_texts([r.text for r in rows], [r.gold for r in rows])
+
+    def fit_texts(self, texts: Sequence[str], golds: Sequence[int]) -> TfidfLogReg:
+        x = self.vectorizer.fit_transform(list(texts))
+        self.model.fit(x, np.asarray(golds))
         return self
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:

@@ -30,8 +30,16 @@ class TrainConfig:
     # Log-odds the threshold sits below the lowest required validation positive, so exported
     # and quantized artifacts re-pass the receipt on more than numerical luck.
     threshold_margin: float = 0.25
+    # Encoder weights to try for a log-odds blend with a TF-IDF + LR model fitted on train rows
+    # (intakegate.lexical); the validation gate picks one. Empty: the encoder's score alone.
+    blend_weights: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "blend_weights",
+                           tuple(float(w) for w in (self.blend_weights or ())))
+        if any(not 0.0 < w <= 1.0 for w in self.blend_weights):
+            raise ValueError("blend_weights are encoder weights in (0, 1]; include 1.0 to let "
+                             "the encoder alone compete")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.class_weighting not in ("none", "balanced"):

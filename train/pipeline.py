@@ -27,6 +27,7 @@ from intakegate.gate import GateResult, release_decision
 from intakegate.golden import pick_golden_ids, set_golden_block
 from intakegate.jsonio import write_json
 from intakegate.label_guide import render_label_guide_md
+from intakegate.lexical import LexicalModel, ScoreBlend, choose_blend
 from intakegate.scoring import choose_threshold
 from intakegate.split import SplitResult, split_dataset
 from intakegate.train import reports
@@ -40,6 +41,7 @@ MIN_THRESHOLD = 1e-9
 TINY_DEFAULTS = {"epochs": 20, "learning_rate": 0.01, "batch_size": 32, "tiny_dim": 128}
 MODEL_DIR = "model/torch-fp32"
 DOCS = "docs"
+LEXICAL = "lexical.json"
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,6 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
     tokenizer.save(str(staging / "tokenizer.json"))
     weights_sha = sha256_file(model_dir / "model.safetensors")
     tokenizer_sha = sha256_file(staging / "tokenizer.json")
-    model_version = f"{dataset.name}-{base_name}-{cfg.objective}-{weights_sha[:12]}"
 
     # --- validation scores, threshold, receipt, gate ---------------------------------------
     from intakegate.runtime.torch_backend import TorchLogits
@@ -171,10 +172,19 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
         bad = [r.id for r, s in zip(val_rows, val_scores) if s is None]
         raise ValueError(f"validation rows the input policy refuses: {bad}")
     vs = [float(s) for s in val_scores]  # type: ignore[arg-type]
+    encoder_vs = list(vs)
+    blend, blend_doc = _choose_blend(cfg, texts, train_rows, val_rows, vs, required, policy)
+    if blend is not None:
+        write_json(staging / LEXICAL, blend.lexical.to_json())
+        vs = blend.apply(np.asarray(vs), _prepared(val_rows, policy)).tolist()
     lowest_required = choose_threshold(vs, [r.gold for r in val_rows],
                                        [r.slice for r in val_rows], required)
     threshold = max(choose_threshold(vs, [r.gold for r in val_rows], [r.slice for r in val_rows],
                                      required, cfg.threshold_margin), MIN_THRESHOLD)
+    model_version = f"{dataset.name}-{base_name}-{cfg.objective}-{weights_sha[:12]}"
+    if blend is not None:
+        lexical_sha = sha256_file(staging / LEXICAL)
+        model_version += f"+tfidf-{lexical_sha[:12]}-w{blend.encoder_weight:g}"
     identity = {"dataset_version": dataset.dataset_version, "label_version": guide.label_version,
                 "split_manifest_version": split.version, "model_version": model_version}
     spec = receipt_spec(dataset.receipt_version, identity, val_rows, required, guide.fp_budget)
@@ -194,7 +204,7 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
     gate_report = {**gate.to_json(), "threshold": threshold, "fp_budget": guide.fp_budget,
                    "lowest_required_positive_score": lowest_required,
                    "threshold_margin_logit": cfg.threshold_margin,
-                   "threshold_setting_rows": setters,
+                   "threshold_setting_rows": setters, "score_blend": blend_doc,
                    "note": "fp_rate_if_threshold_were_next: the validation FP rate if this row "
                            "and every lower one were adjudicated away (threshold moves to the "
                            "next required positive)."}
@@ -213,7 +223,8 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
 
     if open_test:
         test_report = _test_report(dataset, split, version, threshold, logits_fn, tokenizer,
-                                   policy, positive, required, base, base_val, val_rows, vs)
+                                   policy, positive, required, base, base_val, val_rows, vs,
+                                   blend, encoder_vs, cfg.threshold_margin)
         (staging / DOCS / "test_report.md").write_text(
             reports.render_test_report(dataset, test_report))
         reports.write_reliability_png(test_report["calibration"], staging / DOCS /
@@ -266,6 +277,10 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
         "receipt": "receipt/spec.json",
         "score_head": {"labels": [id2label[i] for i in sorted(id2label)],
                        "positive": positive},
+        **({"score_blend": {"rule": "log_odds_weighted_mean", "lexical": LEXICAL,
+                            "lexical_kind": "tfidf-logreg", "encoder_weight":
+                                blend.encoder_weight, "chosen_on": "validation"}}
+           if blend is not None else {}),
         "artifacts": {
             Artifact.TORCH_FP32.value: {
                 "format": "safetensors", "precision": "fp32", "path": MODEL_DIR,
@@ -291,15 +306,57 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
                        time.monotonic() - started)
 
 
+def _prepared(rows: list[TicketRow], policy: InputPolicy) -> list[str]:
+    """The text the scorers see (the blend's lexical model reads the same prepared text)."""
+    return [prepare_text(r.text, policy).text or r.text for r in rows]
+
+
+def _choose_blend(cfg: TrainConfig, train_texts: list[str], train_rows: list[TicketRow],
+                  val_rows: list[TicketRow], vs: list[float], required: list[str],
+                  policy: InputPolicy) -> tuple[ScoreBlend | None, dict[str, Any] | None]:
+    """Fit the lexical model on train rows and let the validation gate pick the blend weight."""
+    if not cfg.blend_weights:
+        return None, None
+    from intakegate.train.baselines import TfidfLogReg
+
+    fitted = TfidfLogReg(cfg.seed).fit_texts(train_texts, [r.gold for r in train_rows])
+    lexical = LexicalModel.from_sklearn(fitted.vectorizer, fitted.model)
+    lex_vs = lexical.scores(_prepared(val_rows, policy))
+    weight, tried = choose_blend(vs, lex_vs, [r.gold for r in val_rows],
+                                 [r.slice for r in val_rows], required, cfg.blend_weights,
+                                 cfg.threshold_margin)
+    for c in tried:
+        log.info("blend candidate: encoder_weight=%.2f threshold=%.4f validation fp_rate=%.4f",
+                 c.encoder_weight, c.threshold, c.false_positive_rate)
+    log.info("blend: encoder_weight=%.2f chosen on validation", weight)
+    doc = {"rule": "log_odds_weighted_mean", "chosen_encoder_weight": weight,
+           "chosen_on": "validation: the fewest routine tickets to people at the rule threshold "
+                        "(ties: the larger encoder weight)",
+           "candidates": [c.to_json() for c in tried], "lexical_terms": len(lexical.terms)}
+    return (ScoreBlend(lexical, weight) if weight < 1.0 else None), doc
+
+
 def _test_report(dataset: Dataset, split: SplitResult, version: str, threshold: float,
                  logits_fn: Any, tokenizer: Any, policy: InputPolicy, positive: list[int],
                  required: list[str], base: dict[str, Any], base_val: dict[str, Any],
-                 val_rows: list[TicketRow], vs: list[float]) -> dict[str, Any]:
-    """Open the test split once, after the threshold is frozen, and report everything on it."""
+                 val_rows: list[TicketRow], vs: list[float], blend: ScoreBlend | None = None,
+                 encoder_vs: list[float] | None = None, margin: float = 0.0) -> dict[str, Any]:
+    """Open the test split once, after the threshold is frozen, and report everything on it.
+
+    With a blend, the encoder alone is reported beside the shipped score at its own
+    validation-rule threshold, so the blend's contribution is visible."""
     test_rows = split.rows(dataset, Split.TEST)
     test_scores = score_texts(logits_fn, tokenizer, [r.text for r in test_rows], policy,
                               progress=_progress("test"), positive=positive)
-    ts = [float("nan") if s is None else float(s) for s in test_scores]
+    enc_ts = [float("nan") if s is None else float(s) for s in test_scores]
+    ts = enc_ts
+    components: dict[str, Any] = {}
+    if blend is not None and encoder_vs is not None:
+        ts = blend.apply(np.asarray(enc_ts), _prepared(test_rows, policy)).tolist()
+        alone_th = max(choose_threshold(encoder_vs, [r.gold for r in val_rows],
+                                        [r.slice for r in val_rows], required, margin),
+                       MIN_THRESHOLD)
+        components["encoder_alone"] = reports.figures(test_rows, enc_ts, alone_th, required)
     enc_fig = reports.figures(test_rows, ts, threshold, required)
     base_figs = {name: reports.figures(test_rows, s[Split.TEST].tolist(),
                                        base_val[name]["chosen_threshold"], required)
@@ -312,6 +369,8 @@ def _test_report(dataset: Dataset, split: SplitResult, version: str, threshold: 
     return {
         "bundle_version": version, "opened": True, "split_manifest_version": split.version,
         "threshold": threshold, "encoder": enc_fig, "baselines": base_figs,
+        "score_blend": ({"encoder_weight": blend.encoder_weight} if blend is not None else None),
+        "components": components,
         "missed_rows": missed_rows, "calibration": cal,
         "baseline_verdict": reports.baseline_verdict(enc_fig, base_figs, base_val),
     }

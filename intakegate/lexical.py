@@ -1,0 +1,214 @@
+"""A TF-IDF + logistic-regression scorer in numpy, and the score blend that uses it.
+
+Why it exists: on banking77 the fine-tuned encoder ranks tickets best overall but scores a few
+required positives overconfidently low, and those few rows set the threshold. A cheap lexical
+model fitted on the same train rows errs on other rows. Blending the two in log-odds lets the
+validation gate pick the mix (`choose_blend`), and the blended score is the one the receipt pins.
+
+The model is fitted with scikit-learn at train time (`train/`), then stored in the bundle as
+plain JSON (vocabulary, idf, coefficients) and scored here by hand, because the runtime must
+not depend on scikit-learn and no pickle may ship in a bundle. Parity with scikit-learn's
+`TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)` + `LogisticRegression` is a test.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+LEXICAL_FORMAT = "intakegate-lexical-v1"
+# scikit-learn's default word pattern: runs of two or more word characters.
+TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+LOGIT_CLIP = 1e-12  # keeps log-odds finite for scores of exactly 0 or 1
+
+
+class LexicalFormatError(ValueError):
+    """The stored lexical model is malformed; `field` names what is wrong."""
+
+    def __init__(self, where: str, message: str) -> None:
+        self.where = where
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class LexicalModel:
+    """Word 1..n-gram TF-IDF (sublinear tf, l2 norm) and a linear logistic head."""
+
+    terms: tuple[str, ...]
+    idf: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    ngram_max: int = 2
+    lowercase: bool = True
+    token_pattern: str = TOKEN_PATTERN
+    index: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.terms)
+        if self.idf.shape != (n,) or self.coef.shape != (n,):
+            raise LexicalFormatError("lexical", f"{n} terms but idf {self.idf.shape} and coef "
+                                                f"{self.coef.shape}")
+        if not (np.isfinite(self.idf).all() and np.isfinite(self.coef).all()
+                and np.isfinite(self.intercept)):
+            raise LexicalFormatError("lexical", "non-finite idf, coef or intercept")
+        if self.ngram_max < 1:
+            raise LexicalFormatError("lexical.ngram_max", "must be >= 1")
+        index = {t: i for i, t in enumerate(self.terms)}
+        if len(index) != n:
+            raise LexicalFormatError("lexical.terms", "duplicate terms")
+        object.__setattr__(self, "index", index)
+
+    def _features(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Column indices and tf-idf weights (l2-normalised) of one text's known n-grams."""
+        doc = text.lower() if self.lowercase else text
+        tokens = re.findall(self.token_pattern, doc)
+        grams: list[str] = list(tokens)
+        for n in range(2, self.ngram_max + 1):
+            grams += [" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+        counts = Counter(g for g in grams if g in self.index)
+        if not counts:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        cols = np.fromiter((self.index[g] for g in counts), dtype=np.int64, count=len(counts))
+        tf = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))
+        weights = tf * self.idf[cols]
+        norm = np.sqrt(np.dot(weights, weights))
+        return cols, weights / norm if norm > 0 else weights
+
+    def decision(self, texts: Sequence[str]) -> np.ndarray:
+        """The logistic head's log-odds per text."""
+        out = np.empty(len(texts), dtype=np.float64)
+        for i, text in enumerate(texts):
+            cols, weights = self._features(text)
+            out[i] = float(np.dot(weights, self.coef[cols])) + self.intercept
+        return out
+
+    def scores(self, texts: Sequence[str]) -> np.ndarray:
+        """The positive-class probability, as scikit-learn's predict_proba[:, 1]."""
+        return 1.0 / (1.0 + np.exp(-self.decision(texts)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": LEXICAL_FORMAT, "kind": "tfidf-logreg",
+                "lowercase": self.lowercase, "token_pattern": self.token_pattern,
+                "ngram_range": [1, self.ngram_max], "sublinear_tf": True, "norm": "l2",
+                "terms": list(self.terms), "idf": self.idf.tolist(),
+                "coef": self.coef.tolist(), "intercept": self.intercept}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any], where: str = "lexical.json") -> LexicalModel:
+        if not isinstance(obj, Mapping) or obj.get("format") != LEXICAL_FORMAT:
+            raise LexicalFormatError(f"{where}: format", f"expected {LEXICAL_FORMAT!r}")
+        if (obj.get("sublinear_tf") is not True or obj.get("norm") != "l2"
+                or list(obj.get("ngram_range", [])[:1]) != [1]):
+            raise LexicalFormatError(where, "only sublinear tf, l2 norm and 1..n-grams are "
+                                            "supported")
+        try:
+            terms = tuple(str(t) for t in obj["terms"])
+            return cls(terms, np.asarray(obj["idf"], dtype=np.float64),
+                       np.asarray(obj["coef"], dtype=np.float64), float(obj["intercept"]),
+                       int(obj["ngram_range"][1]), bool(obj["lowercase"]),
+                       str(obj["token_pattern"]))
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise LexicalFormatError(where, f"{type(exc).__name__}: {exc}") from None
+
+    @classmethod
+    def from_sklearn(cls, vectorizer: Any, logreg: Any) -> LexicalModel:
+        """Copy a fitted TfidfVectorizer + binary LogisticRegression (only the settings the
+        numpy scorer reproduces are accepted)."""
+        params = vectorizer.get_params()
+        if (params["analyzer"] != "word" or params["ngram_range"][0] != 1
+                or not params["sublinear_tf"] or params["norm"] != "l2"
+                or params["stop_words"] is not None or params["strip_accents"] is not None
+                or params["preprocessor"] is not None or params["tokenizer"] is not None):
+            raise ValueError(f"unsupported TfidfVectorizer settings: {params}")
+        if logreg.coef_.shape[0] != 1:
+            raise ValueError("only a binary logistic regression can be stored")
+        vocab = vectorizer.vocabulary_
+        terms = [""] * len(vocab)
+        for term, col in vocab.items():
+            terms[col] = term
+        return cls(tuple(terms), np.asarray(vectorizer.idf_, dtype=np.float64),
+                   np.asarray(logreg.coef_[0], dtype=np.float64), float(logreg.intercept_[0]),
+                   int(params["ngram_range"][1]), bool(params["lowercase"]),
+                   str(params["token_pattern"]))
+
+
+def log_odds(p: np.ndarray) -> np.ndarray:
+    q = np.clip(np.asarray(p, dtype=np.float64), LOGIT_CLIP, 1.0 - LOGIT_CLIP)
+    return np.log(q) - np.log1p(-q)
+
+
+def blend_scores(encoder: np.ndarray, lexical: np.ndarray, encoder_weight: float) -> np.ndarray:
+    """The one blend rule: a weighted mean of the two scores in log-odds. NaN stays NaN."""
+    z = encoder_weight * log_odds(encoder) + (1.0 - encoder_weight) * log_odds(lexical)
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+@dataclass(frozen=True)
+class ScoreBlend:
+    """The encoder's ticket score blended with a lexical model's score of the same text."""
+
+    lexical: LexicalModel
+    encoder_weight: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.encoder_weight < 1.0:
+            raise LexicalFormatError("score_blend.encoder_weight", "must be in (0, 1); a weight "
+                                     "of 1 means no blend (omit score_blend)")
+
+    def apply(self, encoder_scores: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        return blend_scores(np.asarray(encoder_scores, dtype=np.float64),
+                            self.lexical.scores(texts), self.encoder_weight)
+
+
+def blend_from_manifest(manifest: Mapping[str, Any], read: Any) -> ScoreBlend | None:
+    """The bundle's blend, read through `read(rel) -> bytes` (verified bytes), or None."""
+    entry = manifest.get("score_blend")
+    if entry is None:
+        return None
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("lexical"), str):
+        raise LexicalFormatError("manifest.json: score_blend", "needs a 'lexical' path")
+    rel = entry["lexical"]
+    try:
+        weight = float(entry["encoder_weight"])
+    except (KeyError, TypeError, ValueError):
+        raise LexicalFormatError("manifest.json: score_blend.encoder_weight",
+                                 "missing or not a number") from None
+    obj = json.loads(read(rel).decode("utf-8"))
+    return ScoreBlend(LexicalModel.from_json(obj, rel), weight)
+
+
+@dataclass(frozen=True)
+class BlendCandidate:
+    """One encoder weight tried on validation: its threshold and false-positive rate."""
+
+    encoder_weight: float
+    threshold: float
+    false_positive_rate: float
+
+    def to_json(self) -> dict[str, float]:
+        return {"encoder_weight": self.encoder_weight, "threshold": self.threshold,
+                "false_positive_rate": self.false_positive_rate}
+
+
+def choose_blend(encoder: Sequence[float], lexical: Sequence[float], golds: Sequence[int],
+                 slices: Sequence[str], required: Sequence[str], weights: Sequence[float],
+                 margin_logit: float) -> tuple[float, list[BlendCandidate]]:
+    """The encoder weight whose rule-chosen threshold sends the fewest routine validation
+    tickets to people (ties: the larger encoder weight). Validation rows only."""
+    from intakegate.scoring import choose_threshold, confusion_at
+
+    enc = np.asarray(encoder, dtype=np.float64)
+    lex = np.asarray(lexical, dtype=np.float64)
+    tried: list[BlendCandidate] = []
+    for w in sorted(set(float(x) for x in weights), reverse=True):
+        s = enc if w >= 1.0 else blend_scores(enc, lex, w)
+        th = choose_threshold(s.tolist(), golds, slices, required, margin_logit)
+        tried.append(BlendCandidate(w, th, confusion_at(s.tolist(), golds, th).fp_rate))
+    best = min(tried, key=lambda c: (c.false_positive_rate, -c.encoder_weight))
+    return best.encoder_weight, tried
