@@ -3,12 +3,19 @@ verified bytes.
 
 `gate_backend(artifact, bundle)` is the one hook. It returns a callable (Windows -> logits) that
 also says what it ran on, or raises `BackendUnavailable` with the reason the artifact cannot be
-gated on this machine (Core ML predictions off macOS). A later executor for Core ML on Linux
-plugs in here; nothing else in the gate changes.
+gated on this machine.
+
+Core ML artifacts are gated by Core ML itself on macOS (`coreml-macos-...`). Elsewhere they are
+gated by the numpy reference executor of the package's ML Program (`mil-reference-numpy`,
+`intakegate.export.mil_reference`): the same receipt, computed from the package's own weights,
+but not by Apple's runtime, which stays the final word on the target device. Without coremltools
+(needed to parse the package) they stay pending.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import platform
 import sys
 import tempfile
@@ -25,6 +32,8 @@ from intakegate.export.artifacts import SPECS, Engine
 from intakegate.export.materialize import listed_under, materialize
 
 COREML_NEEDS_MACOS = "coreml_predictions_need_macos"
+COREML_NO_TOOLS = "coremltools_not_installed"
+MIL_UNSUPPORTED_OP = "mil_reference_unsupported_op"
 COREML_COMPUTE_UNITS = "ALL"  # what a desktop client gets by default
 COREML_MAX_BATCH = 64
 
@@ -121,9 +130,7 @@ def _torch_backend(bundle: VerifiedBundle, path: str) -> GateBackend:
 
 def _coreml_backend(bundle: VerifiedBundle, path: str) -> GateBackend:
     if sys.platform != "darwin":
-        raise BackendUnavailable(COREML_NEEDS_MACOS,
-                                 f"coremltools cannot run Core ML predictions on {sys.platform}; "
-                                 "run `intakegate gate BUNDLE --artifact ...` on macOS")
+        return _mil_reference_backend(bundle, path)
     tmp = tempfile.TemporaryDirectory(prefix="intakegate-coreml-")
     try:
         package = materialize(bundle, path, Path(tmp.name))
@@ -158,4 +165,82 @@ class CoreMLLogits:
                 getattr(w, name)[start:start + COREML_MAX_BATCH], dtype=np.int32)
                 for name in self.input_names}
             out.append(np.asarray(self.model.predict(feed)["logits"], dtype=np.float32))
+        return np.concatenate(out, axis=0)
+
+
+def _mil_reference_backend(bundle: VerifiedBundle, path: str) -> GateBackend:
+    """Off macOS: the package's ML Program evaluated by the numpy reference executor.
+
+    The package is materialized from verified bytes, loaded (weights and all) and removed again
+    before anything is scored.
+    """
+    from intakegate.export.mil_reference import ARITHMETIC, MIL_REFERENCE, UnsupportedOpError
+
+    if importlib.util.find_spec("coremltools") is None:
+        raise BackendUnavailable(COREML_NO_TOOLS,
+                                 f"Core ML predictions need macOS, and the reference executor on "
+                                 f"{sys.platform} needs coremltools to read the package; install "
+                                 "it with: pip install 'intakegate[export]'")
+    with tempfile.TemporaryDirectory(prefix="intakegate-mil-") as tmp:
+        package = materialize(bundle, path, Path(tmp))
+        try:
+            logits = MilReferenceLogits(package, source=path)
+        except UnsupportedOpError as exc:
+            raise BackendUnavailable(f"{MIL_UNSUPPORTED_OP}:{exc.op_type}", str(exc)) from exc
+    ex = logits.executor
+    return GateBackend(logits, MIL_REFERENCE, {
+        "executor": MIL_REFERENCE, "arithmetic": ARITHMETIC, "opset": ex.opset,
+        "ops_per_call": ex.compute_ops, "op_types": sorted(ex.op_counts),
+        "coremltools": _version("coremltools"), "numpy": np.__version__,
+        "machine": platform.machine(), "system": platform.system(),
+        "final_word": "Apple's Core ML runtime on the target device"})
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+class MilReferenceLogits:
+    """Callable: Windows -> logits from the reference executor, fed as Core ML is fed: int32
+    inputs, at most COREML_MAX_BATCH windows a call, shapes inside the package's flexible ranges
+    (a window Core ML would refuse is refused here too)."""
+
+    def __init__(self, package: Path, source: str | None = None) -> None:
+        from intakegate.export.mil_reference import MilReference, input_ranges, load_program
+
+        program, spec = load_program(package)
+        self.source = source or str(package)
+        self.executor = MilReference(program, source=self.source)
+        self.ranges = input_ranges(spec)
+        names = self.executor.output_names
+        self.output = "logits" if "logits" in names else names[0]
+
+    def _feed(self, w: Windows, start: int) -> dict[str, np.ndarray]:
+        from intakegate.export.mil_reference import MilProgramError
+
+        feed = {}
+        for name in self.executor.input_names:
+            if not hasattr(w, name):
+                raise MilProgramError(f"{self.source}: the program takes {name!r}, which the "
+                                      "tokenizer windows do not carry")
+            arr = np.asarray(getattr(w, name)[start:start + COREML_MAX_BATCH])
+            bounds = self.ranges.get(name, [])
+            if len(bounds) != arr.ndim or any(not lo <= n <= hi
+                                               for n, (lo, hi) in zip(arr.shape, bounds)):
+                raise MilProgramError(f"{self.source}: {name} of shape {arr.shape} is outside "
+                                      f"the package's input ranges {bounds}")
+            if arr.size and (arr.min() < np.iinfo(np.int32).min
+                             or arr.max() > np.iinfo(np.int32).max):
+                raise MilProgramError(f"{self.source}: {name} does not fit int32")
+            feed[name] = np.ascontiguousarray(arr, dtype=np.int32)
+        return feed
+
+    def __call__(self, w: Windows) -> np.ndarray:
+        out = []
+        for start in range(0, len(w.input_ids), COREML_MAX_BATCH):
+            result = self.executor.run(self._feed(w, start))[self.output]
+            out.append(np.asarray(result, dtype=np.float32))
         return np.concatenate(out, axis=0)

@@ -32,10 +32,12 @@ def export_command(
 
     Exit 0 when no artifact is held; exit 1 naming each held artifact and its reason.
 
-    Core ML cannot run off macOS: there its artifacts are written as pending_regate, not
-    shippable until `intakegate gate BUNDLE --artifact coreml-int8` runs on macOS. That is
-    reported but does not by itself make the exit status 1, so a Linux build can export every
-    artifact; `intakegate gate BUNDLE` exits 1 while any artifact is not eligible.
+    Core ML predictions run only on macOS. Elsewhere the Core ML artifacts are re-gated by the
+    numpy reference executor of the package's ML Program (gated_with mil-reference-numpy) and
+    can be eligible or held like any artifact; Apple's runtime on the target device stays the
+    final word, so re-gate on macOS (`intakegate gate BUNDLE --artifact coreml-int8`) before
+    relying on one there. Without coremltools they stay pending_regate: reported, but not by
+    itself exit status 1; `intakegate gate BUNDLE` exits 1 while any artifact is not eligible.
 
     Exit 2 on a tampered, held or unreadable bundle, or a failed conversion (nothing written).
     """
@@ -45,6 +47,7 @@ def export_command(
     from intakegate.cli import _setup_logging
     from intakegate.export.artifacts import EXPORTABLE, parse_artifacts
     from intakegate.export.coreml_export import CoreMLExportError
+    from intakegate.export.mil_reference import MIL_REFERENCE
     from intakegate.export.onnx_export import OnnxExportError
     from intakegate.export.pipeline import export_bundle
 
@@ -68,6 +71,11 @@ def export_command(
     for gate in pending:
         typer.echo(f"note: {gate.bundle_version}/{gate.artifact.value} is not shippable until it "
                    f"is re-gated where Core ML runs ({gate.reason})", err=True)
+    for gate in result.gates:
+        if gate.gated_with == MIL_REFERENCE:
+            typer.echo(f"note: {gate.bundle_version}/{gate.artifact.value} was gated by the numpy "
+                       "reference executor, not by Core ML; Apple's runtime on the target "
+                       "device is the final word (re-gate on macOS)", err=True)
     for gate in held:
         typer.echo(f"error: {gate.bundle_version}/{gate.artifact.value} is held: {gate.reason}",
                    err=True)

@@ -27,6 +27,7 @@ from intakegate.export.results import (REFERENCE, ArtifactGate, updated_manifest
 from intakegate.gate import (IDENTITY_FIELDS, GateRow, ReceiptSpec, Run, release_decision,
                              run_from_json, spec_from_json)
 from intakegate.jsonio import loads_strict
+from intakegate.lexical import blend_from_manifest
 from intakegate.vocab import GateDecision
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,8 @@ def regate_artifact(bundle: VerifiedBundle, artifact: Artifact, inventory: Inven
         try:
             scores = score_texts(backend, tokenizer, [inventory.texts[f] for f in scorable],
                                  policy, batch_size=score_batch(m["artifacts"][artifact.value]),
-                                 positive=tuple(m["score_head"]["positive"]))
+                                 positive=tuple(m["score_head"]["positive"]),
+                                 blend=blend_from_manifest(m, bundle.read))
         except Exception as exc:  # noqa: BLE001 - a runtime that cannot score is held
             log.exception("%s/%s: scoring failed", bundle.bundle_version, artifact.value)
             return _hold(artifact, bundle, f"backend_error:{type(exc).__name__}",
@@ -168,7 +170,7 @@ def regate_bundle(bundle_dir: Path, artifacts: Sequence[Artifact] | None = None
             continue
         gates.append(regate_artifact(verified, artifact, inventory))
     recorded = [g for g in gates if g.reason != "not_exported"]
-    written = write_gate_files(bundle_dir, recorded)
+    written = write_gate_files(bundle_dir, recorded, verified.manifest["artifacts"])
     written += sorted(set(write_golden_rows(bundle_dir, dict(verified.manifest), recorded)))
     old_sha = manifest_sha(bundle_dir)
     new_sha = commit_manifest(bundle_dir, updated_manifest(dict(verified.manifest), recorded),

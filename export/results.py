@@ -2,12 +2,19 @@
 
 The reference run is never rewritten: its scores chose the threshold and are what every other
 artifact's drift is measured against. A machine that cannot execute an artifact never erases a
-receipt recorded by one that could.
+receipt recorded by one that could, and a Core ML receipt from the numpy reference executor never
+replaces one from Core ML itself.
+
+Each artifact entry keeps a `gates` map keyed by the runtime that gated it (`onnxruntime-cpu`,
+`coreml-macos-all`, `mil-reference-numpy`, ...) with that runtime's decision, reason and time, so
+where Core ML and the reference executor both ran, both results stay in the manifest. The entry's
+top-level status, reason, gated_with, receipt_run and drift are those of the receipt in force.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as _dt
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,11 +22,21 @@ from typing import Any
 from intakegate.bundle import Artifact, Status
 from intakegate.export.artifacts import SPECS
 from intakegate.export.drift import drift_summary
+from intakegate.export.mil_reference import MIL_REFERENCE
 from intakegate.gate import Run
 from intakegate.golden import GOLDEN, read_golden, set_golden_block
 from intakegate.jsonio import write_json
 
 REFERENCE = Artifact.TORCH_FP32
+COREML_MACOS = "coreml-macos"  # gated_with prefix of a receipt computed by Core ML itself
+REFERENCE_NOTE = (
+    "Gated by intakegate's numpy reference executor of this package's ML Program "
+    "(mil-reference-numpy), not by Apple's Core ML runtime. Apple's runtime on the target device "
+    "is the final word: fp16 on the Neural Engine or GPU can compute different scores. Re-gate on "
+    "macOS with `intakegate gate BUNDLE --artifact {artifact}` before relying on it there.")
+MACOS_NOTE = ("Gated by Apple's Core ML runtime on macOS ({runtime}); Core ML picks CPU, GPU or "
+              "Neural Engine per device, so another device class can still compute different "
+              "scores.")
 
 
 @dataclass(frozen=True)
@@ -47,13 +64,16 @@ class ArtifactGate:
 
 
 def entry_update(gate: ArtifactGate) -> dict[str, Any]:
-    """The manifest fields a re-gate sets on the artifact's entry."""
+    """The manifest fields a re-gate sets on the artifact's entry (the receipt in force)."""
     spec = SPECS[gate.artifact]
     if gate.status is Status.PENDING_REGATE:
         return {"status": gate.status.value, "reason": gate.reason, "receipt_run": None,
                 "gated_with": None, "drift": None}
     out: dict[str, Any] = {"status": gate.status.value, "reason": gate.reason,
                            "gated_with": gate.gated_with}
+    note = gate_note(gate)
+    if note:
+        out["note"] = note
     if gate.run is not None and gate.details and gate.details.get("device_class"):
         out["device_classes"] = [gate.details["device_class"]]
     if gate.run is not None and gate.artifact is not REFERENCE:
@@ -63,19 +83,56 @@ def entry_update(gate: ArtifactGate) -> dict[str, Any]:
     return out
 
 
-def keeps_earlier_receipt(entry: dict[str, Any], gate: ArtifactGate) -> bool:
-    """A machine that cannot run an artifact does not erase a receipt from one that did."""
-    return gate.status is Status.PENDING_REGATE and bool(entry.get("receipt_run"))
+def gate_note(gate: ArtifactGate) -> str | None:
+    """What a reader must know about how a Core ML receipt was computed."""
+    runtime = gate.gated_with or ""
+    if runtime == MIL_REFERENCE:
+        return REFERENCE_NOTE.format(artifact=gate.artifact.value)
+    if runtime.startswith(COREML_MACOS):
+        return MACOS_NOTE.format(runtime=runtime)
+    return None
 
 
-def write_gate_files(bundle_dir: Path, gates: Sequence[ArtifactGate]) -> list[str]:
+def gated_by_core_ml(entry: Mapping[str, Any]) -> bool:
+    """The entry's receipt in force was computed by Core ML itself."""
+    return bool(entry.get("receipt_run")) and str(entry.get("gated_with") or "").startswith(
+        COREML_MACOS)
+
+
+def keeps_earlier_receipt(entry: Mapping[str, Any], gate: ArtifactGate) -> bool:
+    """A machine that cannot run an artifact does not erase a receipt from one that did, and the
+    reference executor does not replace a receipt from Core ML (it is recorded beside it)."""
+    if gate.status is Status.PENDING_REGATE:
+        return bool(entry.get("receipt_run"))
+    return gate.gated_with == MIL_REFERENCE and gated_by_core_ml(entry)
+
+
+def gate_record(gate: ArtifactGate, when: str, in_force: bool) -> dict[str, Any]:
+    """One runtime's result in the entry's `gates` map."""
+    record: dict[str, Any] = {
+        "decision": gate.status.value, "reason": gate.reason, "when": when,
+        "receipt_run": SPECS[gate.artifact].receipt_run
+        if in_force and gate.run is not None and gate.artifact is not REFERENCE else None}
+    if gate.drift is not None:
+        record["max_abs_delta"] = gate.drift.get("max_abs_delta")
+        record["route_flips"] = [f["id"] for f in gate.drift.get("route_flips", [])]
+    return record
+
+
+def write_gate_files(bundle_dir: Path, gates: Sequence[ArtifactGate],
+                     entries: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
     """Write run and drift files for the gates that produced them; return the paths written.
 
-    The reference's re-run is kept in its drift report, not over its training run.
+    The reference's re-run is kept in its drift report, not over its training run. With the
+    manifest's artifact `entries`, a gate that does not replace the receipt in force (the
+    reference executor beside a Core ML receipt) writes nothing.
     """
     written = []
     for gate in gates:
         spec = SPECS[gate.artifact]
+        entry = (entries or {}).get(gate.artifact.value)
+        if entry is not None and keeps_earlier_receipt(entry, gate):
+            continue
         if gate.run is not None and gate.artifact is not REFERENCE:
             (bundle_dir / spec.receipt_run).parent.mkdir(parents=True, exist_ok=True)
             write_json(bundle_dir / spec.receipt_run, gate.run.to_json())
@@ -98,6 +155,8 @@ def write_golden_rows(bundle_dir: Path, manifest: dict[str, Any],
     for gate in gates:
         if gate.run is None or gate.artifact is REFERENCE or not gate.eligible:
             continue
+        if gate.gated_with == MIL_REFERENCE:
+            continue  # golden rows are the artifact's own runtime's scores, not a reference's
         own = {r.fixture_id: r.score for r in gate.run.rows}
         rows = [{"fixture_id": r["fixture_id"], "text": r["text"], "score": own[r["fixture_id"]]}
                 for r in reference["rows"] if own.get(r["fixture_id"]) is not None]
@@ -112,10 +171,23 @@ def updated_manifest(manifest: dict[str, Any], gates: Sequence[ArtifactGate]) ->
     out = dict(manifest)
     artifacts = {k: dict(v) for k, v in manifest["artifacts"].items()}
     documents = dict(manifest.get("documents", {}))
+    when = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     for gate in gates:
         entry = artifacts.get(gate.artifact.value)
-        if entry is None or keeps_earlier_receipt(entry, gate):
+        if entry is None:
             continue
+        kept = keeps_earlier_receipt(entry, gate)
+        if gate.status is not Status.PENDING_REGATE and gate.gated_with:
+            record = gate_record(gate, when, not kept)
+            others = {runtime: ({**r, "receipt_run": None}  # its run file was just replaced
+                                if record["receipt_run"] and r.get("receipt_run")
+                                == record["receipt_run"] else r)
+                      for runtime, r in entry.get("gates", {}).items()}
+            entry["gates"] = {**others, gate.gated_with: record}
+        if kept:
+            continue
+        if gate.status is Status.PENDING_REGATE:
+            entry.pop("note", None)
         entry.update(entry_update(gate))
         if gate.drift is not None:
             path = SPECS[gate.artifact].drift_report
