@@ -1,130 +1,145 @@
-"""Cold start and single-ticket latency of the local router, per artifact.
+"""Warm latency and throughput of one artifact through `Router.route` / `Router.route_batch`.
 
-    python benchmarks/latency.py /tmp/soak/minilm --artifacts onnx-fp32 onnx-int8 \
-        --out benchmarks/results/latency-minilm.json
-
-Cold start is "new process to first decision": a fresh interpreter imports the runtime, loads
-and verifies the bundle (hashes, receipt binding, session, vocabulary probe, golden self-test)
-and routes one ticket; the parent measures from spawn to the printed decision, and the child
-reports import, load and first-call times separately. The CLI's cold start
-(`intakegate route BUNDLE TEXT`) is measured the same way. Warm latency is `Router.route` on one
-ticket at a time over the bundle's validation texts, after a warm-up.
+Runs inside a worker process (see `worker.py`): the router is loaded the way a client loads it;
+a held artifact, which the router refuses, is loaded again in measurement-only mode so its
+speed is still known, and every one of its decisions stays `human_review_now` / `artifact_held`.
+Timed calls are the public ones, so tokenization, the input policy, the checks on the model's
+output and the routing rule are all inside the numbers.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
-import statistics
-import subprocess
-import sys
+import logging
 import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from intakegate.benchmarks.inputs import cycle
+from intakegate.benchmarks.stats import Progress, summarize_ms
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # see benchmarks/soak.py: the editable install needs the root
-TEXT = "FastShip delivered my tablet after the return window closed. Please make an exception."
-COLD = """
-import json, sys, time
-t0 = time.perf_counter()
-from intakegate.runtime import Router
-t1 = time.perf_counter()
-router = Router.load(sys.argv[1], artifact=sys.argv[2])
-t2 = time.perf_counter()
-d = router.route(sys.argv[3])
-t3 = time.perf_counter()
-print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "first_route_s": t3 - t2,
-                  "route": d.route.value, "ready": router.ready,
-                  "torch": "torch" in sys.modules}), flush=True)
-"""
+log = logging.getLogger("intakegate.benchmarks")
+# Reasons that mean the model did not give an answer: a timed run with any of them is not a
+# measurement of the model (the fallback path is much faster), so they are reported as failures.
+FAILURE_REASONS = frozenset({"model_error", "invalid_score", "timeout", "model_unavailable",
+                             "bundle_integrity"})
 
 
-def cold_start(bundle: Path, artifact: str, repeats: int) -> dict[str, Any]:
-    runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", COLD, str(bundle), artifact, TEXT],
-                             capture_output=True, text=True, cwd=REPO, check=True)
-        wall = time.perf_counter() - start
-        child = json.loads(out.stdout.strip().splitlines()[-1])
-        runs.append({"process_to_first_decision_s": wall, **child})
-    keys = ("process_to_first_decision_s", "import_s", "load_s", "first_route_s")
-    return {"median": {k: round(statistics.median(r[k] for r in runs), 4) for k in keys},
-            "min": {k: round(min(r[k] for r in runs), 4) for k in keys},
-            "ready": all(r["ready"] for r in runs), "torch_imported": any(r["torch"] for r in runs)}
+@dataclass(frozen=True)
+class WarmSettings:
+    """How much to route: single-ticket calls after warm-up, then tickets per batch size."""
+
+    tickets: int = 1000
+    warmup: int = 50
+    batch_sizes: tuple[int, ...] = (1, 8, 32)
+    throughput_tickets: int = 512
 
 
-def cli_cold_start(bundle: Path, artifact: str, repeats: int) -> dict[str, float]:
-    exe = Path(sys.executable).with_name("intakegate")
-    walls = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        subprocess.run([str(exe), "route", str(bundle), "--artifact", artifact, TEXT],
-                       capture_output=True, text=True, cwd=REPO, check=True)
-        walls.append(time.perf_counter() - start)
-    return {"median_s": round(statistics.median(walls), 4), "min_s": round(min(walls), 4)}
+def load_router(bundle: str | Path, artifact: str, device: str, threads: int | None
+                ) -> tuple[Any, str, str | None]:
+    """(router, mode, why) where mode is `serving`, `measurement_only` or `refused`.
 
-
-def warm_latency(bundle: Path, artifact: str, rounds: int) -> dict[str, Any]:
+    The serving load comes first, exactly as `intakegate route` would do it; only a refusal for
+    `artifact_held` is retried with the measurement-only option.
+    """
     from intakegate.runtime import Router
-    from tests.runtime_helpers import validation_rows
 
-    texts = [r.text for r in validation_rows(bundle)]
-    router = Router.load(bundle, artifact=artifact)
-    for t in texts[:20]:
-        router.route(t)
-    samples = []
-    for _ in range(rounds):
-        for t in texts:
-            t0 = time.perf_counter()
-            router.route(t)
-            samples.append(time.perf_counter() - t0)
-    long_text = " ".join(" ".join(texts).split()[:700])
-    long_samples = []
-    for _ in range(20):
-        t0 = time.perf_counter()
-        d = router.route(long_text)
-        long_samples.append(time.perf_counter() - t0)
-    ms = np.asarray(samples) * 1000
-    return {"tickets": len(samples), "threads": router.health()["threads"],
-            "p50_ms": round(float(np.percentile(ms, 50)), 3),
-            "p90_ms": round(float(np.percentile(ms, 90)), 3),
-            "p99_ms": round(float(np.percentile(ms, 99)), 3),
-            "long_ticket": {"words": 700, "windows": d.windows,
-                            "p50_ms": round(float(np.median(long_samples)) * 1000, 3)}}
+    router = Router.load(bundle, artifact=artifact, device=device, threads=threads)
+    if router.ready:
+        return router, "serving", None
+    health = router.health()
+    why = f"{health['reason']}: {health['detail']}"
+    router.close()
+    if health["reason"] != "artifact_held":
+        return None, "refused", why
+    log.info("%s is refused for serving (%s); loading it for measurement only", artifact, why)
+    router = Router.load(bundle, artifact=artifact, device=device, threads=threads,
+                         allow_held_for_measurement=True)
+    if not router.ready:
+        health = router.health()
+        return None, "refused", f"{health['reason']}: {health['detail']}"
+    return router, "measurement_only", why
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("bundle", type=Path)
-    parser.add_argument("--artifacts", nargs="+", default=["onnx-fp32", "onnx-int8"])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    with open("/proc/loadavg") as handle:
-        load_before = handle.read().split()[:3]
-    result: dict[str, Any] = {
-        "bundle": str(args.bundle),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "python": platform.python_version(), "loadavg_before": load_before},
-        "artifacts": {}}
-    for artifact in args.artifacts:
-        result["artifacts"][artifact] = {
-            "cold_start": cold_start(args.bundle, artifact, args.repeats),
-            "cli_cold_start": cli_cold_start(args.bundle, artifact, args.repeats),
-            "warm_single_ticket": warm_latency(args.bundle, artifact, args.rounds),
-        }
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+def count_decisions(decisions: Sequence[Any], reasons: Counter[str], labelled: list[int]
+                    ) -> None:
+    """Tally reasons; `labelled[0]` counts decisions carrying the measurement-only label."""
+    for d in decisions:
+        reasons[d.reason.value] += 1
+        if d.detail.startswith("measurement_only:"):
+            labelled[0] += 1
 
 
-if __name__ == "__main__":
-    main()
+def single_ticket(router: Any, texts: Sequence[str], settings: WarmSettings,
+                  reasons: Counter[str], labelled: list[int]) -> dict[str, Any]:
+    """Per-call wall time of `router.route(text)` over `settings.tickets` test tickets."""
+    for text in cycle(tuple(texts), settings.warmup):
+        router.route(text)
+    work = cycle(tuple(texts), settings.tickets, offset=settings.warmup)
+    seconds: list[float] = []
+    progress = Progress(f"{router.artifact} single-ticket latency", len(work))
+    clock = time.perf_counter
+    for i, text in enumerate(work):
+        t0 = clock()
+        decision = router.route(text)
+        seconds.append(clock() - t0)
+        count_decisions([decision], reasons, labelled)
+        progress.tick(i + 1)
+    return summarize_ms(seconds)
+
+
+def throughput(router: Any, texts: Sequence[str], settings: WarmSettings,
+               reasons: Counter[str], labelled: list[int]) -> dict[str, Any]:
+    """Tickets per second through `route_batch` for each batch size (same tickets each)."""
+    out: dict[str, Any] = {}
+    n = max(settings.throughput_tickets, max(settings.batch_sizes))
+    work = cycle(tuple(texts), n)
+    for size in settings.batch_sizes:
+        router.route_batch(work[:size])  # warm this batch shape
+        progress = Progress(f"{router.artifact} throughput batch {size}", n)
+        start = time.perf_counter()
+        for i in range(0, n, size):
+            decisions = router.route_batch(work[i:i + size])
+            count_decisions(decisions, reasons, labelled)
+            progress.tick(i + len(decisions))
+        elapsed = time.perf_counter() - start
+        out[str(size)] = {"batch_size": size, "tickets": n, "seconds": round(elapsed, 4),
+                          "tickets_per_s": round(n / elapsed, 2) if elapsed > 0 else None}
+    return out
+
+
+def measure_artifact(bundle: str | Path, artifact: str, device: str, threads: int | None,
+                     texts: Sequence[str], settings: WarmSettings) -> dict[str, Any]:
+    """The warm block of one artifact in results.json (or why it was not measured)."""
+    from intakegate.errors import MissingExtraError
+    from intakegate.runtime.onnx_backend import DeviceUnavailable
+
+    load_start = time.perf_counter()
+    try:
+        router, mode, why = load_router(bundle, artifact, device, threads)
+    except (DeviceUnavailable, MissingExtraError, ValueError) as exc:
+        return {"measured": False, "mode": "skipped", "skip_reason": str(exc)}
+    if router is None:
+        return {"measured": False, "mode": mode, "skip_reason": why}
+    load_s = time.perf_counter() - load_start
+    health = router.health()
+    reasons: Counter[str] = Counter()
+    labelled = [0]
+    try:
+        latency = single_ticket(router, texts, settings, reasons, labelled)
+        rates = throughput(router, texts, settings, reasons, labelled)
+    finally:
+        router.close()
+    decided = sum(reasons.values())
+    return {
+        "measured": True, "mode": mode, "held_reason": why,
+        "device": health["device"], "providers": health["providers"],
+        "threads": health["threads"], "selftest": health["selftest"],
+        "load_s_in_worker": round(load_s, 4),
+        "latency": latency, "throughput": rates,
+        "decisions": {"total": decided, "reasons": dict(reasons),
+                      "measurement_only_labelled": labelled[0],
+                      "failures": sum(v for k, v in reasons.items() if k in FAILURE_REASONS)},
+    }

@@ -1,194 +1,132 @@
-"""Soak run: route many tickets through one router and record RSS, file descriptors and threads.
+"""Soak: route N tickets through one router and watch latency and memory over time.
 
-    # once: a copy of a bundle with ONNX artifacts (until `intakegate export` lands)
-    python benchmarks/soak.py prepare bundles/refund-intake/minilm-v1 /tmp/soak/minilm
-    # the soak itself, in a fresh process that never imports torch
-    python benchmarks/soak.py run /tmp/soak/minilm --artifact onnx-int8 --tickets 50000
-
-Tickets are single calls to `Router.route` (the desktop client's pattern), drawn from the
-bundle's validation texts and stretched to 1..~1,000 words, with a malformed input every 100th
-(None, blank, lone surrogate, bidi control, over the char cap, bytes, spelled-out letters).
-RSS, open fds and threads are sampled every `--sample-every` tickets; the result records the
-least-squares RSS slope over the last half of the run. If RSS cannot be read, the run fails.
+Tickets are single `Router.route` calls (the desktop client's pattern), cycling the bundle's
+test texts, with a malformed input every 100th (None, blank, a lone surrogate, a bidi control,
+over the character cap, bytes, spelled-out letters) so the refusal paths are soaked too. The run
+is cut into windows: each window records its p50/p99 latency and the RSS at its end. RSS growth
+is measured after warm-up (the end of the first `warmup_fraction` of tickets) to the end; a leak
+shows as steady growth, allocator warm-up does not. Failures are decisions where the model gave
+no answer (model_error, invalid_score, timeout, ...) and exceptions, which `route` must never
+raise.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
-import platform
-import random
 import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-# Run from anywhere: with the editable install, `intakegate` is only a regular package when the
-# repository root is on sys.path (otherwise `from intakegate.runtime import Router` fails).
-sys.path.insert(0, str(REPO))
-MALFORMED: list[object] = [None, "", "refund \ud800 please", "refund \u202eesaelp",
-                           "x" * 70000, b"bytes are not text", "i g n o r e  p r e v i o u s"]
-log = logging.getLogger("soak")
+from intakegate.benchmarks.latency import FAILURE_REASONS, load_router
+from intakegate.benchmarks.stats import Progress, summarize_ms
+
+log = logging.getLogger("intakegate.benchmarks")
+MALFORMED: tuple[object, ...] = (None, "", "refund \ud800 please", "refund \u202eesaelp",
+                                 "x" * 70000, b"bytes are not text", "i g n o r e  p r e v i o u s")
 
 
 def rss_mb() -> float:
-    """Resident set size from /proc (Linux); raises when it cannot be read."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    raise RuntimeError("VmRSS not found in /proc/self/status")
+    """Current resident set size in MB (Linux /proc, else the peak from getrusage)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 
-def os_threads() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("Threads:"):
-            return int(line.split()[1])
-    return -1
+def open_fds() -> int | None:
+    fd_dir = Path("/proc/self/fd")
+    return len(os.listdir(fd_dir)) if fd_dir.exists() else None
 
 
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+def soak_tickets(texts: Sequence[str], n: int) -> list[object]:
+    """Deterministic: test texts in order, a malformed input every 100th ticket."""
+    return [MALFORMED[(i // 100) % len(MALFORMED)] if i % 100 == 99 else texts[i % len(texts)]
+            for i in range(n)]
 
 
-def validation_texts(bundle: Path) -> list[str]:
-    from tests.runtime_helpers import validation_rows
-
-    return [r.text for r in validation_rows(bundle)]
-
-
-def tickets(texts: list[str], n: int, seed: int = 0) -> list[object]:
-    """Deterministic mix: mostly short tickets, 5% long ones (several windows), 1% malformed."""
-    rng = random.Random(seed)
-    words = " ".join(texts).split()
-    out: list[object] = []
-    for i in range(n):
-        if i % 100 == 99:
-            out.append(MALFORMED[(i // 100) % len(MALFORMED)])
-        elif rng.random() < 0.05:
-            start = rng.randrange(len(words))
-            k = rng.randint(260, 1000)
-            out.append(" ".join(words[(start + j) % len(words)] for j in range(k)))
-        else:
-            base = rng.choice(texts)
-            out.append(base if rng.random() < 0.7 else f"{base} {rng.choice(texts)}")
-    return out
-
-
-def slope(xs: list[float], ys: list[float]) -> float:
-    """Least-squares slope dy/dx."""
+def slope_per_10k(xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    """Least-squares MB per 10,000 tickets."""
     if len(xs) < 2:
-        return 0.0
-    return float(np.polyfit(np.asarray(xs), np.asarray(ys), 1)[0])
+        return None
+    return round(float(np.polyfit(np.asarray(xs), np.asarray(ys), 1)[0]) * 10000.0, 4)
 
 
-def run(bundle: Path, artifact: str, n: int, sample_every: int, threads: int | None,
-        out: Path | None) -> dict[str, Any]:
-    from intakegate.runtime import Router
-
-    texts = validation_texts(bundle)
-    load_start = time.perf_counter()
-    router = Router.load(bundle, artifact=artifact, threads=threads)
-    load_s = time.perf_counter() - load_start
-    if not router.ready:
-        raise SystemExit(f"router not ready: {router.health()}")
-    work = tickets(texts, n)
-    samples: list[dict[str, float]] = []
+def soak(bundle: str | Path, artifact: str, device: str, threads: int | None,
+         texts: Sequence[str], n: int, windows: int = 20, warmup_fraction: float = 0.05
+         ) -> dict[str, Any]:
+    """The soak result for one artifact (runs in a worker process)."""
+    rss_start = rss_mb()
+    router, mode, why = load_router(bundle, artifact, device, threads)
+    if router is None:
+        return {"artifact": artifact, "measured": False, "mode": mode, "skip_reason": why}
+    work = soak_tickets(texts, n)
+    per_window = max(1, n // max(1, windows))
+    warmup_end = max(per_window, int(n * warmup_fraction))
     latencies = np.zeros(n)
     reasons: Counter[str] = Counter()
-    routes: Counter[str] = Counter()
+    exceptions = 0
+    samples: list[dict[str, Any]] = []
+    rss_after_warmup: float | None = None
+    progress = Progress(f"{artifact} soak", n)
+    rss_loaded = rss_mb()
     start = time.perf_counter()
-    samples.append({"tickets": 0, "seconds": 0.0, "rss_mb": rss_mb(), "fds": open_fds(),
-                    "threads": os_threads(), "py_threads": threading.active_count()})
-    for i, text in enumerate(work):
+    window_start = 0
+    for i, ticket in enumerate(work):
         t0 = time.perf_counter()
-        d = router.route(text, ticket_id=f"soak-{i}")
+        try:
+            decision = router.route(ticket, ticket_id=f"soak-{i}")
+            reasons[decision.reason.value] += 1
+        except Exception:  # noqa: BLE001 - route must never raise; count it if it does
+            exceptions += 1
         latencies[i] = time.perf_counter() - t0
-        reasons[d.reason.value] += 1
-        routes[d.route.value] += 1
-        if (i + 1) % sample_every == 0:
-            samples.append({"tickets": i + 1, "seconds": time.perf_counter() - start,
-                            "rss_mb": rss_mb(), "fds": open_fds(), "threads": os_threads(),
+        done = i + 1
+        if done == warmup_end:
+            rss_after_warmup = rss_mb()
+        if done % per_window == 0 or done == n:
+            window = summarize_ms(latencies[window_start:done])
+            samples.append({"tickets": done, "seconds": round(time.perf_counter() - start, 3),
+                            "rss_mb": round(rss_mb(), 2), "p50_ms": window["p50_ms"],
+                            "p99_ms": window["p99_ms"], "fds": open_fds(),
                             "py_threads": threading.active_count()})
-            if (i + 1) % (sample_every * 10) == 0:
-                log.info("%d tickets, rss %.1f MB", i + 1, samples[-1]["rss_mb"])
+            window_start = done
+        progress.tick(done)
     elapsed = time.perf_counter() - start
-    half = samples[len(samples) // 2:]
-    quarter = samples[3 * len(samples) // 4:]
-    per_ticket = slope([s["tickets"] for s in half], [s["rss_mb"] for s in half])
-    per_second = slope([s["seconds"] for s in half], [s["rss_mb"] for s in half])
-    ms = latencies * 1000.0
-    result = {
-        "bundle": str(bundle), "bundle_version": router.bundle_version, "artifact": artifact,
-        "device": router.device, "providers": list(router.providers),
-        "threads": router.health()["threads"], "tickets": n, "load_seconds": round(load_s, 3),
-        "seconds": round(elapsed, 1), "tickets_per_second": round(n / elapsed, 1),
-        "latency_ms": {q: round(float(np.percentile(ms, p)), 3)
-                       for q, p in (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))},
-        "rss_mb": {"start": round(samples[0]["rss_mb"], 1), "end": round(samples[-1]["rss_mb"], 1),
-                   "max": round(max(s["rss_mb"] for s in samples), 1),
-                   "after_first_sample": round(samples[1]["rss_mb"], 1) if len(samples) > 1
-                   else None},
-        "rss_slope_last_half_mb_per_10k_tickets": round(per_ticket * 10000, 4),
-        "rss_slope_last_half_mb_per_hour": round(per_second * 3600, 3),
-        "rss_slope_last_quarter_mb_per_hour": round(slope(
-            [s["seconds"] for s in quarter], [s["rss_mb"] for s in quarter]) * 3600, 3),
-        "fds": {"start": samples[0]["fds"], "end": samples[-1]["fds"],
-                "max": max(s["fds"] for s in samples)},
-        "os_threads": {"start": samples[0]["threads"], "end": samples[-1]["threads"],
-                       "max": max(s["threads"] for s in samples)},
-        "reasons": dict(reasons), "routes": dict(routes),
+    health = router.health()
+    router.close()
+    rss_end = samples[-1]["rss_mb"]
+    base = rss_after_warmup if rss_after_warmup is not None else rss_loaded
+    after = [s for s in samples if s["tickets"] >= warmup_end]
+    failures = {k: v for k, v in reasons.items() if k in FAILURE_REASONS}
+    return {
+        "artifact": artifact, "measured": True, "mode": mode, "held_reason": why,
+        "bundle_version": health["bundle_version"], "device": health["device"],
+        "providers": health["providers"], "threads": health["threads"],
+        "tickets": n, "seconds": round(elapsed, 2),
+        "tickets_per_s": round(n / elapsed, 1) if elapsed > 0 else None,
+        "latency": summarize_ms(latencies),
+        "rss_mb": {"process_start": round(rss_start, 1), "router_loaded": round(rss_loaded, 1),
+                   "after_warmup": round(base, 1), "end": round(rss_end, 1),
+                   "max": round(max(s["rss_mb"] for s in samples), 1)},
+        "warmup_tickets": warmup_end,
+        "rss_growth_after_warmup_pct": round((rss_end - base) / base * 100.0, 3),
+        "rss_slope_after_warmup_mb_per_10k": slope_per_10k(
+            [s["tickets"] for s in after], [s["rss_mb"] for s in after]),
+        "failures": {"count": sum(failures.values()) + exceptions, "by_reason": failures,
+                     "exceptions": exceptions},
+        "reasons": dict(reasons),
+        "malformed_inputs": sum(1 for i in range(n) if i % 100 == 99),
         "torch_imported": "torch" in sys.modules,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "python": platform.python_version()},
-        "samples": samples,
+        "windows": samples,
     }
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
-    return result
-
-
-def prepare(src: Path, dst: Path) -> None:
-    """Copy a bundle and add onnx-fp32 / onnx-int8 the way export will (needs torch)."""
-    from tests.runtime_helpers import add_onnx_artifacts, copy_bundle
-
-    if dst.exists():
-        raise SystemExit(f"{dst} exists")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    add_onnx_artifacts(copy_bundle(src, dst.parent, dst.name))
-    print(f"prepared {dst}")
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("prepare")
-    p.add_argument("src", type=Path)
-    p.add_argument("dst", type=Path)
-    r = sub.add_parser("run")
-    r.add_argument("bundle", type=Path)
-    r.add_argument("--artifact", default="onnx-int8")
-    r.add_argument("--tickets", type=int, default=50000)
-    r.add_argument("--sample-every", type=int, default=500)
-    r.add_argument("--threads", type=int, default=None)
-    r.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    if args.cmd == "prepare":
-        prepare(args.src, args.dst)
-        return
-    result = run(args.bundle, args.artifact, args.tickets, args.sample_every, args.threads,
-                 args.out)
-    summary = {k: v for k, v in result.items() if k != "samples"}
-    print(json.dumps(summary, indent=2))
-
-
-if __name__ == "__main__":
-    main()

@@ -45,9 +45,17 @@ class Router:
                  device: str = Device.AUTO.value, threads: int | None = None,
                  bundles_root: str | Path = "bundles", shadow_log: Any = None,
                  shadow_log_text: bool = False, timeout_s: float | None = None,
-                 require_selftest: bool = False) -> None:
+                 require_selftest: bool = False,
+                 allow_held_for_measurement: bool = False) -> None:
         """Load and check the bundle. Raises only for caller mistakes: an unknown artifact or
-        device name, an explicit device that is not there, or a missing extra (torch)."""
+        device name, an explicit device that is not there, or a missing extra (torch).
+
+        `allow_held_for_measurement` (default off; only `intakegate bench` sets it, never
+        route/serve) loads a held artifact, a held bundle or a device outside the receipt so
+        its speed can be measured through this very path. Integrity checks still apply, and
+        every decision of such a router is `human_review_now` / `artifact_held` with a
+        `measurement_only:` detail naming why the artifact is held.
+        """
         try:
             self.artifact = Artifact(artifact).value
         except ValueError:
@@ -73,7 +81,8 @@ class Router:
         try:
             self.bundle_dir, pinned = resolve_source(bundle, bundles_root)
             self._engine = load_engine(self.bundle_dir, self.artifact, self.requested_device,
-                                       threads, pinned, require_selftest)
+                                       threads, pinned, require_selftest,
+                                       allow_held=allow_held_for_measurement)
         except LoadRefused as exc:
             self._failure = (exc.reason, exc.detail)
         except BundleError as exc:
@@ -90,6 +99,8 @@ class Router:
                       self.artifact, self._failure[0].value, self._failure[1])
         else:
             e = self._engine
+            if e.load_tokenizer is not None:  # this thread's tokenizer: the one the load checked
+                self._local.tokenizer, self._local.engine = e.load_tokenizer, e
             log.info("router ready: %s (%s) artifact %s on %s %s, threshold %.6g, selftest %s",
                      e.bundle_version, e.manifest_sha256[:12], e.artifact, e.device,
                      list(e.providers), e.threshold, e.selftest)
@@ -132,6 +143,11 @@ class Router:
         return self._engine.providers if self._engine else ()
 
     @property
+    def measurement_only(self) -> bool:
+        """True for a held artifact loaded only to be timed: every ticket goes to a person."""
+        return bool(self._engine and self._engine.held)
+
+    @property
     def engine(self) -> Engine | None:
         """The loaded engine (tests and diagnostics); None in fail-closed mode."""
         return self._engine
@@ -155,6 +171,7 @@ class Router:
             "providers": list(self.providers),
             "threads": e.threads if e else None,
             "selftest": e.selftest if e else None,
+            "measurement_only": list(e.held) if e and e.held else None,
             "decisions": counts,
             "shadow_log_failures": self.shadow.failures if self.shadow else 0,
         }
@@ -290,6 +307,10 @@ class Router:
             return self._fallback(s.failure, s.detail, ticket_id, raw, windows=s.windows,
                                   unk_ratio=s.unk_ratio)
         route, reason = route_for_score(prepared_text, s.score, e.threshold)
+        if e.held:  # a measurement-only router never admits a ticket; it says why
+            return self._fallback(Reason.ARTIFACT_HELD, f"measurement_only: would_route="
+                                  f"{route.value} score={s.score:.6g}; {'; '.join(e.held)}",
+                                  ticket_id, raw, windows=s.windows, unk_ratio=s.unk_ratio)
         decision = Decision(route, reason, s.score, e.threshold, e.bundle_version, e.artifact,
                             e.device, e.manifest_sha256, e.providers, s.windows, s.max_window,
                             input_digest(raw), ticket_id, s.unk_ratio)

@@ -1,0 +1,97 @@
+"""Cold start: a new process, from interpreter start to its first routing decision.
+
+Each run spawns a fresh `python -c` that imports `intakegate.runtime`, loads the router (which
+verifies every file's hash, binds the artifact to its receipt, builds the session, probes the
+vocabulary and runs the golden self-test) and routes one ticket. The parent times from spawn to
+the moment the decision line arrives on the pipe; the child reports its own import, load and
+first-route split and its peak resident memory (`ru_maxrss`, and `VmHWM` where Linux has it),
+read after the first decision, before it exits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("intakegate.benchmarks")
+
+CHILD = r"""
+import time
+T0 = time.perf_counter()
+import json, sys
+from intakegate.runtime import Router
+T1 = time.perf_counter()
+bundle, artifact, device, threads, held, text = sys.argv[1:7]
+router = Router.load(bundle, artifact=artifact, device=device, threads=int(threads) or None,
+                     allow_held_for_measurement=held == "1")
+T2 = time.perf_counter()
+decision = router.route(text)
+T3 = time.perf_counter()
+import resource
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak_mb = peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+hwm = None
+try:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) / 1024.0
+except OSError:
+    pass
+print(json.dumps({"import_s": T1 - T0, "load_s": T2 - T1, "first_route_s": T3 - T2,
+                  "ready": router.ready, "route": decision.route.value,
+                  "reason": decision.reason.value, "peak_rss_mb": peak_mb, "vmhwm_mb": hwm,
+                  "torch_imported": "torch" in sys.modules}), flush=True)
+"""
+
+
+def one_run(bundle: Path, artifact: str, device: str, threads: int | None, held: bool,
+            text: str, timeout_s: float = 300.0) -> dict[str, Any]:
+    """Spawn one child; wall time is spawn -> decision line received."""
+    args = [sys.executable, "-c", CHILD, str(bundle), artifact, device, str(threads or 0),
+            "1" if held else "0", text]
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        wall = time.perf_counter() - start
+        _, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise RuntimeError(f"cold start of {artifact} did not finish in {timeout_s}s") from None
+    if proc.returncode != 0 or not line.strip():
+        raise RuntimeError(f"cold start of {artifact} failed (exit {proc.returncode}): "
+                           f"{(err or '').strip()[-500:]}")
+    return {"process_to_first_decision_s": wall, **json.loads(line)}
+
+
+def cold_start(bundle: Path, artifact: str, device: str, threads: int | None, held: bool,
+               text: str, runs: int) -> dict[str, Any]:
+    """Median (and min/max) over `runs` fresh processes, and the peak RSS of those processes."""
+    results = []
+    for i in range(runs):
+        results.append(one_run(bundle, artifact, device, threads, held, text))
+        log.info("%s cold start %d/%d: %.3fs to first decision, peak RSS %.0f MB", artifact,
+                 i + 1, runs, results[-1]["process_to_first_decision_s"],
+                 results[-1]["peak_rss_mb"])
+    keys = ("process_to_first_decision_s", "import_s", "load_s", "first_route_s")
+    rss = [r["peak_rss_mb"] for r in results]
+    return {
+        "runs": runs,
+        "median_s": round(statistics.median(r[keys[0]] for r in results), 4),
+        "min_s": round(min(r[keys[0]] for r in results), 4),
+        "max_s": round(max(r[keys[0]] for r in results), 4),
+        "median_split_s": {k: round(statistics.median(r[k] for r in results), 4)
+                           for k in keys[1:]},
+        "peak_rss_mb": {"median": round(statistics.median(rss), 1), "max": round(max(rss), 1)},
+        "ready": all(r["ready"] for r in results),
+        "first_decision": {"route": results[0]["route"], "reason": results[0]["reason"]},
+        "torch_imported": any(r["torch_imported"] for r in results),
+    }
