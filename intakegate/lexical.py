@@ -206,7 +206,7 @@ def choose_blend(encoder: Sequence[float], lexical: Sequence[float], golds: Sequ
     enc = np.asarray(encoder, dtype=np.float64)
     lex = np.asarray(lexical, dtype=np.float64)
     tried: list[BlendCandidate] = []
-    for w in sorted(set(float(x) for x in weights), reverse=True):
+    for w in sorted({float(x) for x in weights}, reverse=True):
         s = enc if w >= 1.0 else blend_scores(enc, lex, w)
         th = choose_threshold(s.tolist(), golds, slices, required, margin_logit)
         tried.append(BlendCandidate(w, th, confusion_at(s.tolist(), golds, th).fp_rate))
