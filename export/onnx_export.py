@@ -8,6 +8,7 @@ token_type_ids, and reads `logits`.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -112,19 +113,65 @@ def check_graph(path: Path) -> dict[str, Any]:
             "external_data": False}
 
 
-def quantize_onnx_int8(fp32: Path, out: Path, settings: Int8Settings) -> dict[str, Any]:
-    """Dynamic int8 quantization of the fp32 graph with the settings for the target CPU family."""
+def fuse_bert_graph(fp32: Path, model_dir: Path, out: Path) -> dict[str, Any] | None:
+    """Fuse a BERT-family fp32 graph with onnxruntime's transformer optimizer (attention,
+    skip layer norm, embedding layer norm, gelu), so quantization can use the fused int8
+    attention kernels. Returns the fusion record, or None when the model is not BERT-family.
+
+    Why: on this 2-core AVX2 CPU the fused int8 graph of all-MiniLM-L6-v2 runs a 17-token
+    ticket in about 3.2 ms against 4.2 ms unfused, and its session starts in 0.05 s instead of
+    0.13 s. The fused graph is only an intermediate: the int8 artifact it yields is re-gated on
+    the exact receipt like any other.
+    """
+    config_path = model_dir / "config.json"
+    if not config_path.exists():
+        return None
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if config.get("model_type") != "bert":
+        return None
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    heads, hidden = int(config["num_attention_heads"]), int(config["hidden_size"])
+    optimized = optimize_model(str(fp32), model_type="bert", num_heads=heads,
+                               hidden_size=hidden, opt_level=1)
+    fused = {k: int(v) for k, v in optimized.get_fused_operator_statistics().items() if v}
+    if not fused.get("Attention"):
+        log.warning("graph fusion found no attention block to fuse (%s); quantizing the graph "
+                    "as exported", fused)
+        return {"tool": "onnxruntime.transformers.optimizer", "applied": False,
+                "fused_operators": fused}
+    optimized.save_model_to_file(str(out))
+    return {"tool": "onnxruntime.transformers.optimizer", "applied": True,
+            "model_type": "bert", "num_heads": heads, "hidden_size": hidden, "opt_level": 1,
+            "fused_operators": fused}
+
+
+def quantize_onnx_int8(fp32: Path, out: Path, settings: Int8Settings,
+                       model_dir: Path | None = None) -> dict[str, Any]:
+    """Dynamic int8 quantization of the fp32 graph (fused first where it is BERT-family) with
+    the settings for the target CPU family."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out.parent.mkdir(parents=True, exist_ok=True)
+    fusion = None
+    source = fp32
+    if model_dir is not None:
+        fused_path = fp32.with_name(fp32.stem + ".fused.onnx")
+        fusion = fuse_bert_graph(fp32, model_dir, fused_path)
+        if fusion and fusion["applied"]:
+            source = fused_path
     quant_logger = logging.getLogger()
     level = quant_logger.level
     quant_logger.setLevel(max(level, logging.ERROR))  # the quantizer warns on the root logger
     try:
-        quantize_dynamic(fp32, out, op_types_to_quantize=list(settings.op_types),
+        quantize_dynamic(source, out, op_types_to_quantize=list(settings.op_types),
                          per_channel=settings.per_channel, reduce_range=settings.reduce_range,
                          weight_type=QuantType[settings.weight_type],
-                         use_external_data_format=False)
+                         use_external_data_format=False,
+                         # Fused contrib ops carry no ONNX type info for their outputs.
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     finally:
         quant_logger.setLevel(level)
-    return {**settings.to_json(), "source": "onnx-fp32", **check_graph(out)}
+    return {**settings.to_json(), "source": "onnx-fp32", "graph_fusion": fusion,
+            **check_graph(out)}

@@ -165,7 +165,7 @@ def _export_onnx(staging: Path, work_dir: Path, model_dir: Path, m: dict[str, An
         log.info("quantizing onnx-int8 for %s", family.value)
         t = time.monotonic()
         settings = quantize_onnx_int8(fp32, staging / SPECS[Artifact.ONNX_INT8].path,
-                                      int8_settings(family))
+                                      int8_settings(family), model_dir)
         settings["export_seconds"] = round(time.monotonic() - t, 2)
         out[Artifact.ONNX_INT8] = settings
     return out

@@ -101,7 +101,7 @@ def break_classifier(monkeypatch: pytest.MonkeyPatch, factor: float = -10.0) -> 
 
     original = onnx_export.quantize_onnx_int8
 
-    def broken(fp32: Path, out: Path, settings: object) -> dict:
+    def broken(fp32: Path, out: Path, settings: object, model_dir: Path | None = None) -> dict:
         model = onnx.load(str(fp32))
         producer = {o: n for n in model.graph.node for o in n.output}
         head = producer["logits"]
@@ -111,7 +111,7 @@ def break_classifier(monkeypatch: pytest.MonkeyPatch, factor: float = -10.0) -> 
                                                 weight.name))
         path = fp32.with_name("broken-fp32.onnx")
         onnx.save(model, str(path))
-        return original(path, out, settings)
+        return original(path, out, settings, model_dir)
 
     monkeypatch.setattr(onnx_export, "quantize_onnx_int8", broken)
 
@@ -503,3 +503,14 @@ def test_onnx_regate_needs_no_torch(tiny_exported: Path, tmp_path: Path) -> None
             "'coremltools', 'onnx') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split("\n")[-2] == "eligible_for_shadow []"
+
+
+def test_bert_int8_is_quantized_from_the_fused_graph(bert_exported: Path,
+                                                     tiny_exported: Path) -> None:
+    """BERT-family graphs are fused (attention, layer norms, gelu) before int8 quantization and
+    the manifest says so; the tiny encoder has nothing to fuse and records none."""
+    fusion = manifest(bert_exported)["artifacts"]["onnx-int8"]["export_settings"]["graph_fusion"]
+    assert fusion["applied"] and fusion["tool"] == "onnxruntime.transformers.optimizer"
+    assert fusion["fused_operators"]["Attention"] == 2  # one per layer of the tiny BERT
+    tiny = manifest(tiny_exported)["artifacts"]["onnx-int8"]["export_settings"]
+    assert tiny["graph_fusion"] is None
