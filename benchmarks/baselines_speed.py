@@ -12,9 +12,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from intakegate.benchmarks.inputs import BenchTexts, cycle
-from intakegate.benchmarks.latency import WarmSettings
-from intakegate.benchmarks.stats import Progress, summarize_ms
+from intakegate.benchmarks.inputs import BenchTexts
+from intakegate.benchmarks.latency import WarmSettings, timed_batches, timed_singles
+from intakegate.benchmarks.stats import summarize_ms
 
 log = logging.getLogger("intakegate.benchmarks")
 NAMES = ("keyword_rule", "tfidf_logreg")
@@ -22,28 +22,9 @@ NAMES = ("keyword_rule", "tfidf_logreg")
 
 def _time_model(name: str, scores: Any, texts: Sequence[str], settings: WarmSettings
                 ) -> dict[str, Any]:
-    for text in cycle(tuple(texts), settings.warmup):
-        scores([text])
-    work = cycle(tuple(texts), settings.tickets, offset=settings.warmup)
-    seconds: list[float] = []
-    progress = Progress(f"{name} single-ticket latency", len(work))
-    clock = time.perf_counter
-    for i, text in enumerate(work):
-        t0 = clock()
-        scores([text])
-        seconds.append(clock() - t0)
-        progress.tick(i + 1)
-    rates: dict[str, Any] = {}
-    n = max(settings.throughput_tickets, max(settings.batch_sizes))
-    batch_work = cycle(tuple(texts), n)
-    for size in settings.batch_sizes:
-        start = time.perf_counter()
-        for i in range(0, n, size):
-            scores(batch_work[i:i + size])
-        elapsed = time.perf_counter() - start
-        rates[str(size)] = {"batch_size": size, "tickets": n, "seconds": round(elapsed, 4),
-                            "tickets_per_s": round(n / elapsed, 2) if elapsed > 0 else None}
-    return {"measured": True, "latency": summarize_ms(seconds), "throughput": rates}
+    return {"measured": True,
+            "latency": summarize_ms(timed_singles(name, lambda t: scores([t]), texts, settings)),
+            "throughput": timed_batches(name, scores, texts, settings)}
 
 
 def measure_baselines(texts: BenchTexts, settings: WarmSettings) -> dict[str, Any]:

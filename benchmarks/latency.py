@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,42 +72,61 @@ def count_decisions(decisions: Sequence[Any], reasons: Counter[str], labelled: l
             labelled[0] += 1
 
 
-def single_ticket(router: Any, texts: Sequence[str], settings: WarmSettings,
-                  reasons: Counter[str], labelled: list[int]) -> dict[str, Any]:
-    """Per-call wall time of `router.route(text)` over `settings.tickets` test tickets."""
+def timed_singles(label: str, call: Callable[[str], Any], texts: Sequence[str],
+                  settings: WarmSettings, on_result: Callable[[Any], None] | None = None
+                  ) -> list[float]:
+    """Warm up, then the wall time of `call(text)` for each of `settings.tickets` cycled
+    tickets (the router and the baselines are timed by this one loop)."""
     for text in cycle(tuple(texts), settings.warmup):
-        router.route(text)
+        call(text)
     work = cycle(tuple(texts), settings.tickets, offset=settings.warmup)
     seconds: list[float] = []
-    progress = Progress(f"{router.artifact} single-ticket latency", len(work))
+    progress = Progress(f"{label} single-ticket latency", len(work))
     clock = time.perf_counter
     for i, text in enumerate(work):
         t0 = clock()
-        decision = router.route(text)
+        result = call(text)
         seconds.append(clock() - t0)
-        count_decisions([decision], reasons, labelled)
+        if on_result is not None:
+            on_result(result)
         progress.tick(i + 1)
-    return summarize_ms(seconds)
+    return seconds
+
+
+def timed_batches(label: str, call: Callable[[list[str]], Any], texts: Sequence[str],
+                  settings: WarmSettings, on_result: Callable[[Any], None] | None = None
+                  ) -> dict[str, Any]:
+    """Tickets per second of `call(batch)` for each batch size (same tickets each)."""
+    out: dict[str, Any] = {}
+    n = max(settings.throughput_tickets, max(settings.batch_sizes))
+    work = cycle(tuple(texts), n)
+    for size in settings.batch_sizes:
+        call(work[:size])  # warm this batch shape
+        progress = Progress(f"{label} throughput batch {size}", n)
+        start = time.perf_counter()
+        for i in range(0, n, size):
+            result = call(work[i:i + size])
+            if on_result is not None:
+                on_result(result)
+            progress.tick(min(i + size, n))
+        elapsed = time.perf_counter() - start
+        out[str(size)] = {"batch_size": size, "tickets": n, "seconds": round(elapsed, 4),
+                          "tickets_per_s": round(n / elapsed, 2) if elapsed > 0 else None}
+    return out
+
+
+def single_ticket(router: Any, texts: Sequence[str], settings: WarmSettings,
+                  reasons: Counter[str], labelled: list[int]) -> dict[str, Any]:
+    """Per-call wall time of `router.route(text)` over `settings.tickets` test tickets."""
+    return summarize_ms(timed_singles(router.artifact, router.route, texts, settings,
+                                      lambda d: count_decisions([d], reasons, labelled)))
 
 
 def throughput(router: Any, texts: Sequence[str], settings: WarmSettings,
                reasons: Counter[str], labelled: list[int]) -> dict[str, Any]:
     """Tickets per second through `route_batch` for each batch size (same tickets each)."""
-    out: dict[str, Any] = {}
-    n = max(settings.throughput_tickets, max(settings.batch_sizes))
-    work = cycle(tuple(texts), n)
-    for size in settings.batch_sizes:
-        router.route_batch(work[:size])  # warm this batch shape
-        progress = Progress(f"{router.artifact} throughput batch {size}", n)
-        start = time.perf_counter()
-        for i in range(0, n, size):
-            decisions = router.route_batch(work[i:i + size])
-            count_decisions(decisions, reasons, labelled)
-            progress.tick(i + len(decisions))
-        elapsed = time.perf_counter() - start
-        out[str(size)] = {"batch_size": size, "tickets": n, "seconds": round(elapsed, 4),
-                          "tickets_per_s": round(n / elapsed, 2) if elapsed > 0 else None}
-    return out
+    return timed_batches(router.artifact, router.route_batch, texts, settings,
+                         lambda ds: count_decisions(ds, reasons, labelled))
 
 
 def measure_artifact(bundle: str | Path, artifact: str, device: str, threads: int | None,

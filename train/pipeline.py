@@ -142,6 +142,7 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
     model_dir = staging / MODEL_DIR
     texts = [r.text for r in train_rows]
     texts = [prepare_text(t, policy).text or t for t in texts]
+    val_prepared = _prepared(val_rows, policy)
     if cfg.base_model == "tiny":
         from intakegate.train.tiny import build_word_tokenizer, save_tiny, train_tiny
 
@@ -154,9 +155,8 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
 
         base_ref, base_name, base_sha = resolve_base_model(cfg.base_model)
         tokenizer = serving_tokenizer(base_ref)
-        val_texts = [prepare_text(r.text, policy).text or r.text for r in val_rows]
         model = fine_tune(base_ref, tokenizer, texts, y, id2label, cfg, model_dir, weights,
-                          val_texts, targets(val_rows, id2label, cfg.objective))
+                          val_prepared, targets(val_rows, id2label, cfg.objective))
     configure_tokenizer(tokenizer, policy)
     tokenizer.save(str(staging / "tokenizer.json"))
     weights_sha = sha256_file(model_dir / "model.safetensors")
@@ -173,10 +173,11 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
         raise ValueError(f"validation rows the input policy refuses: {bad}")
     vs = [float(s) for s in val_scores]  # type: ignore[arg-type]
     encoder_vs = list(vs)
-    blend, blend_doc = _choose_blend(cfg, texts, train_rows, val_rows, vs, required, policy)
+    blend, blend_doc = _choose_blend(cfg, texts, train_rows, val_rows, val_prepared, vs,
+                                     required)
     if blend is not None:
         write_json(staging / LEXICAL, blend.lexical.to_json())
-        vs = blend.apply(np.asarray(vs), _prepared(val_rows, policy)).tolist()
+        vs = blend.apply(np.asarray(vs), val_prepared).tolist()
     lowest_required = choose_threshold(vs, [r.gold for r in val_rows],
                                        [r.slice for r in val_rows], required)
     threshold = max(choose_threshold(vs, [r.gold for r in val_rows], [r.slice for r in val_rows],
@@ -324,8 +325,8 @@ def _prepared(rows: list[TicketRow], policy: InputPolicy) -> list[str]:
 
 
 def _choose_blend(cfg: TrainConfig, train_texts: list[str], train_rows: list[TicketRow],
-                  val_rows: list[TicketRow], vs: list[float], required: list[str],
-                  policy: InputPolicy) -> tuple[ScoreBlend | None, dict[str, Any] | None]:
+                  val_rows: list[TicketRow], val_texts: list[str], vs: list[float],
+                  required: list[str]) -> tuple[ScoreBlend | None, dict[str, Any] | None]:
     """Fit the lexical model on train rows and let the validation gate pick the blend weight."""
     if not cfg.blend_weights:
         return None, None
@@ -333,7 +334,7 @@ def _choose_blend(cfg: TrainConfig, train_texts: list[str], train_rows: list[Tic
 
     fitted = TfidfLogReg(cfg.seed).fit_texts(train_texts, [r.gold for r in train_rows])
     lexical = LexicalModel.from_sklearn(fitted.vectorizer, fitted.model)
-    lex_vs = lexical.scores(_prepared(val_rows, policy))
+    lex_vs = lexical.scores(val_texts)
     weight, tried = choose_blend(vs, lex_vs, [r.gold for r in val_rows],
                                  [r.slice for r in val_rows], required, cfg.blend_weights,
                                  cfg.threshold_margin)
