@@ -18,7 +18,7 @@ from intakegate.vocab import FALLBACK_ROUTE, Route
 # The fields a JSONL consumer gets (`intakegate route --input`, `intakegate serve --stdio`).
 # The issue's seven, plus the provenance the downstream agent pins and the sub-code.
 WIRE_FIELDS = ("id", "route", "reason", "score", "threshold", "bundle_version", "artifact",
-               "manifest_sha256", "device", "windows", "detail")
+               "manifest_sha256", "device", "windows", "segment", "detail")
 
 
 class Device(str, Enum):
@@ -31,12 +31,37 @@ class Device(str, Enum):
 
 
 @dataclass(frozen=True)
+class DecidingSegment:
+    """The part of a ticket whose score decided the route, so a client can highlight it.
+
+    `start`/`end` are code-point offsets into the ticket text exactly as the caller gave it
+    (`text[start:end]`); `kind` is `whole`, `sentence` or `window`; `text` is filled only when
+    the caller asks for ticket content (`Router.route(..., with_text=True)`).
+    """
+
+    index: int
+    kind: str
+    start: int
+    end: int
+    score: float
+    text: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"index": self.index, "kind": self.kind, "start": self.start,
+                               "end": self.end, "score": self.score}
+        if self.text is not None:
+            out["text"] = self.text
+        return out
+
+
+@dataclass(frozen=True)
 class Decision:
     """One route record. `route` is always one of the two routes, `reason` one Reason.
 
     `detail` starts with a stable sub-code (e.g. ``bundle_tampered:``, ``selftest_mismatch:``,
     ``token_id_out_of_range``) that narrows the reason for an operator; it never changes the
-    route. `max_window` is the index of the riskiest window of a long ticket.
+    route. `max_window` is the index of the riskiest window of a long ticket; `segment` names
+    the segment (sentence, window or the whole ticket) whose score decided.
     """
 
     route: Route
@@ -54,6 +79,7 @@ class Decision:
     ticket_id: str | int | None = None
     unk_ratio: float | None = None
     detail: str = ""
+    segment: DecidingSegment | None = None
 
     def to_record(self) -> dict[str, Any]:
         """Every field, JSON-ready (enums as their values)."""
@@ -61,6 +87,7 @@ class Decision:
         out["route"] = self.route.value
         out["reason"] = self.reason.value
         out["providers"] = list(self.providers)
+        out["segment"] = None if self.segment is None else self.segment.to_json()
         return out
 
     def to_wire(self) -> dict[str, Any]:
@@ -86,5 +113,5 @@ def is_safe_agent_decision(d: Decision) -> bool:
             and 0.0 <= d.score < d.threshold)
 
 
-__all__ = ["Decision", "Device", "FALLBACK_ROUTE", "WIRE_FIELDS", "input_digest",
+__all__ = ["DecidingSegment", "Decision", "Device", "FALLBACK_ROUTE", "WIRE_FIELDS", "input_digest",
            "is_safe_agent_decision"]
