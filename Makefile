@@ -29,7 +29,7 @@ reports: install
 	$(CLI) baselines refund-intake
 	$(CLI) baselines banking77
 
-DEMO_BUNDLE := refund-intake-minilm-v1
+DEMO_BUNDLE := refund-intake-minilm-v2
 EXAMPLES := "Where is my package? Tracking has not moved since Monday." \
 	"FastShip delivered my tablet after the return window closed. The portal rejected my return. Please make an exception."
 

@@ -18,7 +18,8 @@ from typing import Any
 
 from intakegate.bundle import (Artifact, BundleError, Status, VerifiedBundle, resolve_bundle,
                                verify_bundle)
-from intakegate.encoding import InputPolicy, score_texts, tokenizer_matches_policy
+from intakegate.composed import composed_text, parse_composed_id
+from intakegate.encoding import InputPolicy, tokenizer_matches_policy
 from intakegate.export.artifacts import parse_artifacts
 from intakegate.export.backends import BackendUnavailable, gate_backend
 from intakegate.export.drift import MARGIN_TOLERANCE, drift_report
@@ -28,10 +29,10 @@ from intakegate.gate import (IDENTITY_FIELDS, GateRow, ReceiptSpec, Run, release
                              run_from_json, spec_from_json)
 from intakegate.jsonio import loads_strict
 from intakegate.lexical import blend_from_manifest
+from intakegate.ticket_score import ScoreSpec, score_texts
 from intakegate.vocab import GateDecision
 
 log = logging.getLogger(__name__)
-SCORE_BATCH = 32  # fp32 artifacts: the batch train used for the reference run
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,12 @@ def load_inventory(bundle: VerifiedBundle) -> Inventory:
                         != (r.gold, r.slice))
     if mismatched:
         return Inventory(spec, reference, {}, f"fixture_mismatch:{','.join(mismatched)}")
-    texts = {fid: by_id[fid].text for fid in spec.fixture_ids if fid in by_id}
+    base = {fid: row.text for fid, row in by_id.items()}
+    texts: dict[str, str] = {}
+    for fid in spec.fixture_ids:
+        text = base.get(fid) if parse_composed_id(fid) is None else composed_text(fid, base)
+        if text is not None:
+            texts[fid] = text
     return Inventory(spec, reference, texts)
 
 
@@ -100,6 +106,9 @@ def regate_artifact(bundle: VerifiedBundle, artifact: Artifact, inventory: Inven
     ref_rows = {r.fixture_id: r for r in inventory.reference.rows}
     scorable = [fid for fid in inventory.spec.fixture_ids
                 if fid in ref_rows and fid in inventory.texts]
+    spec = ScoreSpec(policy, tuple(m["score_head"]["positive"]), len(m["score_head"]["labels"]),
+                     tokenizer.get_vocab_size(with_added_tokens=True), None,
+                     blend_from_manifest(m, bundle.read))
     try:
         backend = gate_backend(artifact, bundle)
     except BackendUnavailable as exc:
@@ -114,10 +123,9 @@ def regate_artifact(bundle: VerifiedBundle, artifact: Artifact, inventory: Inven
         log.info("%s/%s: scoring %d fixtures with %s", bundle.bundle_version, artifact.value,
                  len(scorable), backend.gated_with)
         try:
-            scores = score_texts(backend, tokenizer, [inventory.texts[f] for f in scorable],
-                                 policy, batch_size=score_batch(m["artifacts"][artifact.value]),
-                                 positive=tuple(m["score_head"]["positive"]),
-                                 blend=blend_from_manifest(m, bundle.read))
+            scored = score_texts(backend, tokenizer, [inventory.texts[f] for f in scorable],
+                                 spec, _progress(f"{bundle.bundle_version}/{artifact.value}"))
+            scores = [s.score for s in scored]
         except Exception as exc:  # noqa: BLE001 - a runtime that cannot score is held
             log.exception("%s/%s: scoring failed", bundle.bundle_version, artifact.value)
             return _hold(artifact, bundle, f"backend_error:{type(exc).__name__}",
@@ -137,13 +145,15 @@ def regate_artifact(bundle: VerifiedBundle, artifact: Artifact, inventory: Inven
                         time.monotonic() - started)
 
 
-def score_batch(entry: dict[str, Any]) -> int:
-    """Tickets per Run, as the runtime serves the artifact: a dynamically quantized graph takes
-    one activation scale per input tensor, so its score depends on the batch; the runtime runs
-    quantized artifacts one ticket per Run, and the receipt must be computed the same way."""
-    from intakegate.runtime.loader import is_quantized
+def _progress(label: str) -> Any:
+    last = [time.monotonic()]
 
-    return 1 if is_quantized(entry) else SCORE_BATCH
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done == total or now - last[0] > 10:
+            log.info("%s: scored %d/%d fixtures", label, done, total)
+            last[0] = now
+    return report
 
 
 def _finite(score: float | None) -> float | None:

@@ -25,7 +25,8 @@ from intakegate.errors import InputError
 from intakegate.jsonio import dumps_canonical, loads_strict
 from intakegate.vocab import FALLBACK_ROUTE, GateDecision, Route
 
-FORMAT_VERSION = 1
+# 2: the input policy carries the segmentation (every segment of a ticket is scored).
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 POINTER = "ACTIVE"
 MAX_MANIFEST_BYTES = 8 * 1024 * 1024
@@ -96,7 +97,8 @@ ARTIFACT_FIELDS = {"format", "precision", "path", "sha256", "size_bytes", "statu
                    "receipt_run", "gated_with", "drift", "tool_versions", "export_settings",
                    "model_sha256", "device_classes", "gates", "note"}
 POLICY_FIELDS = {"trim_outer_whitespace", "preserve_punctuation", "max_length", "long_input",
-                 "stride", "max_windows", "char_cap", "normalization", "strip_controls"}
+                 "stride", "max_windows", "char_cap", "normalization", "strip_controls",
+                 "segmentation"}
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
              *(f"lpt{i}" for i in range(10))}
 
@@ -258,6 +260,9 @@ def validate_manifest(obj: Any, where: str = MANIFEST) -> dict[str, Any]:
     unknown_policy = sorted(set(policy) - POLICY_FIELDS)
     if unknown_policy:
         raise bad(f"input_policy.{unknown_policy[0]}", "unknown field")
+    if not isinstance(policy.get("segmentation"), dict):
+        raise bad("input_policy.segmentation", "missing: this bundle format scores every "
+                                               "segment of a ticket")
     if policy.get("max_length") != obj["max_length"] or not 8 <= obj["max_length"] <= 4096:
         raise bad("input_policy.max_length", "must equal max_length, in [8, 4096]")
     for name, art in obj["artifacts"].items():

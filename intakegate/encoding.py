@@ -4,7 +4,8 @@ Text is data. It is normalised the same way everywhere (trim, NFKC, controls and
 characters removed); obfuscation that changes what a person would read (bidi controls, Unicode tag
 characters) and broken Unicode are refused rather than guessed at. A ticket longer than the model
 window is never truncated: it is split into overlapping windows with the tokenizer's own
-`overflowing` encodings and the ticket's score is the maximum over its windows.
+`overflowing` encodings. Which parts of a ticket are scored (sentences, word windows) is the
+policy's `segmentation` (`intakegate.segments`); `intakegate.ticket_score` scores them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from intakegate.routing import Reason
+from intakegate.segments import SegmentPolicy
 
 ZERO_WIDTH = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u180e", "\u00ad"}
 BIDI_CONTROLS = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E,
@@ -38,13 +40,28 @@ class InputPolicy:
     normalization: str = "NFKC"
     strip_controls: bool = True
     long_input: str = "max_over_windows"
+    # None only in bundles written before segment scoring; the runtime refuses those.
+    segmentation: SegmentPolicy | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        out["segmentation"] = None if self.segmentation is None else self.segmentation.to_json()
+        return out
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> InputPolicy:
-        return cls(**{k: obj[k] for k in cls.__dataclass_fields__ if k in obj})
+        kw = {k: obj[k] for k in cls.__dataclass_fields__ if k in obj}
+        seg = kw.get("segmentation")
+        kw["segmentation"] = None if seg is None else SegmentPolicy.from_json(seg)
+        return cls(**kw)
+
+
+def policy_digest(policy: InputPolicy) -> str:
+    """sha256 of the policy's canonical JSON: the scoring rules a receipt's model_version pins."""
+    import hashlib
+
+    canonical = json.dumps(policy.to_json(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -73,6 +90,16 @@ def prepare_text(text: object, policy: InputPolicy) -> Prepared:
     found_tags = sorted({f"U+{ord(c):05X}" for c in text if 0xE0000 <= ord(c) <= 0xE007F})
     if found_bidi or found_tags:
         return Prepared(None, Reason.OBFUSCATION, detail=",".join(found_bidi + found_tags)[:200])
+    out, stripped = _normalized(text, policy)
+    if policy.trim_outer_whitespace:
+        out = out.strip()
+    if not out:
+        return Prepared(None, Reason.EMPTY_TEXT, stripped, "blank after normalization")
+    return Prepared(out, None, stripped)
+
+
+def _normalized(text: str, policy: InputPolicy) -> tuple[str, int]:
+    """Normalisation and control stripping (before trimming); the stripped-control count."""
     out = unicodedata.normalize(policy.normalization, text) if policy.normalization else text
     stripped = 0
     if policy.strip_controls:
@@ -85,11 +112,35 @@ def prepare_text(text: object, policy: InputPolicy) -> Prepared:
                 continue
             kept.append(ch)
         out = "".join(kept)
-    if policy.trim_outer_whitespace:
-        out = out.strip()
-    if not out:
-        return Prepared(None, Reason.EMPTY_TEXT, stripped, "blank after normalization")
-    return Prepared(out, None, stripped)
+    return out, stripped
+
+
+def raw_span(raw: str, prepared: str, policy: InputPolicy, start: int, end: int
+             ) -> tuple[int, int]:
+    """Map a span of the prepared text back to code-point offsets of the raw ticket.
+
+    Clients highlight the deciding segment in the text they sent, which normalisation may have
+    changed (NFKC, stripped zero-width characters, trimmed whitespace). The common case is a
+    plain substring; otherwise the offsets are found by bisecting on normalised prefixes.
+    """
+    lead = raw.find(prepared)
+    if lead >= 0:
+        return lead + start, lead + end
+    body, _ = _normalized(raw, policy)
+    shift = len(body) - len(body.lstrip()) if policy.trim_outer_whitespace else 0
+
+    def first_prefix_with(n: int) -> int:
+        lo, hi = 0, len(raw)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if len(_normalized(raw[:mid], policy)[0]) >= n:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    raw_start = max(first_prefix_with(start + shift + 1) - 1, 0)
+    return raw_start, max(first_prefix_with(end + shift), raw_start)
 
 
 def configure_tokenizer(tokenizer: Any, policy: InputPolicy) -> Any:
@@ -153,41 +204,3 @@ def encode_windows(tokenizer: Any, texts: Sequence[str], policy: InputPolicy) ->
         mask[r, :k] = w.attention_mask
         types[r, :k] = w.type_ids
     return Windows(ids, mask, types, np.asarray(owner, dtype=np.int64), tuple(per_text))
-
-
-def max_over_windows(window_scores: np.ndarray, owner: np.ndarray, n_texts: int) -> np.ndarray:
-    """A ticket's score is its riskiest window; NaN anywhere makes the ticket's score NaN."""
-    out = np.full(n_texts, -np.inf, dtype=np.float64)
-    np.maximum.at(out, owner, window_scores.astype(np.float64))
-    nan_owner = owner[np.isnan(window_scores)]
-    out[nan_owner] = np.nan
-    return out
-
-
-def score_texts(logits_fn: Any, tokenizer: Any, texts: Sequence[object], policy: InputPolicy,
-                batch_size: int = 32, progress: Any = None,
-                positive: Sequence[int] = (1,), blend: Any = None) -> list[float | None]:
-    """Score tickets through the policy: prepare, window, logits, softmax, max over windows,
-    then the bundle's score blend (`intakegate.lexical.ScoreBlend`) on the prepared text.
-
-    A ticket the policy refuses gets None (the caller routes it to a person). This is the one
-    scoring path used by training evaluation, export re-gates and the runtime.
-    """
-    from intakegate.scoring import human_review_score
-
-    out: list[float | None] = [None] * len(texts)
-    prepared = [(i, prepare_text(t, policy)) for i, t in enumerate(texts)]
-    ok = [(i, p.text) for i, p in prepared if p.text is not None]
-    for start in range(0, len(ok), batch_size):
-        chunk = ok[start:start + batch_size]
-        windows = encode_windows(tokenizer, [t for _, t in chunk], policy)
-        logits = np.asarray(logits_fn(windows), dtype=np.float64)
-        per_window = human_review_score(logits, positive)
-        scores = max_over_windows(per_window, windows.owner, len(chunk))
-        if blend is not None:
-            scores = blend.apply(scores, [t for _, t in chunk])
-        for (i, _), s in zip(chunk, scores):
-            out[i] = float(s)
-        if progress is not None:
-            progress(min(start + batch_size, len(ok)), len(ok))
-    return out

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from intakegate.composed import ComposedRecipe
 from intakegate.dataset import TicketRow
 from intakegate.gate import GateRow, ReceiptSpec, Run
 from intakegate.scoring import confusion_at
@@ -55,10 +56,12 @@ def evaluate_at(rows: Sequence[TicketRow], scores: Sequence[float], threshold: f
 
 
 def receipt_spec(receipt_version: str, identity: dict[str, str], rows: Sequence[TicketRow],
-                 required_slices: Iterable[str], fp_budget: float | None) -> ReceiptSpec:
-    """The frozen receipt for a validation inventory: every row id, nothing else."""
+                 required_slices: Iterable[str], fp_budget: float | None,
+                 composed: ComposedRecipe | None = None) -> ReceiptSpec:
+    """The frozen receipt for a validation inventory: every row id (composed ones included,
+    with the recipe that generated them), nothing else."""
     return ReceiptSpec(receipt_version, identity, tuple(row.id for row in rows),
-                       frozenset(required_slices), fp_budget)
+                       frozenset(required_slices), fp_budget, composed)
 
 
 def build_run(bundle_version: str, identity: dict[str, str], threshold: float,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from intakegate.composed import ComposedRecipe, is_composed_slice
 from intakegate.errors import InputError
 from intakegate.jsonio import load_json
 from intakegate.vocab import GateDecision
@@ -38,6 +39,8 @@ class ReceiptSpec:
     fixture_ids: tuple[str, ...]
     required_slices: frozenset[str]
     fp_budget: float | None = None
+    # How the composed fixtures among `fixture_ids` were generated (None: no composed rows).
+    composed: ComposedRecipe | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -48,6 +51,8 @@ class ReceiptSpec:
         }
         if self.fp_budget is not None:
             out["fp_budget"] = self.fp_budget
+        if self.composed is not None:
+            out["composed"] = self.composed.to_json()
         return out
 
 
@@ -158,7 +163,14 @@ def release_decision(spec: ReceiptSpec, run: Run) -> GateResult:
     negatives = [row for row in run.rows if row.gold == 0]
     fp = sum(1 for row in negatives if float(row.score) >= threshold)  # type: ignore[arg-type]
     fp_rate = fp / len(negatives) if negatives else 0.0
-    details = {"false_positives": fp, "negatives": len(negatives), "threshold": threshold}
+    details: dict[str, Any] = {"false_positives": fp, "negatives": len(negatives),
+                               "threshold": threshold}
+    pairs = [row for row in negatives if is_composed_slice(row.slice)]
+    if pairs:  # composed routine pairs count in the rate and are reported on their own too
+        singles = len(negatives) - len(pairs)
+        pair_fp = sum(1 for row in pairs if float(row.score) >= threshold)  # type: ignore[arg-type]
+        details["false_positive_rate_single"] = (fp - pair_fp) / singles if singles else 0.0
+        details["false_positive_rate_composed"] = pair_fp / len(pairs)
     if missed:
         return _hold(run, f"missed:{','.join(missed)}", missed=missed,
                      false_positive_rate=fp_rate, details=details)
@@ -205,7 +217,7 @@ def spec_from_json(obj: Any, path: Path | None = None) -> ReceiptSpec:
     if not isinstance(obj, dict):
         raise InputError("a receipt spec must be a JSON object", path=path)
     _reject_unknown(obj, {"receipt_version", "identity", "fixture_ids", "required_slices",
-                          "fp_budget"}, path)
+                          "fp_budget", "composed"}, path)
     version = _require(obj, "receipt_version", str, path)
     identity = _require(obj, "identity", dict, path)
     _reject_unknown(identity, set(IDENTITY_FIELDS), path, "identity.")
@@ -227,8 +239,16 @@ def spec_from_json(obj: Any, path: Path | None = None) -> ReceiptSpec:
     budget = obj.get("fp_budget")
     if budget is not None and (not valid_score(budget)):
         raise InputError("fp_budget must be a number in [0, 1]", path=path, field="fp_budget")
+    composed = obj.get("composed")
+    if composed is not None:
+        if not isinstance(composed, dict):
+            raise InputError("expected an object", path=path, field="composed")
+        try:
+            composed = ComposedRecipe.from_json(composed)
+        except (TypeError, ValueError) as exc:
+            raise InputError(str(exc), path=path, field="composed") from None
     return ReceiptSpec(version, dict(identity), tuple(fixture_ids), frozenset(slices),
-                       None if budget is None else float(budget))
+                       None if budget is None else float(budget), composed)
 
 
 def run_from_json(obj: Any, path: Path | None = None) -> Run:

@@ -3,7 +3,8 @@
 Why it exists: on banking77 the fine-tuned encoder ranks tickets best overall but scores a few
 required positives overconfidently low, and those few rows set the threshold. A cheap lexical
 model fitted on the same train rows errs on other rows. Blending the two in log-odds lets the
-validation gate pick the mix (`choose_blend`), and the blended score is the one the receipt pins.
+validation gate pick the mix (`intakegate.train.selection`), and the blended score is the one
+the receipt pins. The blend is applied per segment of a ticket (`intakegate.ticket_score`).
 
 The model is fitted with scikit-learn at train time (`train/`), then stored in the bundle as
 plain JSON (vocabulary, idf, coefficients) and scored here by hand, because the runtime must
@@ -161,9 +162,6 @@ class ScoreBlend:
             raise LexicalFormatError("score_blend.encoder_weight", "must be in (0, 1); a weight "
                                      "of 1 means no blend (omit score_blend)")
 
-    def apply(self, encoder_scores: np.ndarray, texts: Sequence[str]) -> np.ndarray:
-        return blend_scores(np.asarray(encoder_scores, dtype=np.float64),
-                            self.lexical.scores(texts), self.encoder_weight)
 
 
 def blend_from_manifest(manifest: Mapping[str, Any], read: Any) -> ScoreBlend | None:
@@ -181,34 +179,3 @@ def blend_from_manifest(manifest: Mapping[str, Any], read: Any) -> ScoreBlend | 
                                  "missing or not a number") from None
     obj = json.loads(read(rel).decode("utf-8"))
     return ScoreBlend(LexicalModel.from_json(obj, rel), weight)
-
-
-@dataclass(frozen=True)
-class BlendCandidate:
-    """One encoder weight tried on validation: its threshold and false-positive rate."""
-
-    encoder_weight: float
-    threshold: float
-    false_positive_rate: float
-
-    def to_json(self) -> dict[str, float]:
-        return {"encoder_weight": self.encoder_weight, "threshold": self.threshold,
-                "false_positive_rate": self.false_positive_rate}
-
-
-def choose_blend(encoder: Sequence[float], lexical: Sequence[float], golds: Sequence[int],
-                 slices: Sequence[str], required: Sequence[str], weights: Sequence[float],
-                 margin_logit: float) -> tuple[float, list[BlendCandidate]]:
-    """The encoder weight whose rule-chosen threshold sends the fewest routine validation
-    tickets to people (ties: the larger encoder weight). Validation rows only."""
-    from intakegate.scoring import choose_threshold, confusion_at
-
-    enc = np.asarray(encoder, dtype=np.float64)
-    lex = np.asarray(lexical, dtype=np.float64)
-    tried: list[BlendCandidate] = []
-    for w in sorted({float(x) for x in weights}, reverse=True):
-        s = enc if w >= 1.0 else blend_scores(enc, lex, w)
-        th = choose_threshold(s.tolist(), golds, slices, required, margin_logit)
-        tried.append(BlendCandidate(w, th, confusion_at(s.tolist(), golds, th).fp_rate))
-    best = min(tried, key=lambda c: (c.false_positive_rate, -c.encoder_weight))
-    return best.encoder_weight, tried

@@ -29,7 +29,8 @@ from intakegate.jsonio import loads_strict
 from intakegate.lexical import LexicalFormatError, ScoreBlend, blend_from_manifest
 from intakegate.routing import Reason
 from intakegate.runtime.decision import Device
-from intakegate.runtime.scorer import ScoreSpec, score_prepared
+from intakegate.segments import SegmenterUnavailable, check_segmenter
+from intakegate.ticket_score import ScoreSpec, score_ticket
 from intakegate.vocab import GateDecision
 
 log = logging.getLogger(__name__)
@@ -454,6 +455,17 @@ def read_blend(verified: VerifiedBundle) -> ScoreBlend | None:
         raise LoadRefused(Reason.BUNDLE_INTEGRITY, f"manifest_invalid: {exc}") from None
 
 
+def check_policy_segmenter(policy: InputPolicy) -> None:
+    """Refuse a bundle whose segmenter (that exact version) is not installed here: another
+    version may cut sentences differently from the cuts the receipt pinned."""
+    if policy.segmentation is None:  # the manifest schema requires it; never score whole-only
+        raise LoadRefused(Reason.BUNDLE_INTEGRITY, "manifest_invalid: input_policy.segmentation")
+    try:
+        check_segmenter(policy.segmentation)
+    except SegmenterUnavailable as exc:
+        raise LoadRefused(Reason.MODEL_UNAVAILABLE, f"segmenter_unavailable: {exc}") from None
+
+
 def probe_vocabulary(backend: Any, tokenizer: Any, spec: ScoreSpec) -> None:
     """Run the highest token id once: a tokenizer larger than the model's embedding is refused
     here, instead of failing (or reading out of bounds) on some later ticket."""
@@ -527,7 +539,7 @@ def golden_self_test(verified: VerifiedBundle, artifact: str, bound: Bound, back
                               f"selftest_mismatch: rows[{i}] refused by the input policy")
         texts.append(prepared.text)
         expected.append(float(score))
-    scored = score_prepared(backend, tokenizer, texts, spec)
+    scored = [score_ticket(backend.logits, tokenizer, t, spec) for t in texts]
     drift = 0.0
     for i, (got, want) in enumerate(zip(scored, expected)):
         if got.score is None:
@@ -570,16 +582,21 @@ def load_engine(bundle_dir: Path, artifact: str, device: str, threads: int | Non
                               "pointer_mismatch: the bundle changed since it was activated")
         bound = check_artifact(verified, artifact, held)
         check_no_pickle(verified)
-        policy = InputPolicy.from_json(verified.manifest["input_policy"])
+        try:
+            policy = InputPolicy.from_json(verified.manifest["input_policy"])
+        except (TypeError, ValueError) as exc:
+            raise LoadRefused(Reason.BUNDLE_INTEGRITY,
+                              f"manifest_invalid: input_policy: {exc}") from None
         tokenizer_json, tokenizer, unk_id = read_tokenizer(verified, policy)
         head = verified.manifest["score_head"]
         labels, positive = head.get("labels"), head.get("positive")
         if (not isinstance(labels, list) or not isinstance(positive, list) or not positive
                 or not all(isinstance(p, int) and 0 <= p < len(labels) for p in positive)):
             raise LoadRefused(Reason.BUNDLE_INTEGRITY, "manifest_invalid: score_head")
+        check_policy_segmenter(policy)
         spec = ScoreSpec(policy, tuple(positive), len(labels),
                          tokenizer.get_vocab_size(with_added_tokens=True), unk_id,
-                         per_ticket=True, blend=read_blend(verified))
+                         read_blend(verified))
         backend = build_backend(verified, artifact, bound.art, device, threads, held)
         probe_vocabulary(backend, tokenizer, spec)
         selftest = golden_self_test(verified, artifact, bound, backend, tokenizer, spec)

@@ -23,15 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from intakegate.bundle import Artifact, BundleError
-from intakegate.encoding import Windows, encode_windows, prepare_text
+from intakegate.encoding import Windows, encode_windows, prepare_text, raw_span
 from intakegate.errors import MissingExtraError
 from intakegate.routing import Reason, route_for_score
-from intakegate.runtime.decision import Decision, Device, input_digest, is_safe_agent_decision
+from intakegate.runtime.decision import (DecidingSegment, Decision, Device, input_digest,
+                                         is_safe_agent_decision)
 from intakegate.runtime.loader import (Engine, LoadRefused, integrity_reason, load_engine,
                                        resolve_source)
 from intakegate.runtime.onnx_backend import DeviceUnavailable
-from intakegate.runtime.scorer import Scored, score_prepared
 from intakegate.runtime.textguard import obfuscation
+from intakegate.segments import SegmentKind
+from intakegate.ticket_score import Scored, score_ticket
 from intakegate.vocab import FALLBACK_ROUTE, Route
 
 log = logging.getLogger(__name__)
@@ -179,9 +181,14 @@ class Router:
     # -----------------------------------------------------------------------------------------
     # Routing
 
-    def route(self, text: object, ticket_id: str | int | None = None) -> Decision:
-        """Route one ticket. Never raises; always one of the two routes."""
-        return self.route_batch([text], None if ticket_id is None else [ticket_id])[0]
+    def route(self, text: object, ticket_id: str | int | None = None,
+              with_text: bool = False) -> Decision:
+        """Route one ticket. Never raises; always one of the two routes.
+
+        `with_text=True` puts the deciding segment's text into `decision.segment.text` (off by
+        default: a decision carries no ticket content unless the caller asks)."""
+        return self.route_batch([text], None if ticket_id is None else [ticket_id],
+                                with_text=with_text)[0]
 
     def route_bytes(self, data: bytes, ticket_id: str | int | None = None) -> Decision:
         """Route raw bytes: strict UTF-8, or `human_review_now` / `invalid_unicode`."""
@@ -194,8 +201,10 @@ class Router:
         return self.route(text, ticket_id)
 
     def route_batch(self, texts: Iterable[object],
-                    ticket_ids: Sequence[str | int | None] | None = None) -> list[Decision]:
-        """Route many tickets, in order, one decision each. Never raises."""
+                    ticket_ids: Sequence[str | int | None] | None = None,
+                    with_text: bool = False) -> list[Decision]:
+        """Route many tickets, in order, one decision each. Never raises. Each ticket is
+        scored on its own (its score never depends on the other tickets of the batch)."""
         if isinstance(texts, (str, bytes, bytearray)):
             log.warning("route_batch got one %s, not a list of tickets; routing it as one "
                         "ticket", type(texts).__name__)
@@ -223,7 +232,7 @@ class Router:
                 decisions = [self._fallback(Reason.INPUT_NOT_TEXT, "ticket_ids length != texts",
                                             None, t) for t in chunk]
             else:
-                decisions = self._route_chunk(chunk, chunk_ids)
+                decisions = self._route_chunk(chunk, chunk_ids, with_text)
             self._record(decisions, chunk)
             out.extend(decisions)
         return out
@@ -254,9 +263,10 @@ class Router:
     # -----------------------------------------------------------------------------------------
     # Internals
 
-    def _route_chunk(self, chunk: list[object], ids: list[str | int | None]) -> list[Decision]:
+    def _route_chunk(self, chunk: list[object], ids: list[str | int | None],
+                     with_text: bool = False) -> list[Decision]:
         try:
-            return self._route_chunk_unsafe(chunk, ids)
+            return self._route_chunk_unsafe(chunk, ids, with_text)
         except MemoryError:
             return [self._fallback(Reason.MODEL_ERROR, "resource_exhausted: MemoryError", i, t)
                     for t, i in zip(chunk, ids)]
@@ -266,8 +276,8 @@ class Router:
             return [self._fallback(Reason.MODEL_ERROR, f"router_error: {type(exc).__name__}",
                                    i, t) for t, i in zip(chunk, ids)]
 
-    def _route_chunk_unsafe(self, chunk: list[object], ids: list[str | int | None]
-                            ) -> list[Decision]:
+    def _route_chunk_unsafe(self, chunk: list[object], ids: list[str | int | None],
+                            with_text: bool) -> list[Decision]:
         e = self._engine
         if e is None:
             reason, detail = self._failure
@@ -291,29 +301,34 @@ class Router:
                 log.debug("stripped %d control character(s) from ticket %s",
                           prepared.stripped_controls, ticket_id)
             to_score.append((k, prepared.text))
-        if to_score:
-            scored = score_prepared(e.backend, self._tokenizer(e), [t for _, t in to_score],
-                                    e.spec, self._call)
-            for (k, prepared_text), s in zip(to_score, scored):
-                results[k] = self._decide(e, prepared_text, s, ids[k], chunk[k])
+        for k, prepared_text in to_score:
+            s = score_ticket(e.backend.logits, self._tokenizer(e), prepared_text, e.spec,
+                             self._call)
+            results[k] = self._decide(e, prepared_text, s, ids[k], chunk[k], with_text)
         return [r if r is not None else self._fallback(Reason.MODEL_ERROR, "router_error: "
                                                        "no decision", ids[k], chunk[k])
                 for k, r in enumerate(results)]
 
     def _decide(self, e: Engine, prepared_text: str, s: Scored, ticket_id: str | int | None,
-                raw: object) -> Decision:
+                raw: object, with_text: bool = False) -> Decision:
         """The one place a route other than the fallback can come from."""
         if s.failure is not None:
             return self._fallback(s.failure, s.detail, ticket_id, raw, windows=s.windows,
                                   unk_ratio=s.unk_ratio)
         route, reason = route_for_score(prepared_text, s.score, e.threshold)
+        segment = _deciding_segment(e, s, prepared_text, raw, with_text)
+        detail = ""
+        if (segment is not None and segment.kind != SegmentKind.WHOLE.value
+                and route is Route.HUMAN_REVIEW_NOW):
+            detail = (f"risk_in_segment: {segment.kind} {segment.index} "
+                      f"[{segment.start}:{segment.end}] of {len(s.segments)}")
         if e.held:  # a measurement-only router never admits a ticket; it says why
             return self._fallback(Reason.ARTIFACT_HELD, f"measurement_only: would_route="
                                   f"{route.value} score={s.score:.6g}; {'; '.join(e.held)}",
                                   ticket_id, raw, windows=s.windows, unk_ratio=s.unk_ratio)
         decision = Decision(route, reason, s.score, e.threshold, e.bundle_version, e.artifact,
                             e.device, e.manifest_sha256, e.providers, s.windows, s.max_window,
-                            input_digest(raw), ticket_id, s.unk_ratio)
+                            input_digest(raw), ticket_id, s.unk_ratio, detail, segment)
         if route is Route.GUARDED_AGENT and not is_safe_agent_decision(decision):
             return self._fallback(Reason.MODEL_ERROR, "router_error: unsafe agent decision "
                                   "blocked", ticket_id, raw)
@@ -382,3 +397,15 @@ class Router:
                 "dataset": e.verified.manifest["dataset"], "bundle_dir": str(self.bundle_dir),
                 "threshold": e.threshold, "floors": floors, "floors_source": source})
         return log_obj
+
+
+def _deciding_segment(e: Engine, s: Scored, prepared_text: str, raw: object,
+                      with_text: bool) -> DecidingSegment | None:
+    """The deciding segment with its span in the caller's own text (for highlighting)."""
+    part = s.deciding
+    if part is None or not isinstance(raw, str):
+        return None
+    start, end = raw_span(raw, prepared_text, e.spec.policy, part.segment.start,
+                          part.segment.end)
+    return DecidingSegment(s.decided_by or 0, part.segment.kind.value, start, end, part.score,
+                           raw[start:end] if with_text else None)

@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from intakegate.bundle import MANIFEST, Status, sha256_bytes, write_manifest
-from intakegate.encoding import InputPolicy, score_texts
+from intakegate.composed import composed_fixtures, is_composed_slice
+from intakegate.encoding import InputPolicy
 from intakegate.lexical import blend_from_manifest
 from intakegate.gate import GateRow, Run, load_spec, release_decision
+from intakegate.ticket_score import ScoreSpec, score_texts
 from intakegate.jsonio import write_json
 
 GOLDEN = "receipt/golden.json"
@@ -59,7 +61,8 @@ def copy_bundle(src: Path, dst_root: Path, name: str | None = None) -> Path:
 
 
 def validation_rows(bundle: Path) -> list[Any]:
-    """The receipt's validation rows (ids, slices, golds and texts) from the shipped dataset."""
+    """The receipt's rows (ids, slices, golds and texts): the validation rows of the shipped
+    dataset, then the composed fixtures the receipt's recipe builds from them."""
     from intakegate.dataset import load_dataset
 
     m = manifest(bundle)
@@ -68,7 +71,12 @@ def validation_rows(bundle: Path) -> list[Any]:
         raise ValueError(f"dataset {ds.dataset_version} != bundle {m['dataset_version']}")
     split = json.loads((bundle / "split_manifest.json").read_text())
     by_id = ds.by_id() if callable(ds.by_id) else ds.by_id
-    return [by_id[i] for i in split["splits"]["validation"]["ids"]]
+    singles = [by_id[i] for i in split["splits"]["validation"]["ids"]]
+    spec = load_spec(bundle / m["receipt"])
+    if spec.composed is None:
+        return singles
+    required = sorted(s for s in spec.required_slices if not is_composed_slice(s))
+    return [*singles, *composed_fixtures(singles, required, spec.composed)]
 
 
 def bundle_tokenizer(bundle: Path) -> Any:
@@ -111,20 +119,21 @@ def quantize_bytes(fp32: bytes) -> bytes:
         return dst.read_bytes()
 
 
-def score_with(bundle: Path, logits_fn: Any, texts: Sequence[str], batch_size: int = 32
-               ) -> list[float]:
-    """Scores through the shared path (`score_texts`), as the gates compute them.
-
-    batch_size=1 scores each ticket alone, as the router serves: dynamic int8 has one
-    activation scale per Run, and even fp32 moves ~1e-8 with batch padding.
-    """
+def bundle_score_spec(bundle: Path) -> ScoreSpec:
     m = manifest(bundle)
-    policy = InputPolicy.from_json(m["input_policy"])
     blend = blend_from_manifest(m, lambda rel: (bundle / rel).read_bytes())
-    scores = score_texts(logits_fn, bundle_tokenizer(bundle), list(texts), policy,
-                         batch_size=batch_size, positive=m["score_head"]["positive"],
-                         blend=blend)
-    return [float(s) for s in scores]  # type: ignore[arg-type]
+    return ScoreSpec(InputPolicy.from_json(m["input_policy"]),
+                     tuple(m["score_head"]["positive"]), len(m["score_head"]["labels"]),
+                     bundle_tokenizer(bundle).get_vocab_size(with_added_tokens=True), None,
+                     blend)
+
+
+def score_with(bundle: Path, logits_fn: Any, texts: Sequence[str]) -> list[float]:
+    """Scores through the one scoring path (`ticket_score.score_texts`), as every stage
+    computes them (each ticket on its own)."""
+    scored = score_texts(logits_fn, bundle_tokenizer(bundle), list(texts),
+                         bundle_score_spec(bundle))
+    return [float(s.score) for s in scored]  # type: ignore[arg-type]
 
 
 def golden_block(rows: Sequence[Any], scores: Sequence[float], model_sha256: str,
@@ -163,15 +172,14 @@ def add_onnx_artifacts(bundle: Path, artifacts: Sequence[str] = ("onnx-fp32", "o
     required = set(spec.required_slices)
     torch_entry = m["artifacts"]["torch-fp32"]
     texts = [r.text for r in rows]
-    # Every run is scored one ticket per batch, as the router serves (see runtime/scorer.py).
     scores: dict[str, list[float]] = {"torch-fp32": score_with(
-        bundle, TorchLogits(load_torch_model(bundle / "model" / "torch-fp32")), texts, 1)}
+        bundle, TorchLogits(load_torch_model(bundle / "model" / "torch-fp32")), texts)}
     model_bytes: dict[str, bytes] = {}
     fp32 = export_onnx_bytes(bundle)
     for name in artifacts:
         data = fp32 if name == "onnx-fp32" else quantize_bytes(fp32)
         model_bytes[name] = data
-        scores[name] = score_with(bundle, OnnxLogits(data, "cpu"), texts, batch_size=1)
+        scores[name] = score_with(bundle, OnnxLogits(data, "cpu"), texts)
     threshold = float(m["threshold"])
     if rethreshold:
         threshold = min(threshold, *(s for sc in scores.values() for r, s in zip(rows, sc)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from intakegate.lexical import (LexicalFormatError, LexicalModel, ScoreBlend, blend_from_manifest,
-                                blend_scores, choose_blend)
+                                blend_scores)
 
 TEXTS = ["I lost my card yesterday", "Where is my card? It has not arrived",
          "Someone used my card, I don't recognise this payment", "How do I top up by card?",
@@ -55,18 +55,6 @@ def test_blend_is_a_weighted_mean_in_log_odds() -> None:
     assert np.isfinite(out[3])  # exact 0 and 1 do not make NaN
     with pytest.raises(LexicalFormatError):
         ScoreBlend(fitted()[1], 1.0)
-
-
-def test_choose_blend_prefers_fewer_false_positives_then_the_encoder() -> None:
-    golds = [1, 1, 0, 0, 0, 0]
-    slices = ["a", "a", "x", "x", "x", "x"]
-    encoder = [0.9, 0.05, 0.2, 0.3, 0.01, 0.02]  # one overconfident required positive
-    lexical = [0.6, 0.7, 0.1, 0.1, 0.1, 0.1]
-    weight, tried = choose_blend(encoder, lexical, golds, slices, ["a"], [1.0, 0.5], 0.0)
-    assert weight == 0.5
-    assert tried[0].encoder_weight == 1.0 and tried[0].false_positive_rate == 0.5
-    same, _ = choose_blend(encoder, encoder, golds, slices, ["a"], [1.0, 0.5], 0.0)
-    assert same == 1.0  # a tie keeps the encoder alone
 
 
 def test_manifest_blend_reads_verified_bytes() -> None:

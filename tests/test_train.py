@@ -11,9 +11,11 @@ import pytest
 
 from intakegate.bundle import (BundleError, activate, list_bundles, read_pointer, resolve_bundle,
                                rollback, verify_bundle)
+from intakegate.composed import parse_composed_id
 from intakegate.gate import load_run, load_spec, release_decision
 from intakegate.scoring import choose_threshold
 from tests.conftest import relaxed_guide, train_tiny_bundle
+from tests.runtime_helpers import validation_rows
 
 EXPECTED_DOCS = {"label_guide.md", "data_card.md", "baseline_report.md", "baseline_report.json",
                  "training_config.json", "test_report.md", "test_report.json",
@@ -58,9 +60,14 @@ def test_tiny_bundle_round_trip(tiny_bundle: Path) -> None:
     assert run.threshold == m["threshold"]
     gate_report = json.loads((tiny_bundle / "docs/gate_report.json").read_text())
     assert gate_report["lowest_required_positive_score"] > m["threshold"]
-    # The receipt's inventory is exactly the validation split of the split manifest.
+    # The receipt's inventory is exactly the validation split of the split manifest ...
     split = json.loads((tiny_bundle / "split_manifest.json").read_text())
-    assert sorted(spec.fixture_ids) == split["splits"]["validation"]["ids"]
+    singles = sorted(f for f in spec.fixture_ids if parse_composed_id(f) is None)
+    assert singles == split["splits"]["validation"]["ids"]
+    # ... plus the composed fixtures its recorded recipe generates from them, nothing else.
+    assert spec.composed is not None
+    composed = {r.id for r in validation_rows(tiny_bundle)[len(singles):]}
+    assert set(spec.fixture_ids) - set(singles) == composed and composed
     assert spec.identity["split_manifest_version"] == split["split_manifest_version"]
 
 

@@ -33,10 +33,32 @@ class TrainConfig:
     # Encoder weights to try for a log-odds blend with a TF-IDF + LR model fitted on train rows
     # (intakegate.lexical); the validation gate picks one. Empty: the encoder's score alone.
     blend_weights: tuple[float, ...] = ()
+    # Segmentations to try (intakegate.segments.SegmentPolicy.from_name); validation picks one.
+    segmentations: tuple[str, ...] = ("whole", "sent2", "sent2+win8/4", "sent2+win12/6")
+    # Composed training rows (routine + risky, routine + routine, from train rows only) as a
+    # share of the train rows; each share trains a model and validation picks one.
+    composed_shares: tuple[float, ...] = (0.0, 0.5)
+    # Parts of routine train tickets (cut by `augment_segmentation`) added as routine rows, as a
+    # share of the train rows; tried with every composed share, validation picks.
+    segment_shares: tuple[float, ...] = (0.0,)
+    augment_segmentation: str = "sent2+win8/4"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "blend_weights",
                            tuple(float(w) for w in (self.blend_weights or ())))
+        object.__setattr__(self, "segmentations", tuple(str(s) for s in self.segmentations))
+        object.__setattr__(self, "composed_shares",
+                           tuple(float(x) for x in self.composed_shares))
+        object.__setattr__(self, "segment_shares",
+                           tuple(float(x) for x in self.segment_shares))
+        if not self.segmentations or not self.composed_shares:
+            raise ValueError("segmentations and composed_shares need at least one candidate")
+        if any(not 0.0 <= x <= 4.0 for x in (*self.composed_shares, *self.segment_shares)):
+            raise ValueError("composed_shares and segment_shares must be in [0, 4]")
+        from intakegate.segments import SegmentPolicy
+
+        for name in (*self.segmentations, self.augment_segmentation):
+            SegmentPolicy.from_name(name, "")
         if any(not 0.0 < w <= 1.0 for w in self.blend_weights):
             raise ValueError("blend_weights are encoder weights in (0, 1]; include 1.0 to let "
                              "the encoder alone compete")

@@ -7,33 +7,42 @@ A held bundle is still written, marked `hold` with its reason, so it can be insp
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import platform
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from intakegate.bundle import Artifact, Status, now_iso, sha256_file, write_manifest
+from intakegate.bundle import (FORMAT_VERSION, Artifact, Status, now_iso, sha256_file,
+                               write_manifest)
 from intakegate.datacard import render_data_card
 from intakegate.dataset import Dataset, TicketRow, load_dataset
-from intakegate.encoding import InputPolicy, configure_tokenizer, prepare_text, score_texts
+from intakegate.composed import (PREFIX, ComposedRecipe, composed_fixtures,
+                                 composed_training_rows, is_composed_slice,
+                                 routine_segment_rows)
+from intakegate.encoding import InputPolicy, configure_tokenizer, policy_digest, prepare_text
 from intakegate.evaluation import build_run, lowest_required_positives, receipt_spec
 from intakegate.gate import GateResult, release_decision
 from intakegate.golden import pick_golden_ids, set_golden_block
 from intakegate.jsonio import write_json
 from intakegate.label_guide import render_label_guide_md
-from intakegate.lexical import LexicalModel, ScoreBlend, choose_blend
+from intakegate.lexical import LexicalModel, ScoreBlend
 from intakegate.scoring import choose_threshold
+from intakegate.segments import SegmentPolicy, current_policy
 from intakegate.split import SplitResult, split_dataset
 from intakegate.train import reports
 from intakegate.train.baseline_report import (baseline_scores, evaluate_baseline,
                                               render_md as render_baseline_md)
 from intakegate.train.config import TrainConfig
+from intakegate.train.selection import ScoringCandidate, best_candidate, evaluate_candidates
+from intakegate.ticket_score import Scored, ScoreSpec, score_texts
 from intakegate.vocab import ID2LABEL, Route, Split
 
 log = logging.getLogger(__name__)
@@ -42,6 +51,9 @@ TINY_DEFAULTS = {"epochs": 20, "learning_rate": 0.01, "batch_size": 32, "tiny_di
 MODEL_DIR = "model/torch-fp32"
 DOCS = "docs"
 LEXICAL = "lexical.json"
+# Scored on validation and test for the reports, never shipped: whole-ticket scoring is the
+# behaviour segment scoring replaces (a long routine text dilutes any risk in it).
+COMPARISON_ONLY = ("whole",)
 
 
 @dataclass(frozen=True)
@@ -138,74 +150,99 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
     y = targets(train_rows, id2label, cfg.objective)
     weights = class_weights(y, len(id2label), cfg.class_weighting)
 
-    # --- the encoder --------------------------------------------------------------------
+    # --- candidates: composed-training share x segmentation x blend, chosen on validation ---
+    seg_version = current_policy().segmenter_version
+    segmentations = [SegmentPolicy.from_name(n, seg_version) for n in cfg.segmentations]
+    recipe = ComposedRecipe(seed=cfg.seed)
+    val_all = [*val_rows, *composed_fixtures(val_rows, required, recipe)]
+    val_prepared = _prepared(val_all, policy)
+    required_all = [*required, *(f"{PREFIX}{s}" for s in required)]
+    candidates: list[_Candidate] = []
+    augment = SegmentPolicy.from_name(cfg.augment_segmentation, seg_version)
+    for share, seg_share in itertools.product(cfg.composed_shares, cfg.segment_shares):
+        candidate = _fit_candidate(cfg, (share, seg_share), augment, train_rows, val_rows,
+                                   id2label, weights, policy, positive,
+                                   staging / "candidates" / f"share-{share:g}-{seg_share:g}",
+                                   segmentations, val_all, val_prepared, required)
+        log.info("composed share %.2f, segment share %.2f: best %s w=%.2f validation fp %.4f",
+                 share, seg_share, candidate.best.segmentation, candidate.best.encoder_weight,
+                 candidate.best.fp_rate)
+        if candidates and candidate.best.fp_rate >= candidates[0].best.fp_rate:
+            candidates.append(candidate)  # kept for the report; its weights are dropped
+            shutil.rmtree(candidate.model_dir, ignore_errors=True)
+            continue
+        for old in candidates:
+            shutil.rmtree(old.model_dir, ignore_errors=True)
+        candidates.insert(0, candidate)
+    chosen = candidates[0]
     model_dir = staging / MODEL_DIR
-    texts = [r.text for r in train_rows]
-    texts = [prepare_text(t, policy).text or t for t in texts]
-    val_prepared = _prepared(val_rows, policy)
-    if cfg.base_model == "tiny":
-        from intakegate.train.tiny import build_word_tokenizer, save_tiny, train_tiny
-
-        tokenizer = build_word_tokenizer(texts, cfg.tiny_vocab_size)
-        model = train_tiny(texts, y, len(id2label), cfg, tokenizer, weights)
-        save_tiny(model, model_dir, id2label)
-        base_name, base_sha, base_ref = "tiny-from-scratch", "none", "tiny"
-    else:
-        from intakegate.train.hf import fine_tune, resolve_base_model, serving_tokenizer
-
-        base_ref, base_name, base_sha = resolve_base_model(cfg.base_model)
-        tokenizer = serving_tokenizer(base_ref)
-        model = fine_tune(base_ref, tokenizer, texts, y, id2label, cfg, model_dir, weights,
-                          val_prepared, targets(val_rows, id2label, cfg.objective))
-    configure_tokenizer(tokenizer, policy)
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    chosen.model_dir.rename(model_dir)
+    shutil.rmtree(staging / "candidates", ignore_errors=True)
+    tokenizer, logits_fn = chosen.tokenizer, chosen.logits_fn
+    base_ref, base_name, base_sha = chosen.base
+    policy = replace(policy, segmentation=SegmentPolicy.from_name(chosen.best.segmentation,
+                                                                  seg_version))
+    blend = (ScoreBlend(chosen.lexical, chosen.best.encoder_weight)
+             if chosen.lexical is not None and chosen.best.encoder_weight < 1.0 else None)
     tokenizer.save(str(staging / "tokenizer.json"))
     weights_sha = sha256_file(model_dir / "model.safetensors")
     tokenizer_sha = sha256_file(staging / "tokenizer.json")
-
-    # --- validation scores, threshold, receipt, gate ---------------------------------------
-    from intakegate.runtime.torch_backend import TorchLogits
-
-    logits_fn = TorchLogits(model, "cpu")
-    val_scores = score_texts(logits_fn, tokenizer, [r.text for r in val_rows], policy,
-                             progress=_progress("validation"), positive=positive)
-    if any(s is None for s in val_scores):
-        bad = [r.id for r, s in zip(val_rows, val_scores) if s is None]
-        raise ValueError(f"validation rows the input policy refuses: {bad}")
-    vs = [float(s) for s in val_scores]  # type: ignore[arg-type]
-    encoder_vs = list(vs)
-    blend, blend_doc = _choose_blend(cfg, texts, train_rows, val_rows, val_prepared, vs,
-                                     required)
     if blend is not None:
         write_json(staging / LEXICAL, blend.lexical.to_json())
-        vs = blend.apply(np.asarray(vs), val_prepared).tolist()
-    lowest_required = choose_threshold(vs, [r.gold for r in val_rows],
-                                       [r.slice for r in val_rows], required)
-    threshold = max(choose_threshold(vs, [r.gold for r in val_rows], [r.slice for r in val_rows],
-                                     required, cfg.threshold_margin), MIN_THRESHOLD)
+
+    # --- receipt scores through the serving path, threshold, receipt, gate -------------------
+    spec_score = ScoreSpec(policy, tuple(positive), len(id2label),
+                           tokenizer.get_vocab_size(with_added_tokens=True), None, blend)
+    vs = _scores(logits_fn, tokenizer, val_all, spec_score, "validation")
+    golds, slices = [r.gold for r in val_all], [r.slice for r in val_all]
+    lowest_required = choose_threshold(vs, golds, slices, required_all)
+    threshold = max(choose_threshold(vs, golds, slices, required_all, cfg.threshold_margin),
+                    MIN_THRESHOLD)
     model_version = f"{dataset.name}-{base_name}-{cfg.objective}-{weights_sha[:12]}"
     if blend is not None:
         lexical_sha = sha256_file(staging / LEXICAL)
         model_version += f"+tfidf-{lexical_sha[:12]}-w{blend.encoder_weight:g}"
+    model_version += f"+policy-{policy_digest(policy)[:12]}"
     identity = {"dataset_version": dataset.dataset_version, "label_version": guide.label_version,
                 "split_manifest_version": split.version, "model_version": model_version}
-    spec = receipt_spec(dataset.receipt_version, identity, val_rows, required, guide.fp_budget)
-    run = build_run(version, identity, threshold, val_rows, vs)
+    spec = receipt_spec(dataset.receipt_version, identity, val_all, required_all,
+                        guide.fp_budget, recipe)
+    run = build_run(version, identity, threshold, val_all, vs)
     gate = release_decision(spec, run)
     log.info("gate: %s", gate.line())
     (staging / "receipt" / "runs").mkdir(parents=True)
     write_json(staging / "receipt" / "spec.json", spec.to_json())
     write_json(staging / "receipt" / "runs" / f"{Artifact.TORCH_FP32.value}.json", run.to_json())
-    golden_ids = set(pick_golden_ids({r.id: s for r, s in zip(val_rows, vs)}))
+    golden_ids = set(pick_golden_ids({r.id: s for r, s in zip(val_all, vs)}))
     set_golden_block(staging, Artifact.TORCH_FP32.value, weights_sha,
                      [{"fixture_id": r.id, "text": r.text, "score": s}
-                      for r, s in zip(val_rows, vs) if r.id in golden_ids])
-    reports.write_sweep(val_rows, vs, required, threshold, staging / DOCS,
+                      for r, s in zip(val_all, vs) if r.id in golden_ids])
+    reports.write_sweep(val_all, vs, required_all, threshold, staging / DOCS,
                         f"{dataset.name} validation sweep ({version})")
-    setters = lowest_required_positives(val_rows, vs, required, k=5)
+    setters = lowest_required_positives(val_all, vs, required_all, k=5)
+    blend_doc = {"rule": "log_odds_weighted_mean, per segment, then max over segments",
+                 "chosen_encoder_weight": chosen.best.encoder_weight,
+                 "lexical_terms": None if chosen.lexical is None else len(chosen.lexical.terms)}
+    selection_doc = {
+        "chosen": {"composed_share": chosen.share, "segment_share": chosen.segment_share,
+                   **chosen.best.to_json()},
+        "rule": "fewest routine validation tickets (single + composed pairs) to people at the "
+                "rule threshold over every required positive, composed included; ties: fewer "
+                "model rows per ticket, then more encoder weight; then the first training "
+                "candidate (smaller shares first)",
+        "shares": [{"composed_share": c.share, "segment_share": c.segment_share,
+                    "composed_train_rows": c.composed_rows,
+                    "segment_train_rows": c.segment_rows,
+                    "best": c.best.to_json(), "candidates": [x.to_json() for x in c.tried]}
+                   for c in sorted(candidates, key=lambda c: (c.share, c.segment_share))]}
+    write_json(staging / DOCS / "selection_report.json", selection_doc)
     gate_report = {**gate.to_json(), "threshold": threshold, "fp_budget": guide.fp_budget,
                    "lowest_required_positive_score": lowest_required,
                    "threshold_margin_logit": cfg.threshold_margin,
                    "threshold_setting_rows": setters, "score_blend": blend_doc,
+                   "segmentation": policy.segmentation.to_json() if policy.segmentation
+                   else None, "composed_fixtures": recipe.to_json(),
                    "note": "fp_rate_if_threshold_were_next: the validation FP rate if this row "
                            "and every lower one were adjudicated away (threshold moves to the "
                            "next required positive)."}
@@ -224,8 +261,8 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
 
     if open_test:
         test_report = _test_report(dataset, split, version, threshold, logits_fn, tokenizer,
-                                   policy, positive, required, base, base_val, val_rows, vs,
-                                   blend, encoder_vs, cfg.threshold_margin)
+                                   spec_score, required, base, base_val, val_all, vs, chosen,
+                                   recipe)
         (staging / DOCS / "test_report.md").write_text(
             reports.render_test_report(dataset, test_report))
         reports.write_reliability_png(test_report["calibration"], staging / DOCS /
@@ -253,7 +290,7 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
 
     status = Status.ELIGIBLE if gate.eligible else Status.HOLD
     manifest = {
-        "format_version": 1,
+        "format_version": FORMAT_VERSION,
         "bundle_version": version,
         "dataset": dataset.name,
         "dataset_version": dataset.dataset_version,
@@ -319,70 +356,158 @@ def _shown_base(base_ref: str) -> str:
     return base_ref
 
 
-def _prepared(rows: list[TicketRow], policy: InputPolicy) -> list[str]:
+def _prepared(rows: Sequence[TicketRow], policy: InputPolicy) -> list[str]:
     """The text the scorers see (the blend's lexical model reads the same prepared text)."""
     return [prepare_text(r.text, policy).text or r.text for r in rows]
 
 
-def _choose_blend(cfg: TrainConfig, train_texts: list[str], train_rows: list[TicketRow],
-                  val_rows: list[TicketRow], val_texts: list[str], vs: list[float],
-                  required: list[str]) -> tuple[ScoreBlend | None, dict[str, Any] | None]:
-    """Fit the lexical model on train rows and let the validation gate pick the blend weight."""
-    if not cfg.blend_weights:
-        return None, None
-    from intakegate.train.baselines import TfidfLogReg
+def _scored(logits_fn: Any, tokenizer: Any, rows: Sequence[TicketRow], spec: ScoreSpec,
+            label: str) -> list[Scored]:
+    """Rows through the one scoring path; a row it cannot score is an error naming the row."""
+    scored = score_texts(logits_fn, tokenizer, [r.text for r in rows], spec, _progress(label))
+    bad = [f"{r.id} ({s.failure.value}: {s.detail})" for r, s in zip(rows, scored)
+           if s.failure is not None]
+    if bad:
+        raise ValueError(f"{label} rows the scoring path refuses: {bad[:10]}")
+    return scored
 
-    fitted = TfidfLogReg(cfg.seed).fit_texts(train_texts, [r.gold for r in train_rows])
-    lexical = LexicalModel.from_sklearn(fitted.vectorizer, fitted.model)
-    lex_vs = lexical.scores(val_texts)
-    weight, tried = choose_blend(vs, lex_vs, [r.gold for r in val_rows],
-                                 [r.slice for r in val_rows], required, cfg.blend_weights,
-                                 cfg.threshold_margin)
-    for c in tried:
-        log.info("blend candidate: encoder_weight=%.2f threshold=%.4f validation fp_rate=%.4f",
-                 c.encoder_weight, c.threshold, c.false_positive_rate)
-    log.info("blend: encoder_weight=%.2f chosen on validation", weight)
-    doc = {"rule": "log_odds_weighted_mean", "chosen_encoder_weight": weight,
-           "chosen_on": "validation: the fewest routine tickets to people at the rule threshold "
-                        "(ties: the larger encoder weight)",
-           "candidates": [c.to_json() for c in tried], "lexical_terms": len(lexical.terms)}
-    return (ScoreBlend(lexical, weight) if weight < 1.0 else None), doc
+
+def _scores(logits_fn: Any, tokenizer: Any, rows: Sequence[TicketRow], spec: ScoreSpec,
+            label: str) -> list[float]:
+    return [float(s.score) for s in _scored(logits_fn, tokenizer, rows, spec, label)]  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A model trained with one composed share, and its best validation choice."""
+
+    share: float
+    segment_share: float
+    composed_rows: int
+    segment_rows: int
+    model_dir: Path
+    logits_fn: Any
+    tokenizer: Any
+    lexical: LexicalModel | None
+    base: tuple[str, str, str]
+    best: ScoringCandidate
+    tried: tuple[ScoringCandidate, ...]
+
+
+def _fit_candidate(cfg: TrainConfig, shares: tuple[float, float], augment: SegmentPolicy,
+                   train_rows: list[TicketRow],
+                   val_rows: list[TicketRow], id2label: dict[int, str],
+                   weights: np.ndarray | None, policy: InputPolicy, positive: list[int],
+                   model_dir: Path, segmentations: Sequence[SegmentPolicy],
+                   val_all: list[TicketRow], val_prepared: list[str], required: list[str]
+                   ) -> _Candidate:
+    """Train on train rows plus composed train rows and parts of routine train tickets (each a
+    share of the train rows); weigh every segmentation and blend weight on validation."""
+    share, seg_share = shares
+    composed = composed_training_rows(train_rows, share, cfg.seed)
+    parts = routine_segment_rows(train_rows, augment, seg_share, cfg.seed)
+    rows = [*train_rows, *composed, *parts]
+    texts = _prepared(rows, policy)
+    y = targets(rows, id2label, cfg.objective)
+    log.info("training with composed share %.2f, segment share %.2f: %d train rows (%d "
+             "composed, %d routine parts)", share, seg_share, len(rows), len(composed),
+             len(parts))
+    if cfg.base_model == "tiny":
+        from intakegate.train.tiny import build_word_tokenizer, save_tiny, train_tiny
+
+        tokenizer = build_word_tokenizer(texts, cfg.tiny_vocab_size)
+        model = train_tiny(texts, y, len(id2label), cfg, tokenizer, weights)
+        save_tiny(model, model_dir, id2label)
+        base = ("tiny", "tiny-from-scratch", "none")
+    else:
+        from intakegate.train.hf import fine_tune, resolve_base_model, serving_tokenizer
+
+        base = resolve_base_model(cfg.base_model)
+        tokenizer = serving_tokenizer(base[0])
+        model = fine_tune(base[0], tokenizer, texts, y, id2label, cfg, model_dir, weights,
+                          _prepared(val_rows, policy),
+                          targets(val_rows, id2label, cfg.objective))
+    configure_tokenizer(tokenizer, policy)
+    from intakegate.runtime.torch_backend import TorchLogits
+
+    logits_fn = TorchLogits(model, "cpu")
+    lexical = None
+    if cfg.blend_weights:
+        from intakegate.train.baselines import TfidfLogReg
+
+        fitted = TfidfLogReg(cfg.seed).fit_texts(texts, [r.gold for r in rows])
+        lexical = LexicalModel.from_sklearn(fitted.vectorizer, fitted.model)
+    spec = ScoreSpec(policy, tuple(positive), len(id2label),
+                     tokenizer.get_vocab_size(with_added_tokens=True))
+    tried = evaluate_candidates(logits_fn, tokenizer, spec, segmentations, val_all,
+                                val_prepared, required, lexical, cfg.blend_weights or (1.0,),
+                                cfg.threshold_margin)
+    return _Candidate(share, seg_share, len(composed), len(parts), model_dir, logits_fn, tokenizer, lexical, base,
+                      best_candidate([c for c in tried if c.segmentation not in
+                                      COMPARISON_ONLY] or tried), tuple(tried))
 
 
 def _test_report(dataset: Dataset, split: SplitResult, version: str, threshold: float,
-                 logits_fn: Any, tokenizer: Any, policy: InputPolicy, positive: list[int],
-                 required: list[str], base: dict[str, Any], base_val: dict[str, Any],
-                 val_rows: list[TicketRow], vs: list[float], blend: ScoreBlend | None = None,
-                 encoder_vs: list[float] | None = None, margin: float = 0.0) -> dict[str, Any]:
+                 logits_fn: Any, tokenizer: Any, spec: ScoreSpec, required: list[str],
+                 base: dict[str, Any], base_val: dict[str, Any], val_all: list[TicketRow],
+                 vs: list[float], chosen: _Candidate, recipe: ComposedRecipe
+                 ) -> dict[str, Any]:
     """Open the test split once, after the threshold is frozen, and report everything on it.
 
-    With a blend, the encoder alone is reported beside the shipped score at its own
-    validation-rule threshold, so the blend's contribution is visible."""
+    Single tickets and composed ones (built from test rows only, same generator) are reported
+    apart. Beside the shipped score: the encoder alone and whole-ticket scoring (no segments),
+    each at its own validation-rule threshold, taken from the same scored segments."""
     test_rows = split.rows(dataset, Split.TEST)
-    test_scores = score_texts(logits_fn, tokenizer, [r.text for r in test_rows], policy,
-                              progress=_progress("test"), positive=positive)
-    enc_ts = [float("nan") if s is None else float(s) for s in test_scores]
-    ts = enc_ts
+    composed_rows = composed_fixtures(test_rows, required, recipe)
+    composed_required = [f"{PREFIX}{s}" for s in required]
+    all_rows = [*test_rows, *composed_rows]
+    scored = _scored(logits_fn, tokenizer, all_rows, spec, "test")
+    ts = [float(s.score) for s in scored]  # type: ignore[arg-type]
+    n = len(test_rows)
+    tried = {(c.segmentation, c.encoder_weight): c for c in chosen.tried}
+    best = chosen.best
+    variants: dict[str, tuple[list[float], float | None]] = {
+        "shipped": (ts, threshold)}
+    encoder_alone = [max(p.encoder for p in s.segments) for s in scored]
+    alone = tried.get((best.segmentation, 1.0))
+    variants["encoder_alone"] = (encoder_alone, alone.threshold if alone else None)
+    whole = [s.segments[0].score for s in scored]
+    whole_c = tried.get(("whole", best.encoder_weight))
+    variants["whole_ticket"] = (whole, whole_c.threshold if whole_c else None)
     components: dict[str, Any] = {}
-    if blend is not None and encoder_vs is not None:
-        ts = blend.apply(np.asarray(enc_ts), _prepared(test_rows, policy)).tolist()
-        alone_th = max(choose_threshold(encoder_vs, [r.gold for r in val_rows],
-                                        [r.slice for r in val_rows], required, margin),
-                       MIN_THRESHOLD)
-        components["encoder_alone"] = reports.figures(test_rows, enc_ts, alone_th, required)
-    enc_fig = reports.figures(test_rows, ts, threshold, required)
+    for name, (scores, th) in variants.items():
+        if th is None:
+            continue
+        components[name] = {
+            "threshold": th,
+            "single": reports.figures(test_rows, scores[:n], th, required),
+            "composed": reports.figures(composed_rows, scores[n:], th, composed_required)}
+    enc_fig = components["shipped"]["single"]
     base_figs = {name: reports.figures(test_rows, s[Split.TEST].tolist(),
                                        base_val[name]["chosen_threshold"], required)
                  for name, s in base.items()}
-    by_id = {r.id: (r, s) for r, s in zip(test_rows, ts)}
-    missed_rows = [{"id": i, "slice": by_id[i][0].slice, "text": by_id[i][0].text,
-                    "score": by_id[i][1]}
-                   for f in enc_fig["slices"].values() for i in f["missed_ids"]]
-    cal = reports.calibration(vs, [r.gold for r in val_rows], ts, [r.gold for r in test_rows])
+    by_id = {r.id: (r, s, sc) for r, s, sc in zip(all_rows, ts, scored)}
+    missed_rows = []
+    for fig in (enc_fig, components["shipped"]["composed"]):
+        for f in fig["slices"].values():
+            for i in f["missed_ids"]:
+                row, score, sc = by_id[i]
+                part = sc.deciding
+                missed_rows.append({"id": i, "slice": row.slice, "text": row.text,
+                                    "score": score, "deciding_segment": None if part is None
+                                    else row.text and [part.segment.kind.value,
+                                                       part.segment.start, part.segment.end]})
+    val_single = [(r, s) for r, s in zip(val_all, vs) if not is_composed_slice(r.slice)]
+    cal = reports.calibration([s for _, s in val_single], [r.gold for r, _ in val_single],
+                              ts[:n], [r.gold for r in test_rows])
     return {
         "bundle_version": version, "opened": True, "split_manifest_version": split.version,
-        "threshold": threshold, "encoder": enc_fig, "baselines": base_figs,
-        "score_blend": ({"encoder_weight": blend.encoder_weight} if blend is not None else None),
+        "threshold": threshold, "encoder": enc_fig,
+        "composed": components["shipped"]["composed"],
+        "composed_fixtures": {"recipe": recipe.to_json(), "rows": len(composed_rows)},
+        "segmentation": best.segmentation, "baselines": base_figs,
+        "score_blend": ({"encoder_weight": spec.blend.encoder_weight}
+                        if spec.blend is not None else None),
         "components": components,
         "missed_rows": missed_rows, "calibration": cal,
         "baseline_verdict": reports.baseline_verdict(enc_fig, base_figs, base_val),

@@ -147,24 +147,33 @@ def render_test_report(dataset: Dataset, report: Mapping[str, Any]) -> str:
         f"# Test report: {dataset.name} / {report['bundle_version']}", "",
         f"Opened once, after the threshold was frozen on validation "
         f"({report['threshold']:.6f}). Test split `{report['split_manifest_version']}`, "
-        f"{report['encoder']['n']} rows. The model output is a **score**, not a probability.",
-        "",
-        "| Model | Threshold (from validation) | Required missed | Positive recall | "
-        "FP rate (routine to people) | Precision | ROC-AUC | PR-AUC |",
-        "|---|---|---|---|---|---|---|---|",
+        f"{report['encoder']['n']} single tickets and {report['composed']['n']} composed ones "
+        f"(each required positive joined with routine test tickets before and after it, and "
+        f"routine pairs). Segmentation `{report['segmentation']}`. The model output is a "
+        f"**score**, not a probability.", "",
+        "| Scoring | Threshold (from validation) | Tickets | Required missed | "
+        "Positive recall | FP rate (routine to people) | Precision | ROC-AUC | PR-AUC |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     blend = report.get("score_blend")
-    shipped = (f"shipped: encoder + TF-IDF blend (encoder weight {blend['encoder_weight']:g})"
-               if blend else "encoder")
-    alone = [("encoder alone (its own validation threshold)", f)
-             for k, f in (report.get("components") or {}).items() if k == "encoder_alone"]
-    for name, f in [(shipped, report["encoder"]), *alone, *report["baselines"].items()]:
+    names = {"shipped": "shipped: max over segments" + (
+                 f", encoder + TF-IDF blend (encoder weight {blend['encoder_weight']:g})"
+                 if blend else ""),
+             "encoder_alone": "encoder alone, max over segments",
+             "whole_ticket": "whole ticket only (no segments)"}
+    rows: list[tuple[str, str, Mapping[str, Any]]] = []
+    for key, comp in (report.get("components") or {}).items():
+        rows.append((names.get(key, key), "single", comp["single"]))
+        rows.append((names.get(key, key), "composed", comp["composed"]))
+    rows += [(name, "single", f) for name, f in report["baselines"].items()]
+    for name, kind, f in rows:
         lines.append(
-            f"| {name} | {f['threshold']:.6f} | {f['required_missed']}/{f['required_positives']}"
-            f" | {f['positive_recall']:.3f} | {f['false_positive_rate']:.3f} | "
-            f"{f['precision']:.3f} | {_fmt(f['roc_auc'])} | {_fmt(f['pr_auc'])} |")
+            f"| {name} | {f['threshold']:.6f} | {kind} | {f['required_missed']}/"
+            f"{f['required_positives']} | {f['positive_recall']:.3f} | "
+            f"{f['false_positive_rate']:.3f} | {f['precision']:.3f} | {_fmt(f['roc_auc'])} | "
+            f"{_fmt(f['pr_auc'])} |")
     lines += ["", "## Recall per required slice (shipped score)", ""]
-    for s, f in report["encoder"]["slices"].items():
+    for s, f in [*report["encoder"]["slices"].items(), *report["composed"]["slices"].items()]:
         missed = ", ".join(f"`{i}`" for i in f["missed_ids"]) or "none"
         lines.append(f"- `{s}`: {f['caught']}/{f['positives']} (recall {f['recall']:.3f}); "
                      f"missed: {missed}")

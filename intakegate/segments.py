@@ -1,0 +1,241 @@
+"""Segments of a ticket: the whole text, its sentences (and runs of them), and word windows.
+
+Why: a ticket's risk often sits in one request among several. Scored as one text, a routine
+sentence before or after a risky one dilutes both the encoder and the lexical score; scored as
+the maximum over its segments, the risky part decides. Sentences come from `sentencex`
+(Wikimedia's rule-based segmenter: deterministic, offline, no model files, a compiled wheel for
+Linux, macOS and Windows, about 2 microseconds per short ticket). Line breaks are boundaries too
+(pasted threads, lists). A fragment shorter than `min_words` ("Thanks!", "Hi team,", "Hacked.")
+is never scored alone: it joins both neighbours, the sentence before it and the one after it,
+because it may belong to either request. Chat-style text without punctuation has one
+"sentence", so overlapping word windows over the whole ticket are further segments.
+
+Every offset here is a code-point offset into the *prepared* text (`encoding.prepare_text`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from enum import Enum
+from functools import lru_cache
+from typing import Any
+
+SENTENCEX = "sentencex"
+NO_SEGMENTER = "none"
+_WORD = re.compile(r"\w+")
+_TOKEN = re.compile(r"\S+")
+
+
+class SegmentKind(str, Enum):
+    WHOLE = "whole"
+    SENTENCE = "sentence"
+    WINDOW = "window"
+
+
+class SegmenterUnavailable(RuntimeError):
+    """The policy names a segmenter (or a version of it) this installation does not have."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    kind: SegmentKind
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class SegmentPolicy:
+    """How a prepared ticket is cut into scored segments. Part of the input policy (manifest).
+
+    `max_sentences`: segments are runs of 1..max_sentences consecutive sentences, so a request
+    spread over two sentences is still seen together. `window_words`/`window_stride`: word
+    windows over the whole ticket (0 = none), chosen on validation. `max_segments` bounds the
+    model work per ticket: a ticket with more segments goes to a person (over_length_cap).
+    """
+
+    segmenter: str = SENTENCEX
+    segmenter_version: str = ""
+    language: str = "en"
+    split_lines: bool = True
+    min_words: int = 3
+    max_sentences: int = 2
+    window_words: int = 0
+    window_stride: int = 0
+    max_segments: int = 512
+
+    def __post_init__(self) -> None:
+        if self.segmenter not in (SENTENCEX, NO_SEGMENTER):
+            raise ValueError(f"unknown segmenter {self.segmenter!r}; this intakegate knows "
+                             f"{[SENTENCEX, NO_SEGMENTER]}")
+        if self.max_sentences < 1 or self.min_words < 0 or self.max_segments < 1:
+            raise ValueError("segmentation: max_sentences >= 1, min_words >= 0, "
+                             "max_segments >= 1")
+        if self.window_words < 0 or (self.window_words and not
+                                     0 < self.window_stride <= self.window_words):
+            raise ValueError("segmentation: window_stride must be in (0, window_words]")
+
+    @property
+    def name(self) -> str:
+        """A short label for reports: `whole`, `sent2`, `sent2+win12/6`."""
+        if self.segmenter == NO_SEGMENTER:
+            return "whole" if not self.window_words else \
+                f"whole+win{self.window_words}/{self.window_stride}"
+        base = f"sent{self.max_sentences}"
+        return base + (f"+win{self.window_words}/{self.window_stride}" if self.window_words
+                       else "")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> SegmentPolicy:
+        unknown = sorted(set(obj) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"input_policy.segmentation: unknown field(s) {unknown}")
+        return cls(**dict(obj))
+
+    @classmethod
+    def from_name(cls, name: str, segmenter_version: str) -> SegmentPolicy:
+        """Parse a report label back (`whole`, `sent1`, `sent2+win12/6`, `whole+win16/8`)."""
+        m = re.fullmatch(r"(whole|sent(\d+))(?:\+win(\d+)/(\d+))?", name)
+        if m is None:
+            raise ValueError(f"segmentation {name!r}: use whole, sentN or either +winW/S")
+        words, stride = int(m.group(3) or 0), int(m.group(4) or 0)
+        if m.group(1) == "whole":
+            return cls(segmenter=NO_SEGMENTER, max_sentences=1, window_words=words,
+                       window_stride=stride)
+        return cls(segmenter_version=segmenter_version, max_sentences=int(m.group(2)),
+                   window_words=words, window_stride=stride)
+
+    @classmethod
+    def whole_only(cls) -> SegmentPolicy:
+        return cls(segmenter=NO_SEGMENTER, segmenter_version="", max_sentences=1)
+
+
+def installed_version(segmenter: str) -> str | None:
+    """The installed distribution version of a segmenter, or None when it is missing."""
+    if segmenter == NO_SEGMENTER:
+        return ""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(segmenter)
+    except PackageNotFoundError:
+        return None
+
+
+def current_policy(**settings: Any) -> SegmentPolicy:
+    """A policy naming the segmenter version installed here (what train records)."""
+    found = installed_version(SENTENCEX)
+    if found is None:
+        raise SegmenterUnavailable("sentencex is not installed (pip install sentencex)")
+    return SegmentPolicy(segmenter_version=found, **settings)
+
+
+def check_segmenter(policy: SegmentPolicy) -> None:
+    """Raise `SegmenterUnavailable` unless the exact segmenter version of the policy is here:
+    another version may cut sentences differently, and the receipt pinned these cuts."""
+    found = installed_version(policy.segmenter)
+    if found is None:
+        raise SegmenterUnavailable(f"the bundle's input policy segments with "
+                                   f"{policy.segmenter}=={policy.segmenter_version}, which is "
+                                   f"not installed")
+    if found != policy.segmenter_version:
+        raise SegmenterUnavailable(f"the bundle's input policy segments with "
+                                   f"{policy.segmenter}=={policy.segmenter_version}; "
+                                   f"{found} is installed")
+
+
+SentenceSplitter = Callable[[str, str], Sequence[tuple[int, int]]]
+
+
+@lru_cache(maxsize=1)
+def _sentencex() -> Any:
+    from sentencex import get_sentence_boundaries
+
+    return get_sentence_boundaries
+
+
+def sentencex_spans(text: str, language: str) -> list[tuple[int, int]]:
+    """Sentence spans from sentencex (code-point offsets, covering the text)."""
+    return [(int(b["start_index"]), int(b["end_index"]))
+            for b in _sentencex()(language, text)]
+
+
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int] | None:
+    piece = text[start:end]
+    lead = len(piece) - len(piece.lstrip())
+    trail = len(piece) - len(piece.rstrip())
+    s, e = start + lead, end - trail
+    return (s, e) if s < e else None
+
+
+def sentence_units(text: str, policy: SegmentPolicy,
+                   splitter: SentenceSplitter = sentencex_spans) -> list[tuple[int, int]]:
+    """Sentences (and lines), trimmed, with short fragments merged into a neighbour."""
+    pieces: list[tuple[int, int]] = []
+    for start, end in splitter(text, policy.language):
+        cuts = [start]
+        if policy.split_lines:
+            cuts += [start + m.end() for m in re.finditer(r"\n+", text[start:end])]
+        cuts.append(end)
+        for a, b in zip(cuts, cuts[1:]):
+            span = _trimmed(text, a, b)
+            if span is not None:
+                pieces.append(span)
+    merged: list[tuple[int, int]] = []
+    pending: int | None = None  # start of short fragments that also open the next unit
+    for s, e in pieces:
+        if len(_WORD.findall(text[s:e])) < policy.min_words:
+            if merged:  # a sign-off joins the sentence before it ...
+                merged[-1] = (merged[-1][0], e)
+            pending = s if pending is None else pending  # ... and an opener the one after it
+            continue
+        merged.append((s if pending is None else pending, e))
+        pending = None
+    if not merged and pieces:  # only short fragments: one unit
+        merged.append((pieces[0][0], pieces[-1][1]))
+    return merged
+
+
+def word_windows(text: str, policy: SegmentPolicy) -> list[tuple[int, int]]:
+    """Overlapping windows of `window_words` whitespace-separated words (last one flush)."""
+    if not policy.window_words:
+        return []
+    words = [m.span() for m in _TOKEN.finditer(text)]
+    w, stride = policy.window_words, policy.window_stride
+    if len(words) <= w:
+        return []
+    starts = list(range(0, len(words) - w + 1, stride))
+    if starts[-1] != len(words) - w:
+        starts.append(len(words) - w)
+    return [(words[i][0], words[i + w - 1][1]) for i in starts]
+
+
+class TooManySegments(ValueError):
+    """The ticket would need more segments than the policy allows."""
+
+
+def segment_ticket(text: str, policy: SegmentPolicy,
+                   splitter: SentenceSplitter = sentencex_spans) -> tuple[Segment, ...]:
+    """The whole ticket first, then sentence runs, then word windows; no span twice."""
+    whole = (0, len(text))
+    spans: list[tuple[SegmentKind, tuple[int, int]]] = [(SegmentKind.WHOLE, whole)]
+    if policy.segmenter != NO_SEGMENTER:
+        units = sentence_units(text, policy, splitter)
+        for k in range(1, policy.max_sentences + 1):
+            for i in range(len(units) - k + 1):
+                spans.append((SegmentKind.SENTENCE, (units[i][0], units[i + k - 1][1])))
+    spans += [(SegmentKind.WINDOW, span) for span in word_windows(text, policy)]
+    seen: set[tuple[int, int]] = set()
+    out: list[Segment] = []
+    for kind, (s, e) in spans:
+        if (s, e) in seen:
+            continue
+        seen.add((s, e))
+        out.append(Segment(kind, s, e))
+    if len(out) > policy.max_segments:
+        raise TooManySegments(f"{len(out)} segments > max_segments {policy.max_segments}")
+    return tuple(out)

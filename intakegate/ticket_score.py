@@ -1,0 +1,239 @@
+"""The one scoring function: a prepared ticket in, its score (or why it has none) out.
+
+Train (validation scores, threshold, receipt, test report), the export re-gates, the golden
+self-test and the router all call `score_ticket`, so a receipt is computed exactly the way
+tickets are served. A ticket's score is the maximum over its segments (`intakegate.segments`:
+the whole ticket, sentence runs, word windows) of the segment's own blended score: the encoder
+on the segment's windows (max over windows), blended with the lexical model on the segment's
+own text. Neither component is diluted by the rest of the ticket.
+
+All rows of one ticket go through the model together (one `Run` for an ordinary ticket; a long
+ticket's rows are grouped by length so padding at most doubles the work), and nothing else
+shares those runs: a dynamically quantized graph takes one activation scale per input tensor, so
+a score must depend on the ticket alone, never on batch neighbours.
+
+What serving must not take on trust is checked here for every stage: token ids inside the
+model's vocabulary before `Run`, the output's shape and dtype, finite logits (a `-inf` logit
+would otherwise give a clean 0.0), and one failure per ticket instead of an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from intakegate.encoding import InputPolicy, Windows, prepare_text
+from intakegate.gate import valid_score
+from intakegate.lexical import ScoreBlend, blend_scores
+from intakegate.routing import Reason
+from intakegate.scoring import human_review_score
+from intakegate.segments import (Segment, SegmentPolicy, SentenceSplitter, TooManySegments,
+                                 segment_ticket, sentencex_spans)
+
+log = logging.getLogger(__name__)
+LogitsFn = Callable[[Windows], Any]
+LogitsCall = Callable[[LogitsFn, Windows], Any]
+MAX_ROWS_PER_RUN = 64
+PAD_SLACK = 2.0  # a run's padded size may be at most this many times its real tokens
+
+
+@dataclass(frozen=True)
+class ScoreSpec:
+    """What scoring needs to know about the bundle's model, tokenizer and blend."""
+
+    policy: InputPolicy
+    positive: tuple[int, ...]
+    n_labels: int
+    vocab_size: int
+    unk_id: int | None = None
+    blend: ScoreBlend | None = None
+
+    @property
+    def segmentation(self) -> SegmentPolicy:
+        return self.policy.segmentation or SegmentPolicy.whole_only()
+
+
+@dataclass(frozen=True)
+class SegmentScore:
+    """One segment's components: the encoder (max over its windows), the lexical model (None
+    without a blend) and the blended score the ticket's maximum is taken over."""
+
+    segment: Segment
+    encoder: float
+    lexical: float | None
+    score: float
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A ticket's score and the segment that decided it, or the reason it has none.
+
+    `detail` starts with a sub-code. `windows` counts the model rows the ticket needed;
+    `max_window` is the riskiest window inside the deciding segment.
+    """
+
+    score: float | None
+    failure: Reason | None
+    windows: int = 0
+    max_window: int | None = None
+    unk_ratio: float | None = None
+    detail: str = ""
+    decided_by: int | None = None
+    segments: tuple[SegmentScore, ...] = ()
+
+    @property
+    def deciding(self) -> SegmentScore | None:
+        return None if self.decided_by is None else self.segments[self.decided_by]
+
+
+def direct_call(fn: LogitsFn, windows: Windows) -> Any:
+    """Run the backend in the caller's thread (no time budget)."""
+    return fn(windows)
+
+
+def _failed(reason: Reason, detail: str, rows: int = 0, unk_ratio: float | None = None
+            ) -> Scored:
+    return Scored(None, reason, rows, unk_ratio=unk_ratio, detail=detail)
+
+
+def _runs(lengths: Sequence[int]) -> list[list[int]]:
+    """Rows grouped into model runs: by length, so padding stays within PAD_SLACK."""
+    runs: list[list[int]] = []
+    current: list[int] = []
+    total = 0
+    for r in sorted(range(len(lengths)), key=lambda i: (lengths[i], i)):
+        n = lengths[r]
+        if current and (len(current) >= MAX_ROWS_PER_RUN
+                        or n * (len(current) + 1) > PAD_SLACK * (total + n)):
+            runs.append(current)
+            current, total = [], 0
+        current.append(r)
+        total += n
+    if current:
+        runs.append(current)
+    return runs
+
+
+def _windows(rows: Sequence[Any]) -> Windows:
+    width = max(len(w.ids) for w in rows)
+    n = len(rows)
+    ids = np.zeros((n, width), dtype=np.int64)
+    mask = np.zeros((n, width), dtype=np.int64)
+    types = np.zeros((n, width), dtype=np.int64)
+    for r, w in enumerate(rows):
+        k = len(w.ids)
+        ids[r, :k] = w.ids
+        mask[r, :k] = w.attention_mask
+        types[r, :k] = w.type_ids
+    return Windows(ids, mask, types, np.arange(n, dtype=np.int64), (1,) * n)
+
+
+def score_ticket(logits: LogitsFn, tokenizer: Any, text: str, spec: ScoreSpec,
+                 call: LogitsCall = direct_call,
+                 splitter: SentenceSplitter = sentencex_spans) -> Scored:
+    """Score one prepared ticket (a text that passed `prepare_text`). Never raises for a
+    segmenter, tokenizer or model fault: those become the ticket's failure."""
+    policy = spec.policy
+    try:
+        segments = segment_ticket(text, spec.segmentation, splitter)
+    except TooManySegments as exc:
+        return _failed(Reason.OVER_LENGTH_CAP, f"over_segment_cap: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a segmenter fault routes the ticket to a person
+        log.warning("segmenter error: %s", type(exc).__name__)
+        return _failed(Reason.MODEL_ERROR, f"segmenter_error: {type(exc).__name__}")
+    seg_texts = [text[s.start:s.end] for s in segments]
+    try:
+        encodings = tokenizer.encode_batch(seg_texts)
+    except Exception as exc:  # noqa: BLE001 - a tokenizer fault routes the ticket to a person
+        log.warning("tokenizer error: %s", type(exc).__name__)
+        return _failed(Reason.MODEL_ERROR, f"tokenizer_error: {type(exc).__name__}")
+    rows: list[Any] = []
+    owner: list[int] = []
+    for i, enc in enumerate(encodings):
+        windows = [enc, *enc.overflowing]
+        if len(windows) > policy.max_windows:
+            return _failed(Reason.OVER_LENGTH_CAP, f"over_window_cap: segment {i} needs "
+                                                   f"{len(windows)} windows > "
+                                                   f"{policy.max_windows}")
+        rows.extend(windows)
+        owner.extend([i] * len(windows))
+    whole_rows = [r for r, o in zip(rows, owner) if o == 0]
+    unk_ratio = None
+    if spec.unk_id is not None:
+        total = sum(sum(w.attention_mask) for w in whole_rows)
+        unk = sum(sum(1 for t, m in zip(w.ids, w.attention_mask) if m and t == spec.unk_id)
+                  for w in whole_rows)
+        unk_ratio = unk / total if total else None
+    n_rows = len(rows)
+    if any(t < 0 or t >= spec.vocab_size for w in rows for t in w.ids):
+        return _failed(Reason.MODEL_ERROR, "token_id_out_of_range: checked before Run",
+                       n_rows, unk_ratio)
+
+    row_logits = np.empty((n_rows, spec.n_labels), dtype=np.float64)
+    for run in _runs([len(w.ids) for w in rows]):
+        batch = _windows([rows[r] for r in run])
+        try:
+            raw = call(logits, batch)
+        except TimeoutError:
+            return _failed(Reason.TIMEOUT, "timeout: the late result is discarded", n_rows,
+                           unk_ratio)
+        except Exception as exc:  # noqa: BLE001 - any inference fault routes to a person
+            log.warning("inference error: %s: %s", type(exc).__name__, str(exc)[:200])
+            return _failed(Reason.MODEL_ERROR, f"inference_error: {type(exc).__name__}",
+                           n_rows, unk_ratio)
+        out = np.asarray(raw) if raw is not None else np.empty((0,))
+        if out.dtype.kind != "f" or out.shape != (len(run), spec.n_labels):
+            return _failed(Reason.INVALID_SCORE,
+                           f"score_out_of_range: output {out.dtype}{list(out.shape)} != "
+                           f"float[{len(run)}, {spec.n_labels}]", n_rows, unk_ratio)
+        row_logits[run] = out.astype(np.float64)
+    if not np.isfinite(row_logits).all():
+        kind = "score_nan" if np.isnan(row_logits).any() else "score_nonfinite"
+        return _failed(Reason.INVALID_SCORE, f"{kind}: non-finite logits", n_rows, unk_ratio)
+
+    with np.errstate(all="ignore"):
+        per_row = human_review_score(row_logits, spec.positive)
+    owners = np.asarray(owner)
+    encoder = np.full(len(segments), -np.inf)
+    np.maximum.at(encoder, owners, per_row)
+    lexical: np.ndarray | None = None
+    blended = encoder
+    if spec.blend is not None:
+        try:
+            with np.errstate(all="ignore"):
+                lexical = spec.blend.lexical.scores(seg_texts)
+                blended = blend_scores(encoder, lexical, spec.blend.encoder_weight)
+        except Exception as exc:  # noqa: BLE001 - a lexical fault routes to a person
+            log.warning("score blend error: %s", type(exc).__name__)
+            return _failed(Reason.MODEL_ERROR, f"blend_error: {type(exc).__name__}", n_rows,
+                           unk_ratio)
+    parts = tuple(SegmentScore(seg, float(encoder[i]),
+                               None if lexical is None else float(lexical[i]),
+                               float(blended[i])) for i, seg in enumerate(segments))
+    if not all(valid_score(p.score) for p in parts):
+        bad = next(p.score for p in parts if not valid_score(p.score))
+        return _failed(Reason.INVALID_SCORE, f"score_out_of_range: {bad!r}", n_rows, unk_ratio)
+    best = int(np.argmax(blended))
+    seg_rows = np.flatnonzero(owners == best)
+    max_window = int(np.argmax(per_row[seg_rows]))
+    return Scored(parts[best].score, None, n_rows, max_window, unk_ratio, "", best, parts)
+
+
+def score_texts(logits: LogitsFn, tokenizer: Any, texts: Sequence[object], spec: ScoreSpec,
+                progress: Callable[[int, int], None] | None = None) -> list[Scored]:
+    """Prepare and score raw tickets one by one (train, re-gates, self-test); a text the input
+    policy refuses gets its refusal reason as the failure."""
+    out: list[Scored] = []
+    for i, text in enumerate(texts):
+        prepared = prepare_text(text, spec.policy)
+        if prepared.text is None:
+            out.append(_failed(prepared.reason or Reason.MODEL_ERROR, prepared.detail))
+        else:
+            out.append(score_ticket(logits, tokenizer, prepared.text, spec))
+        if progress is not None:
+            progress(i + 1, len(texts))
+    return out
