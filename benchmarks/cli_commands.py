@@ -114,6 +114,11 @@ def bench_command(
                    f"{(cold.get('peak_rss_mb') or {}).get('max', '-')} MB"
                    + (" [held: measured only]" if warm_block["mode"] == "measurement_only"
                       else ""))
+        cost = warm_block.get("segment_cost") or {}
+        if cost.get("measured"):
+            typer.echo(f"{name}: segment scoring ({cost['segmentation']}) p50 "
+                       f"{cost['segments']['p50_ms']:.3f} ms vs whole ticket "
+                       f"{cost['whole_ticket']['p50_ms']:.3f} ms ({cost['p50_ratio']}x)")
     for name, block in results["baselines"].items():
         if block.get("measured"):
             typer.echo(f"{name} (baseline): p50 {block['latency']['p50_ms']:.3f} ms")

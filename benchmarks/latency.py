@@ -129,6 +129,49 @@ def throughput(router: Any, texts: Sequence[str], settings: WarmSettings,
                          lambda ds: count_decisions(ds, reasons, labelled))
 
 
+def segment_cost(router: Any, texts: Sequence[str], settings: WarmSettings) -> dict[str, Any]:
+    """The cost of segment scoring in this very process: `score_ticket` with the bundle's
+    segmentation against whole-ticket scoring (what the bundle did before segments), same
+    backend, same prepared tickets, the two timed alternately so drift hits both alike."""
+    from dataclasses import replace
+
+    from tokenizers import Tokenizer
+
+    from intakegate.encoding import prepare_text
+    from intakegate.segments import SegmentPolicy
+    from intakegate.ticket_score import score_ticket
+
+    engine = router.engine
+    if engine is None:
+        return {"measured": False}
+    tokenizer = Tokenizer.from_str(engine.tokenizer_json)
+    specs = {"segments": engine.spec,
+             "whole_ticket": replace(engine.spec, policy=replace(
+                 engine.spec.policy, segmentation=SegmentPolicy.whole_only()))}
+    prepared = [p for p in (prepare_text(t, engine.spec.policy).text for t in texts) if p]
+    work = cycle(tuple(prepared), min(settings.tickets, 1000))
+    seconds: dict[str, list[float]] = {k: [] for k in specs}
+    rows: dict[str, list[int]] = {k: [] for k in specs}
+    clock = time.perf_counter
+    for text in cycle(tuple(prepared), settings.warmup):
+        for spec in specs.values():
+            score_ticket(engine.backend.logits, tokenizer, text, spec)
+    progress = Progress(f"{router.artifact} segment cost", len(work))
+    for i, text in enumerate(work):
+        for name, spec in specs.items():
+            t0 = clock()
+            scored = score_ticket(engine.backend.logits, tokenizer, text, spec)
+            seconds[name].append(clock() - t0)
+            rows[name].append(scored.windows)
+        progress.tick(i + 1)
+    out: dict[str, Any] = {"measured": True, "segmentation": engine.spec.segmentation.name}
+    for name in specs:
+        out[name] = {**summarize_ms(seconds[name]),
+                     "rows_per_ticket": round(sum(rows[name]) / len(rows[name]), 3)}
+    out["p50_ratio"] = round(out["segments"]["p50_ms"] / out["whole_ticket"]["p50_ms"], 3)
+    return out
+
+
 def measure_artifact(bundle: str | Path, artifact: str, device: str, threads: int | None,
                      texts: Sequence[str], settings: WarmSettings) -> dict[str, Any]:
     """The warm block of one artifact in results.json (or why it was not measured)."""
@@ -149,6 +192,7 @@ def measure_artifact(bundle: str | Path, artifact: str, device: str, threads: in
     try:
         latency = single_ticket(router, texts, settings, reasons, labelled)
         rates = throughput(router, texts, settings, reasons, labelled)
+        segments = segment_cost(router, texts, settings)
     finally:
         router.close()
     decided = sum(reasons.values())
@@ -157,7 +201,7 @@ def measure_artifact(bundle: str | Path, artifact: str, device: str, threads: in
         "device": health["device"], "providers": health["providers"],
         "threads": health["threads"], "selftest": health["selftest"],
         "load_s_in_worker": round(load_s, 4),
-        "latency": latency, "throughput": rates,
+        "latency": latency, "throughput": rates, "segment_cost": segments,
         "decisions": {"total": decided, "reasons": dict(reasons),
                       "measurement_only_labelled": labelled[0],
                       "failures": sum(v for k, v in reasons.items() if k in FAILURE_REASONS)},

@@ -127,6 +127,21 @@ def render_md(results: Mapping[str, Any]) -> str:
             f"{_fmt(ratio.get('p50_speedup'))}x | "
             + " | ".join(_fmt(block["throughput"][x]["tickets_per_s"], 1) for x in sizes)
             + " | - | - | - |")
+    costs = [(n, (b.get("warm") or {}).get("segment_cost") or {})
+             for n, b in results["artifacts"].items()]
+    costs = [(n, c) for n, c in costs if c.get("measured")]
+    if costs:
+        lines += ["", "## The cost of segment scoring (same process, alternating)", "",
+                  "`score_ticket` on prepared test tickets with the bundle's segmentation, and "
+                  "with whole-ticket scoring (no segments, as bundles scored before), same "
+                  "backend.", "",
+                  "| Artifact | Segmentation | p50 ms segments | p50 ms whole ticket | Ratio | "
+                  "Model rows per ticket (segments / whole) |", "|---|---|---|---|---|---|"]
+        for name, c in costs:
+            lines.append(f"| {name} | `{c['segmentation']}` | {_fmt(c['segments']['p50_ms'])} "
+                         f"| {_fmt(c['whole_ticket']['p50_ms'])} | {_fmt(c['p50_ratio'])}x | "
+                         f"{c['segments']['rows_per_ticket']} / "
+                         f"{c['whole_ticket']['rows_per_ticket']} |")
     lines += ["", "## Quality (gate receipt and drift against torch-fp32)", "",
               "| Artifact | Status | Reason | Gated with | max abs score delta | Route flips |",
               "|---|---|---|---|---|---|"]

@@ -117,6 +117,8 @@ def register(app: typer.Typer) -> None:
                     typer.echo(f"{d.route.value} reason={d.reason.value} score={score} "
                                f"threshold={thr} bundle={d.bundle_version} "
                                f"artifact={d.artifact} device={d.device}"
+                               + (f" segment={d.segment.kind}[{d.segment.start}:"
+                                  f"{d.segment.end}]" if d.segment else "")
                                + (f" detail={d.detail}" if d.detail else ""))
         if not router.ready:  # type: ignore[attr-defined]
             raise typer.Exit(EXIT_NOT_READY)
