@@ -1,0 +1,1 @@
+"""intakegate-desk: a reference desktop support client that embeds the router in-process."""
