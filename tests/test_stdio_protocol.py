@@ -20,7 +20,7 @@ import pytest
 
 from intakegate.routing import Reason
 from intakegate.runtime.live import LiveRouter
-from intakegate.runtime.protocol import (MAX_TICKETS, BadRequest, ControlRequest, ErrorCode, Op,
+from intakegate.runtime.protocol import (MAX_TICKETS, BadRequest, ControlRequest, ErrorCode,
                                          RouteRequest, load_schema, parse_request)
 from intakegate.runtime.stdio import ServeOptions, StdioServer
 from intakegate.bundle import activate

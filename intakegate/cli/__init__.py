@@ -6,4 +6,4 @@ run, so `intakegate --help` imports neither the runtime nor torch.
 
 from intakegate.cli.app import _setup_logging, app, main
 
-__all__ = ["app", "main"]
+__all__ = ["_setup_logging", "app", "main"]

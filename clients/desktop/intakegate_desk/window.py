@@ -134,7 +134,7 @@ class DecisionPanel(QFrame):
                                  f"{d.segment.start}-{d.segment.end}, score "
                                  f"{d.segment.score:.4f}: \u201c{snippet}\u201d (highlighted)")
         digest = (d.manifest_sha256 or "")[:12]
-        self.provenance.setText(f"{d.bundle_version or 'no bundle'}"
+        self.provenance.setText(f"{d.bundle_version or 'no verified bundle'}"
                                 f"{'  ·  manifest ' + digest if digest else ''}  ·  "
                                 f"{d.artifact} on {d.device}")
 
