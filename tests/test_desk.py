@@ -256,4 +256,5 @@ def test_screenshot_mode_writes_a_png_and_exits(onnx_bundle: Path, tmp_path: Pat
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
     bad = subprocess.run([sys.executable, "-m", "intakegate_desk", "--size", "huge"],
                          capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and "--size" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert bad.stderr.startswith("error: --size") and "Traceback" not in bad.stderr

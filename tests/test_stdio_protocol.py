@@ -261,6 +261,19 @@ def test_closed_stdin_exits_zero_after_ready(onnx_bundle: Path) -> None:
     assert ready["op"] == "ready" and ready["ready"] is True
 
 
+def test_huge_and_binary_lines_over_a_real_pipe(onnx_bundle: Path) -> None:
+    huge = json.dumps({"id": "huge", "text": "refund " * 500_000}).encode()  # 3.5 MB
+    binary = b"\x00\x01" + bytes(range(11, 256))  # no newline inside
+    payload = huge + b"\n" + binary + b"\n" + encode([{"id": "after", "text": SAFE}])
+    proc = spawn(str(onnx_bundle))
+    out, err = proc.communicate(payload, timeout=120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    ready, too_long, bad, after = replies(out)
+    assert too_long["error"]["code"] == "line_too_long" and too_long["id"] is None
+    assert bad["error"]["code"] in {"invalid_utf8", "bad_json"}
+    assert after["id"] == "after" and after["route"] == "guarded_agent"
+
+
 def test_ten_thousand_pipelined_requests_get_exactly_one_reply_each(onnx_bundle: Path) -> None:
     n = 10_000
     payload = b"".join(json.dumps({"id": k, "text": SAFE if k % 3 else RISKY}).encode() + b"\n"

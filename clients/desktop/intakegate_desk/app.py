@@ -13,14 +13,23 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from intakegate_desk import __version__
 
 EXIT_BAD_INPUT = 2
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A bad argument is one line on stderr and exit 2 (no usage dump, no traceback)."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        sys.stderr.write(f"error: {message} (see intakegate-desk --help)\n")
+        sys.exit(EXIT_BAD_INPUT)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="intakegate-desk", description="Route support tickets on this machine with an "
         "intakegate bundle: each ticket goes to guarded_agent or to a person (human_review_now).")
     parser.add_argument("--bundle", help="A bundle directory, or a dataset name (its ACTIVE "
