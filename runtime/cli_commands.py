@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from intakegate.cli.options import BundlesDirOpt, bundles_root
+
 EXIT_BAD_INPUT = 2
 EXIT_NOT_READY = 3
 BundleArg = Annotated[str, typer.Argument(help="A bundle directory, or a dataset name whose "
@@ -15,8 +17,6 @@ ArtifactOpt = Annotated[str, typer.Option(help="onnx-int8 | onnx-fp32 | torch-fp
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | mps")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="Inference threads (default: min(4, "
                                                         "CPU count)).")]
-BundlesDirOpt = Annotated[Path, typer.Option("--bundles-dir", envvar="INTAKEGATE_BUNDLES",
-                                             help="Root folder of the bundles.")]
 TimeoutOpt = Annotated[Optional[float], typer.Option(
     "--timeout", help="Seconds per inference; a late result is discarded and the ticket goes to "
                       "human_review_now (timeout).")]
@@ -34,25 +34,37 @@ def _logging(verbose: bool) -> None:
                         datefmt="%H:%M:%S")
 
 
-def _load(bundle: str, artifact: str, device: str, threads: Optional[int], bundles_dir: Path,
-          timeout: Optional[float], shadow_log: Optional[Path], live: bool = False) -> object:
-    """Build the router; a device that is not there or a bad option exits 2 with the fix."""
+def _load(bundle: str, artifact: str, device: str, threads: Optional[int],
+          bundles_dir: Optional[Path], timeout: Optional[float], shadow_log: Optional[Path],
+          live: bool = False) -> object:
+    """Build the router; a device that is not there or a bad option exits 2 with the fix.
+    A bundle that is not found leaves the router fail-closed and says where it looked."""
     from intakegate.errors import MissingExtraError
     from intakegate.runtime.onnx_backend import DeviceUnavailable
 
-    options = {"threads": threads, "bundles_root": bundles_dir, "timeout_s": timeout,
+    root = bundles_root(bundles_dir)
+    options = {"threads": threads, "bundles_root": root.path, "timeout_s": timeout,
                "shadow_log": shadow_log}
     try:
         if live:
             from intakegate.runtime.live import LiveRouter
 
-            return LiveRouter(bundle, artifact, device, **options)
-        from intakegate.runtime.router import Router
+            router: object = LiveRouter(bundle, artifact, device, **options)
+        else:
+            from intakegate.runtime.router import Router
 
-        return Router.load(bundle, artifact, device, **options)
+            router = Router.load(bundle, artifact, device, **options)
     except (DeviceUnavailable, MissingExtraError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    if not_found(router):
+        typer.echo(f"error: bundle_not_found: {root.miss_hint(bundle)}", err=True)
+    return router
+
+
+def not_found(router: object) -> bool:
+    detail = router.health().get("detail")  # type: ignore[attr-defined]
+    return isinstance(detail, str) and detail.startswith("bundle_not_found")
 
 
 def register(app: typer.Typer) -> None:
@@ -69,7 +81,7 @@ def register(app: typer.Typer) -> None:
         threads: ThreadsOpt = None,
         json_out: Annotated[bool, typer.Option("--json", help="JSONL answers for TEXT "
                                                              "arguments.")] = False,
-        bundles_dir: BundlesDirOpt = Path("bundles"),
+        bundles_dir: BundlesDirOpt = None,
         timeout: TimeoutOpt = None,
         shadow_log: ShadowOpt = None,
         verbose: VerboseOpt = False,
@@ -131,15 +143,28 @@ def register(app: typer.Typer) -> None:
         artifact: ArtifactOpt = "onnx-int8",
         device: DeviceOpt = "auto",
         threads: ThreadsOpt = None,
-        bundles_dir: BundlesDirOpt = Path("bundles"),
+        bundles_dir: BundlesDirOpt = None,
         timeout: TimeoutOpt = None,
         shadow_log: ShadowOpt = None,
+        workers: Annotated[int, typer.Option(
+            min=1, max=64, help="Requests handled at once; above 1, replies come as they "
+                                "finish, tagged by id.")] = 1,
+        max_line_bytes: Annotated[int, typer.Option(
+            min=1024, help="Longest request line; longer ones get a line_too_long error."
+        )] = 1 << 20,
         verbose: VerboseOpt = False,
     ) -> None:
-        """Keep one router loaded and answer JSONL on stdin/stdout (no port).
+        """Keep one router loaded and answer protocol v1 on stdin/stdout (no port).
 
-        Request: {"id": ..., "text": ...}; also {"op": "health"} and {"op": "reload"} (reload
-        the bundle, e.g. after `intakegate bundles rollback`; a failed reload keeps serving).
+        The first line out is a `ready` event (protocol version, bundle version, manifest
+        digest, artifact, device, threshold; or ready false with reason and detail). Then one
+        reply per request line, each with `op` and the request `id`: route (`text`, or
+        `tickets` for a list), health, reload (the reason on failure; the old bundle keeps
+        serving), shutdown. Unknown ops and malformed lines get an `error` reply. The full
+        protocol: docs/stdio-protocol.md and intakegate/schemas/stdio-v1.json.
+
+        Exit 0 when stdin closes or after shutdown with every request answered; 1 when
+        stdout was closed early or after a `fatal` event; 2 on bad options.
         """
         import sys
 
@@ -148,11 +173,16 @@ def register(app: typer.Typer) -> None:
             typer.echo("error: only --stdio is supported (a desktop client embeds the router "
                        "through a pipe, not a port)", err=True)
             raise typer.Exit(EXIT_BAD_INPUT)
-        from intakegate.runtime.serve import serve_stdio
+        from intakegate.runtime.stdio import ServeOptions, StdioServer
 
         live = _load(bundle, artifact, device, threads, bundles_dir, timeout, shadow_log,
                      live=True)
-        serve_stdio(live, sys.stdin.buffer, sys.stdout)
+        root = bundles_root(bundles_dir)
+        missed = not_found(live)
+        server = StdioServer(live, sys.stdin.buffer, sys.stdout.buffer, ServeOptions(
+            workers, max_line_bytes, root.places_for(bundle) if missed else (),
+            root.miss_hint(bundle) if missed else None))
+        raise typer.Exit(server.run())
 
     shadow_app = typer.Typer(no_args_is_help=True, help="Shadow traffic: compare proposed "
                                                         "routes with human decisions.")
@@ -165,7 +195,7 @@ def register(app: typer.Typer) -> None:
                                                                     "(id, gold_route, slice).")],
         bundle: Annotated[Optional[str], typer.Option(
             help="Read the floors from this bundle instead of the log.")] = None,
-        bundles_dir: BundlesDirOpt = Path("bundles"),
+        bundles_dir: BundlesDirOpt = None,
     ) -> None:
         """Missed-escalation rate per required slice against the shadow-monitor plan's floors.
 
@@ -178,7 +208,8 @@ def register(app: typer.Typer) -> None:
             from intakegate.bundle import resolve_bundle, verify_bundle
             from intakegate.runtime.shadow import bundle_floors
 
-            override = bundle_floors(verify_bundle(resolve_bundle(bundle, bundles_dir)))
+            root = bundles_root(bundles_dir).path
+            override = bundle_floors(verify_bundle(resolve_bundle(bundle, root)))
         report = shadow_report(log, decisions, override)
         for line in render_report(report):
             typer.echo(line)

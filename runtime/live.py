@@ -43,6 +43,8 @@ class LiveRouter:
         self.options = options
         self._router: Router | None = None
         self._lock = threading.Lock()
+        # Why the last reload did not swap (reason, detail); None after a successful one.
+        self.last_reload_failure: tuple[str | None, str | None] | None = None
         self.loaded = threading.Event()
         if background:
             threading.Thread(target=self._first_load, name="intakegate-load",
@@ -67,6 +69,8 @@ class LiveRouter:
             source = self.source if bundle is None else bundle
             new = Router(source, self.artifact, self.device, **self.options)
             old = self._router
+            info = new.health()
+            self.last_reload_failure = None if new.ready else (info["reason"], info["detail"])
             if new.ready or old is None or not old.ready:
                 self._router = new
                 if bundle is not None:

@@ -1,4 +1,4 @@
-"""JSONL in, JSONL out: the `route --input` file mode and the `serve --stdio` loop.
+"""JSONL in, JSONL out: the `route --input` file mode (`serve --stdio` is `runtime/stdio.py`).
 
 One answer per input line, in input order, none lost: a line that is not valid UTF-8, not JSON,
 not an object or has no `text` still gets a `human_review_now` answer with its reason. Output is
@@ -12,13 +12,12 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, BinaryIO, TextIO
+from typing import Any
 
 from intakegate.errors import InputError
 from intakegate.jsonio import loads_strict
 from intakegate.routing import Reason
 from intakegate.runtime.decision import Decision
-from intakegate.vocab import FALLBACK_ROUTE
 
 log = logging.getLogger(__name__)
 BATCH = 32
@@ -121,30 +120,3 @@ def route_lines(router: Any, lines: Iterable[bytes], write: Callable[[str], None
             flush()
     flush()
     return written
-
-
-def serve_stdio(live: Any, stdin: BinaryIO, stdout: TextIO) -> int:
-    """Answer requests line by line until stdin closes. Ops: route (default), health, reload."""
-    answered = 0
-    for lineno, line in enumerate(stdin, start=1):
-        request = parse_line(line, lineno)
-        try:
-            if request.op == "health":
-                reply = {"op": "health", "id": request.ticket_id, **live.health()}
-            elif request.op == "reload":
-                ok = live.reload()
-                reply = {"op": "reload", "id": request.ticket_id, "ok": ok, **live.health()}
-            elif request.op is not None:
-                reply = {"op": request.op, "id": request.ticket_id,
-                         "error": "unknown op; use route, health or reload"}
-            else:
-                reply = answer(live, [request])[0].to_wire()
-        except Exception as exc:  # noqa: BLE001 - the loop answers every line
-            log.exception("stdio request failed")
-            reply = {"id": request.ticket_id, "route": FALLBACK_ROUTE.value,
-                     "reason": Reason.MODEL_ERROR.value,
-                     "detail": f"router_error: {type(exc).__name__}"}
-        stdout.write(dumps(reply) + "\n")
-        stdout.flush()
-        answered += 1
-    return answered

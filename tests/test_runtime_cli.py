@@ -128,6 +128,7 @@ def test_route_by_dataset_name(onnx_bundle: Path, tmp_path: Path) -> None:
 
 
 def test_serve_stdio(onnx_bundle: Path) -> None:
+    """The quick tour of protocol v1 (tests/test_stdio_protocol.py holds the details)."""
     requests = [
         {"op": "health", "id": "h1"},
         {"id": "t1", "text": "Where is my package?"},
@@ -140,16 +141,18 @@ def test_serve_stdio(onnx_bundle: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "intakegate.cli", "serve", str(onnx_bundle),
                            "--stdio"], input=payload, capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr.decode()
-    out = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    ready, *out = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert ready["op"] == "ready" and ready["ready"] is True and ready["protocol"] == 1
     assert len(out) == len(requests) + 1
     assert out[0]["op"] == "health" and out[0]["ready"] is True
     assert out[0]["artifact"] == "onnx-int8" and out[0]["selftest"].startswith("passed")
     assert [o["id"] for o in out[1:4]] == ["t1", "t2", "t3"]
+    assert [o["op"] for o in out[1:4]] == ["route"] * 3
     assert [o["route"] for o in out[1:4]] == ["guarded_agent", "human_review_now",
                                               "human_review_now"]
     assert out[4]["op"] == "reload" and out[4]["ok"] is True
-    assert "error" in out[5]
-    assert out[6]["route"] == "human_review_now" and out[6]["reason"] == "input_not_text"
+    assert out[5]["op"] == "error" and out[5]["error"]["code"] == "unknown_op"
+    assert out[6]["op"] == "error" and out[6]["error"]["code"] == "bad_json"
 
 
 def test_serve_requires_stdio(onnx_bundle: Path) -> None:

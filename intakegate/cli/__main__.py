@@ -1,0 +1,5 @@
+"""`python -m intakegate.cli`."""
+
+from intakegate.cli import main
+
+main()

@@ -1,0 +1,106 @@
+"""Training-stage commands for the `intakegate` CLI (baselines, train). Light imports only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from intakegate.cli.exits import ExitCode
+from intakegate.cli.options import BundlesDirOpt, bundles_root
+
+
+def register(app: typer.Typer) -> None:
+    """Add the training stage's commands to the main app."""
+    app.command("baselines")(baselines_command)
+    app.command("train")(train_command)
+
+
+def _setup_logging() -> None:
+    from intakegate.cli import _setup_logging as setup
+
+    setup()
+
+
+def baselines_command(
+    dataset: Annotated[str, typer.Argument(help="refund-intake | banking77 | dataset.json | "
+                                                "PATH.jsonl")],
+    label_guide: Annotated[Optional[Path], typer.Option(help="Label guide JSON.")] = None,
+    out: Annotated[Path, typer.Option(help="Report folder.")] = Path("reports"),
+) -> None:
+    """Fit the keyword rule and TF-IDF + LR on train; report them on validation."""
+    _setup_logging()
+    from intakegate.dataset import load_dataset
+    from intakegate.split import split_dataset
+    from intakegate.train.baseline_report import write_baseline_report
+
+    ds = load_dataset(dataset, label_guide=label_guide)
+    split = split_dataset(ds)
+    report = write_baseline_report(ds, split, out / ds.name)
+    for name, r in report["baselines"].items():
+        e = r["at_chosen_threshold"]
+        typer.echo(f"{name}: threshold={e['threshold']:.4f} required_missed="
+                   f"{e['required_missed']}/{e['required_positives']} "
+                   f"fp_rate={e['false_positive_rate']:.3f} "
+                   f"meets_fp_budget={r['meets_fp_budget']}")
+    typer.echo(f"wrote {out / ds.name}/baseline_report.md")
+
+
+def train_command(
+    dataset: Annotated[str, typer.Option(help="refund-intake | banking77 | dataset.json | "
+                                              "PATH.jsonl")] = "refund-intake",
+    label_guide: Annotated[Optional[Path], typer.Option(help="Label guide JSON.")] = None,
+    adjudication: Annotated[Optional[Path], typer.Option(help="Adjudication JSON.")] = None,
+    base_model: Annotated[Optional[str], typer.Option(
+        help="tiny | minilm (default) | a local model directory | a hub id")] = None,
+    bundle_version: Annotated[Optional[str], typer.Option(help="Bundle version name.")] = None,
+    objective: Annotated[Optional[str], typer.Option(help="binary | intents")] = None,
+    epochs: Annotated[Optional[float], typer.Option()] = None,
+    learning_rate: Annotated[Optional[float], typer.Option()] = None,
+    batch_size: Annotated[Optional[int], typer.Option()] = None,
+    train_max_length: Annotated[Optional[int], typer.Option()] = None,
+    label_smoothing: Annotated[Optional[float], typer.Option()] = None,
+    class_weighting: Annotated[Optional[str], typer.Option(help="none | balanced")] = None,
+    seed: Annotated[Optional[int], typer.Option()] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu | cuda | mps")] = None,
+    blend_weights: Annotated[Optional[str], typer.Option(
+        help="Encoder weights to try for the TF-IDF blend, e.g. '1,0.8,0.6' (validation picks "
+             "one); 'none' scores with the encoder alone. Default: the dataset recipe.")] = None,
+    bundles_dir: BundlesDirOpt = None,
+    reports_dir: Annotated[Path, typer.Option(help="Committed report copies.")] = Path("reports"),
+    activate_if_eligible: Annotated[bool, typer.Option("--activate/--no-activate")] = False,
+    force: Annotated[bool, typer.Option(help="Replace an existing bundle version.")] = False,
+    validation_only: Annotated[bool, typer.Option(
+        help="Candidate search: gate on validation, keep the test split closed.")] = False,
+) -> None:
+    """Fine-tune, choose the threshold on validation, gate, report on test once, write a bundle."""
+    _setup_logging()
+    from intakegate.train.pipeline import summary_lines, train_bundle
+
+    root = bundles_root(bundles_dir).path
+    overrides = {"base_model": base_model, "objective": objective, "epochs": epochs,
+                 "learning_rate": learning_rate, "batch_size": batch_size,
+                 "train_max_length": train_max_length, "label_smoothing": label_smoothing,
+                 "class_weighting": class_weighting, "seed": seed, "device": device}
+    if blend_weights is not None:
+        try:
+            overrides["blend_weights"] = (() if blend_weights.strip().lower() == "none" else
+                                          tuple(float(w) for w in blend_weights.split(",")))
+        except ValueError:
+            raise typer.BadParameter("a comma-separated list of numbers, or 'none'",
+                                     param_hint="--blend-weights") from None
+    result = train_bundle(dataset, label_guide=str(label_guide) if label_guide else None,
+                          adjudication=str(adjudication) if adjudication else None,
+                          bundles_root=root, bundle_version=bundle_version,
+                          reports_root=reports_dir,
+                          overrides={k: v for k, v in overrides.items() if v is not None},
+                          force=force, open_test=not validation_only)
+    for line in summary_lines(result):
+        typer.echo(line)
+    if activate_if_eligible and result.gate.eligible:
+        from intakegate.bundle import activate
+
+        activate(root, result.bundle_dir.parent.name, result.bundle_dir.name)
+        typer.echo(f"activated {result.bundle_dir.parent.name}/{result.bundle_dir.name}")
+    raise typer.Exit(ExitCode.OK if result.gate.eligible else ExitCode.HELD)
