@@ -31,7 +31,11 @@ POINTER = "ACTIVE"
 MAX_MANIFEST_BYTES = 8 * 1024 * 1024
 ALLOWED_SUFFIXES = {".json", ".md", ".csv", ".png", ".onnx", ".safetensors", ".txt", ".bin",
                     ".mlmodel", ".jsonl"}
-FORBIDDEN_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".joblib", ".ckpt"}
+# Code files are refused like pickles: nothing in a bundle may be importable or executable
+# (a transformers `auto_map` would otherwise run a listed .py file at load).
+CODE_SUFFIXES = {".py", ".pyc", ".pyo", ".pyd", ".so", ".dylib", ".dll", ".exe", ".sh", ".bat",
+                 ".cmd", ".ps1", ".js", ".jar", ".whl", ".egg"}
+FORBIDDEN_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".joblib", ".ckpt", *CODE_SUFFIXES}
 
 
 class Status(str, Enum):
@@ -383,7 +387,8 @@ def verify_bundle(bundle_dir: str | Path) -> VerifiedBundle:
     for rel, path in sorted(on_disk.items()):
         check_relpath(rel)
         if Path(rel).suffix in FORBIDDEN_SUFFIXES:
-            raise BundleError("format_not_allowed", "pickle-capable files are never loaded", rel)
+            raise BundleError("format_not_allowed", "pickle-capable and code files are never "
+                                                    "loaded", rel)
         if path.stat().st_size != listed[rel]["size"]:
             raise BundleError("bundle_size_mismatch", "size differs from the manifest", rel)
     digests = sha256_files(on_disk)

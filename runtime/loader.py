@@ -355,8 +355,23 @@ def _build_onnx(verified: VerifiedBundle, art: Mapping[str, Any], device: str,
                       "hw_not_validated: no available device is in the artifact's receipt")
 
 
+def refuse_code(files: Mapping[str, bytes]) -> None:
+    """The torch artifact's config is checked before transformers (or torch) sees it."""
+    from intakegate.runtime.model_files import CodeInBundle, check_torch_files
+
+    try:
+        check_torch_files(files)
+    except CodeInBundle as exc:
+        raise LoadRefused(Reason.BUNDLE_INTEGRITY, f"format_not_allowed: {exc}") from None
+
+
 def _build_torch(verified: VerifiedBundle, art: Mapping[str, Any], device: str,
                  threads: int | None) -> Any:
+    prefix = art["path"] + "/"
+    # Before torch or transformers is imported: only the JSON configs are read for this check.
+    refuse_code({e["path"][len(prefix):]: verified.read(e["path"])
+                 if e["path"].endswith(".json") else b""
+                 for e in verified.manifest["files"] if e["path"].startswith(prefix)})
     try:
         import torch  # noqa: F401 - imported only for the torch artifact
     except ImportError:
