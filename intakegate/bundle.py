@@ -100,7 +100,8 @@ ARTIFACT_FIELDS = {"format", "precision", "path", "sha256", "size_bytes", "statu
                    "receipt_run", "gated_with", "drift", "tool_versions", "export_settings",
                    "model_sha256", "device_classes", "gates", "note"}
 POLICY_FIELDS = {"trim_outer_whitespace", "preserve_punctuation", "max_length", "long_input",
-                 "stride", "max_windows", "char_cap", "normalization", "strip_controls"}
+                 "stride", "max_windows", "char_cap", "normalization", "strip_controls",
+                 "max_run_chars"}
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
              *(f"lpt{i}" for i in range(10))}
 

@@ -29,6 +29,8 @@ from intakegate.routing import Reason, route_for_score
 from intakegate.runtime.decision import Decision, Device, input_digest, is_safe_agent_decision
 from intakegate.runtime.loader import (Engine, LoadRefused, integrity_reason, load_engine,
                                        resolve_source)
+from intakegate.runtime.budget import score_within_budget
+from intakegate.runtime.guard import contained, last_resort
 from intakegate.runtime.onnx_backend import DeviceUnavailable
 from intakegate.runtime.scorer import Scored, score_prepared
 from intakegate.runtime.textguard import obfuscation
@@ -181,28 +183,53 @@ class Router:
 
     def route(self, text: object, ticket_id: str | int | None = None) -> Decision:
         """Route one ticket. Never raises; always one of the two routes."""
-        return self.route_batch([text], None if ticket_id is None else [ticket_id])[0]
-
-    def route_bytes(self, data: bytes, ticket_id: str | int | None = None) -> Decision:
-        """Route raw bytes: strict UTF-8, or `human_review_now` / `invalid_unicode`."""
         try:
-            text = bytes(data).decode("utf-8")
-        except (UnicodeDecodeError, TypeError) as exc:
-            return self.reject(Reason.INVALID_UNICODE if isinstance(exc, UnicodeDecodeError)
-                               else Reason.INPUT_NOT_TEXT,
-                               f"invalid_utf8: {exc}"[:200], ticket_id, data)
-        return self.route(text, ticket_id)
+            return self._route_batch([text], None if ticket_id is None else [ticket_id])[0]
+        except BaseException as exc:  # noqa: BLE001 - see contained()
+            return last_resort(self, exc, 1)[0]
+
+    def route_bytes(self, data: object, ticket_id: str | int | None = None) -> Decision:
+        """Route raw bytes: strict UTF-8, or `human_review_now` / `invalid_unicode`.
+
+        Only bytes, bytearray and memoryview are read (through the buffer protocol, so no
+        `__bytes__` of the caller's runs); an int is never turned into a zero-filled buffer.
+        """
+        try:
+            return self._route_bytes(data, ticket_id)
+        except BaseException as exc:  # noqa: BLE001 - see contained()
+            return last_resort(self, exc, 1)[0]
+
+    def _route_bytes(self, data: object, ticket_id: str | int | None) -> Decision:
+        if not issubclass(type(data), (bytes, bytearray, memoryview)):
+            return self.reject(Reason.INPUT_NOT_TEXT, f"input_type: {type(data).__name__}",
+                               ticket_id, None)
+        raw = memoryview(data).tobytes()  # type: ignore[arg-type]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return self.reject(Reason.INVALID_UNICODE, f"invalid_utf8: {exc}"[:200], ticket_id,
+                               raw)
+        return self._route_batch([text], None if ticket_id is None else [ticket_id])[0]
 
     def route_batch(self, texts: Iterable[object],
                     ticket_ids: Sequence[str | int | None] | None = None) -> list[Decision]:
         """Route many tickets, in order, one decision each. Never raises."""
+        try:
+            return self._route_batch(texts, ticket_ids)
+        except BaseException as exc:  # noqa: BLE001 - see contained()
+            return last_resort(self, exc, None)
+
+    def _route_batch(self, texts: Iterable[object],
+                     ticket_ids: Sequence[str | int | None] | None = None) -> list[Decision]:
         if isinstance(texts, (str, bytes, bytearray)):
             log.warning("route_batch got one %s, not a list of tickets; routing it as one "
                         "ticket", type(texts).__name__)
             texts = [texts]
         try:
             items = list(texts)
-        except Exception as exc:  # noqa: BLE001 - an unreadable batch is one refused ticket
+        except BaseException as exc:  # noqa: BLE001 - an unreadable batch is one refused ticket
+            if not contained(exc):
+                raise
             return [self.reject(Reason.INPUT_NOT_TEXT, f"unreadable batch: {type(exc).__name__}",
                                 None, None)]
         ids: list[str | int | None] = [None] * len(items)
@@ -210,7 +237,9 @@ class Router:
         if ticket_ids is not None:
             try:
                 given = list(ticket_ids)
-            except Exception:  # noqa: BLE001 - unreadable ids: every ticket goes to a person
+            except BaseException as exc:  # noqa: BLE001 - unreadable ids: all go to a person
+                if not contained(exc):
+                    raise
                 given = []
             if len(given) == len(items):
                 ids = given
@@ -231,9 +260,12 @@ class Router:
     def reject(self, reason: Reason, detail: str, ticket_id: str | int | None, raw: object
                ) -> Decision:
         """A refused input (bad JSON line, bad bytes) as a recorded human_review_now decision."""
-        decision = self._fallback(reason, detail, ticket_id, raw)
-        self._record([decision], [None])
-        return decision
+        try:
+            decision = self._fallback(reason, detail, ticket_id, raw)
+            self._record([decision], [None])
+            return decision
+        except BaseException as exc:  # noqa: BLE001 - see contained()
+            return last_resort(self, exc, 1)[0]
 
     def encode(self, text: object) -> Windows | None:
         """The windows the model sees for a ticket (None when the policy refuses it)."""
@@ -260,7 +292,9 @@ class Router:
         except MemoryError:
             return [self._fallback(Reason.MODEL_ERROR, "resource_exhausted: MemoryError", i, t)
                     for t, i in zip(chunk, ids)]
-        except Exception as exc:  # noqa: BLE001 - a fault anywhere routes to a person
+        except BaseException as exc:  # noqa: BLE001 - a fault anywhere routes to a person
+            if not contained(exc):
+                raise
             log.exception("routing fault (%s); %d ticket(s) sent to human review",
                           type(exc).__name__, len(chunk))
             return [self._fallback(Reason.MODEL_ERROR, f"router_error: {type(exc).__name__}",
@@ -292,8 +326,7 @@ class Router:
                           prepared.stripped_controls, ticket_id)
             to_score.append((k, prepared.text))
         if to_score:
-            scored = score_prepared(e.backend, self._tokenizer(e), [t for _, t in to_score],
-                                    e.spec, self._call)
+            scored = self._score(e, [t for _, t in to_score])
             for (k, prepared_text), s in zip(to_score, scored):
                 results[k] = self._decide(e, prepared_text, s, ids[k], chunk[k])
         return [r if r is not None else self._fallback(Reason.MODEL_ERROR, "router_error: "
@@ -333,8 +366,10 @@ class Router:
                 self._counts.update(d.reason.value for d in decisions)
             if self.shadow is not None:
                 self.shadow.append(decisions, texts)
-        except Exception as exc:  # noqa: BLE001 - bookkeeping never changes a route
-            log.error("decision bookkeeping failed: %s", exc)
+        except BaseException as exc:  # noqa: BLE001 - bookkeeping never changes a route
+            if not contained(exc):
+                raise
+            log.error("decision bookkeeping failed: %s", type(exc).__name__)
 
     def _tokenizer(self, e: Engine) -> Any:
         """This thread's tokenizer for the engine (built from the verified tokenizer.json)."""
@@ -345,6 +380,24 @@ class Router:
             local.tokenizer = Tokenizer.from_str(e.tokenizer_json)
             local.engine = e
         return local.tokenizer
+
+    def _score(self, e: Engine, texts: list[str]) -> list[Scored]:
+        """Score prepared texts; with `timeout_s`, each ticket's tokenization and model work
+        share one budget (`runtime/budget.py`)."""
+        if self.timeout_s is None:
+            return score_prepared(e.backend, self._tokenizer(e), texts, e.spec)
+        return score_within_budget(
+            self._worker_pool(),
+            lambda text: score_prepared(e.backend, self._tokenizer(e), [text], e.spec)[0],
+            texts, self.timeout_s)
+
+    def _worker_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            with self._count_lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=4,
+                                                    thread_name_prefix="intakegate-infer")
+        return self._pool
 
     def _call(self, fn: Any, windows: Windows) -> Any:
         """Run the backend, within the time budget when one is set."""

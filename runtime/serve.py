@@ -77,8 +77,9 @@ def dumps(obj: dict[str, Any]) -> str:
     """ASCII JSON; a value JSON cannot hold becomes null rather than a crash."""
     try:
         return json.dumps(obj, ensure_ascii=True, allow_nan=False)
-    except (ValueError, TypeError):
-        safe = {k: (v if isinstance(v, (str, int, type(None))) else None) for k, v in obj.items()}
+    except Exception:  # noqa: BLE001 - ValueError, TypeError, RecursionError: keep the line
+        safe = {k: (v if type(v) in (str, int, bool, type(None)) else None)
+                for k, v in obj.items()}
         return json.dumps(safe, ensure_ascii=True)
 
 
@@ -127,8 +128,9 @@ def serve_stdio(live: Any, stdin: BinaryIO, stdout: TextIO) -> int:
     """Answer requests line by line until stdin closes. Ops: route (default), health, reload."""
     answered = 0
     for lineno, line in enumerate(stdin, start=1):
-        request = parse_line(line, lineno)
+        request = Request(None)
         try:
+            request = parse_line(line, lineno)
             if request.op == "health":
                 reply = {"op": "health", "id": request.ticket_id, **live.health()}
             elif request.op == "reload":
@@ -139,8 +141,10 @@ def serve_stdio(live: Any, stdin: BinaryIO, stdout: TextIO) -> int:
                          "error": "unknown op; use route, health or reload"}
             else:
                 reply = answer(live, [request])[0].to_wire()
-        except Exception as exc:  # noqa: BLE001 - the loop answers every line
-            log.exception("stdio request failed")
+        except BaseException as exc:  # noqa: BLE001 - the loop answers every line
+            if isinstance(exc, KeyboardInterrupt):
+                raise  # the top level: a person stopping the server
+            log.error("stdio request failed: %s", type(exc).__name__)
             reply = {"id": request.ticket_id, "route": FALLBACK_ROUTE.value,
                      "reason": Reason.MODEL_ERROR.value,
                      "detail": f"router_error: {type(exc).__name__}"}
