@@ -95,7 +95,9 @@ REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
     "files": list,
 }
 OPTIONAL_FIELDS: dict[str, type | tuple[type, ...]] = {"notes": list, "documents": dict,
-                                                    "score_blend": dict}
+                                                    "score_blend": dict,
+                                                    # intakegate.tokenizer_pins
+                                                    "tokenizer_pins": dict}
 ARTIFACT_FIELDS = {"format", "precision", "path", "sha256", "size_bytes", "status", "reason",
                    "receipt_run", "gated_with", "drift", "tool_versions", "export_settings",
                    "model_sha256", "device_classes", "gates", "note"}
@@ -455,9 +457,13 @@ def list_bundles(bundles_root: str | Path) -> list[dict[str, Any]]:
 
 def activate(bundles_root: str | Path, dataset: str, bundle_version: str) -> dict[str, Any]:
     """Point the dataset's ACTIVE at a verified, eligible bundle; keep the previous for rollback."""
+    from intakegate.pointer import check_name
+
+    check_name(dataset, "dataset")
+    check_name(bundle_version)  # the same rule the router applies when it reads ACTIVE
     root = dataset_root(bundles_root, dataset)
     target = root / bundle_version
-    if not target.is_dir() or target.parent != root or "/" in bundle_version:
+    if not target.is_dir() or target.is_symlink() or target.parent != root:
         raise BundleError("model_unavailable", f"no bundle {bundle_version!r}", str(root))
     verified = verify_bundle(target)
     if verified.manifest["decision"] != GateDecision.ELIGIBLE_FOR_SHADOW.value:
@@ -481,6 +487,9 @@ def rollback(bundles_root: str | Path, dataset: str) -> dict[str, Any]:
     if current is None or not current.get("previous"):
         raise BundleError("model_unavailable", f"{dataset} has no earlier bundle to roll back to")
     previous, *rest = current["previous"]
+    from intakegate.pointer import check_name
+
+    check_name(previous.get("bundle_version") if isinstance(previous, dict) else None)
     root = dataset_root(bundles_root, dataset)
     verified = verify_bundle(root / previous["bundle_version"])
     if verified.manifest_sha256 != previous["manifest_sha256"]:
@@ -498,10 +507,12 @@ def resolve_bundle(name_or_path: str | Path, bundles_root: str | Path = "bundles
     path = Path(name_or_path)
     if (path / MANIFEST).exists():
         return path
-    pointer = read_pointer(bundles_root, str(name_or_path))
+    from intakegate.pointer import NAME, read_active
+
+    pointer = read_active(bundles_root, str(name_or_path)) if NAME.fullmatch(
+        str(name_or_path)) else None
     if pointer is None:
         raise BundleError("model_unavailable",
                           f"{name_or_path!s} is neither a bundle directory nor a dataset with an "
                           f"active bundle under {bundles_root}")
-    target = dataset_root(bundles_root, str(name_or_path)) / pointer["bundle_version"]
-    return target
+    return pointer.bundle_dir

@@ -20,8 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from intakegate.bundle import (Artifact, BundleError, Status, VerifiedBundle, read_pointer,
-                               resolve_bundle, verify_bundle)
+from intakegate.bundle import Artifact, BundleError, Status, VerifiedBundle, verify_bundle
 from intakegate.encoding import InputPolicy, Windows, prepare_text, tokenizer_matches_policy
 from intakegate.errors import InputError
 from intakegate.gate import Run, release_decision, run_from_json, spec_from_json
@@ -30,6 +29,7 @@ from intakegate.lexical import LexicalFormatError, ScoreBlend, blend_from_manife
 from intakegate.routing import Reason
 from intakegate.runtime.decision import Device
 from intakegate.runtime.scorer import ScoreSpec, score_prepared
+from intakegate.tokenizer_pins import check_tokenizer
 from intakegate.vocab import GateDecision
 
 log = logging.getLogger(__name__)
@@ -120,17 +120,31 @@ def resolve_source(source: str | Path, bundles_root: str | Path) -> tuple[Path, 
     path = Path(source)
     if (path / "manifest.json").exists():
         return path, None
-    try:
-        pointer = read_pointer(bundles_root, str(source))
-        if pointer is not None:
-            return resolve_bundle(source, bundles_root), pointer.get("manifest_sha256")
-    except (BundleError, OSError, ValueError) as exc:
-        raise LoadRefused(Reason.MODEL_UNAVAILABLE, f"bundle_not_found: {exc}") from None
+    pointer = active_pointer(source, bundles_root)
+    if pointer is not None:
+        return pointer.bundle_dir, pointer.manifest_sha256
     if path.is_dir():
         return path, None
     raise LoadRefused(Reason.MODEL_UNAVAILABLE,
                       f"bundle_not_found: {source!s} is neither a bundle directory nor a dataset "
                       f"with an active bundle under {bundles_root}")
+
+
+def active_pointer(source: str | Path, bundles_root: str | Path) -> Any:
+    """The dataset's ACTIVE pointer, checked like `bundles activate` (intakegate.pointer):
+    a plain version name inside the dataset's folder and a manifest digest, or LoadRefused."""
+    from intakegate.pointer import NAME, read_active
+
+    if not NAME.fullmatch(str(source)):
+        return None  # not a dataset name: a path, verified (and refused) as a directory
+    try:
+        return read_active(bundles_root, str(source))
+    except BundleError as exc:
+        if exc.code == "pointer_invalid":
+            raise LoadRefused(Reason.BUNDLE_INTEGRITY, str(exc)) from None
+        raise LoadRefused(Reason.MODEL_UNAVAILABLE, f"bundle_not_found: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise LoadRefused(Reason.MODEL_UNAVAILABLE, f"bundle_not_found: {exc}") from None
 
 
 def machine_class() -> str:
@@ -297,7 +311,8 @@ def read_tokenizer(verified: VerifiedBundle, policy: InputPolicy) -> tuple[str, 
     rel = verified.manifest["tokenizer"]
     text = verified.read(rel).decode("utf-8")
     try:
-        mismatch = tokenizer_matches_policy(text, policy)
+        mismatch = tokenizer_matches_policy(text, policy) or check_tokenizer(
+            text, verified.manifest.get("tokenizer_pins"))
         tokenizer = Tokenizer.from_str(text)
     except Exception as exc:  # noqa: BLE001 - any unreadable tokenizer refuses the bundle
         raise LoadRefused(Reason.BUNDLE_INTEGRITY,
@@ -600,12 +615,10 @@ def load_engine(bundle_dir: Path, artifact: str, device: str, threads: int | Non
         selftest = golden_self_test(verified, artifact, bound, backend, tokenizer, spec)
     except BundleError as exc:
         raise integrity_reason(exc, art_path) from None
-    if selftest == "absent":
-        if require_selftest:
-            raise LoadRefused(Reason.BUNDLE_INTEGRITY,
-                              f"selftest_mismatch: no golden rows for {artifact} in {GOLDEN}")
-        log.warning("%s/%s: no golden self-test rows (%s); loaded without a self-test",
-                    verified.bundle_version, artifact, GOLDEN)
+    if selftest == "absent":  # required for this bundle format (`require_selftest` is moot)
+        raise LoadRefused(Reason.BUNDLE_INTEGRITY,
+                          f"selftest_mismatch: no golden rows for {artifact} in {GOLDEN}; "
+                          f"re-run train/export to write them")
     dev = backend.device
     used = dev if isinstance(dev, str) else str(dev.type)
     if held.notes:

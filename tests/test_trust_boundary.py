@@ -323,3 +323,131 @@ def test_function_attribute_external_data_is_refused_before_onnxruntime(
 def test_a_self_contained_model_passes_the_walk(onnx_bundle: Path) -> None:
     for rel in ("model/onnx-fp32/model.onnx", "model/onnx-int8/model.onnx"):
         assert external_tensors((onnx_bundle / rel).read_bytes()) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# B23: ACTIVE is checked like `bundles activate`
+
+
+DATASET = "refund-intake"
+
+
+def _active_root(tmp_path: Path, onnx_bundle: Path) -> Path:
+    from intakegate.bundle import activate
+
+    root = tmp_path / "bundles"
+    copy_bundle(onnx_bundle, root / DATASET, "v1")
+    activate(root, DATASET, "v1")
+    return root
+
+
+def _write_active(root: Path, **pointer: Any) -> None:
+    (root / DATASET / "ACTIVE").write_text(json.dumps(pointer))
+
+
+@pytest.mark.parametrize("case", ["dotdot", "absolute", "nested", "no-digest", "short-digest",
+                                  "dot", "symlink", "not-a-string"])
+def test_active_pointer_must_name_a_plain_version_with_its_digest(
+        tmp_path: Path, onnx_bundle: Path, case: str) -> None:
+    root = _active_root(tmp_path, onnx_bundle)
+    good = json.loads((root / DATASET / "ACTIVE").read_text())
+    digest = good["manifest_sha256"]
+    elsewhere = copy_bundle(onnx_bundle, tmp_path, "elsewhere")
+    (root / DATASET / "sub").mkdir()
+    copy_bundle(onnx_bundle, root / DATASET / "sub", "v2")
+    pointer: dict[str, Any] = {
+        "dotdot": {"bundle_version": "../../elsewhere", "manifest_sha256": digest},
+        "absolute": {"bundle_version": str(elsewhere), "manifest_sha256": digest},
+        "nested": {"bundle_version": "sub/v2", "manifest_sha256": digest},
+        "no-digest": {"bundle_version": "v1"},
+        "short-digest": {"bundle_version": "v1", "manifest_sha256": digest[:12]},
+        "dot": {"bundle_version": "..", "manifest_sha256": digest},
+        "symlink": {"bundle_version": "link", "manifest_sha256": digest},
+        "not-a-string": {"bundle_version": ["v1"], "manifest_sha256": digest},
+    }[case]
+    if case == "symlink":
+        (root / DATASET / "link").symlink_to(root / DATASET / "v1")
+    _write_active(root, **pointer)
+    refused(Path(DATASET), Reason.BUNDLE_INTEGRITY, "pointer_invalid", bundles_root=root)
+
+
+def test_activate_refuses_the_same_names(tmp_path: Path, onnx_bundle: Path) -> None:
+    from intakegate.bundle import BundleError, activate
+
+    root = _active_root(tmp_path, onnx_bundle)
+    for bad in ("../v1", "/abs", "sub/v1", "..", ""):
+        with pytest.raises(BundleError) as info:
+            activate(root, DATASET, bad)
+        assert info.value.code in ("pointer_invalid", "model_unavailable")
+    with pytest.raises(BundleError, match="pointer_invalid"):
+        activate(root, "../x", "v1")
+
+
+def test_a_good_pointer_still_loads_pinned(tmp_path: Path, onnx_bundle: Path) -> None:
+    root = _active_root(tmp_path, onnx_bundle)
+    router = Router.load(DATASET, artifact="onnx-fp32", bundles_root=root)
+    assert router.ready and router.bundle_dir == root / DATASET / "v1"
+
+
+# ---------------------------------------------------------------------------------------------
+# B24: a rewritten manifest cannot change the tokenizer or drop the golden rows
+
+
+def _edit_tokenizer(copy: Path, edit: Any, repin: bool = False) -> None:
+    from tests.runtime_helpers import repin as do_repin
+
+    tok = json.loads((copy / "tokenizer.json").read_text(encoding="utf-8"))
+    edit(tok)
+    (copy / "tokenizer.json").write_text(json.dumps(tok), encoding="utf-8")
+    m = manifest(copy)
+    if repin:
+        do_repin(copy, m)
+    m["files"] = [e.to_json() for e in file_table(copy)]
+    write_raw_manifest(copy, m)
+
+
+def _swap_two_ids(tok: dict[str, Any]) -> None:
+    vocab = tok["model"]["vocab"]
+    words = sorted(w for w in vocab if w.isalpha())[:2]
+    vocab[words[0]], vocab[words[1]] = vocab[words[1]], vocab[words[0]]
+
+
+def _left(tok: dict[str, Any]) -> None:
+    tok["truncation"]["direction"] = "Left"
+
+
+def _normalizer(tok: dict[str, Any]) -> None:
+    tok["normalizer"] = {"type": "Lowercase"} if tok.get("normalizer") is None else None
+
+
+@pytest.mark.parametrize("edit,sub", [
+    (_swap_two_ids, "vocab_sha256"),
+    (_left, "truncates from the Left"),
+    (_normalizer, "normalizer_sha256"),
+])
+def test_a_relisted_tokenizer_edit_is_refused(copy: Path, edit: Any, sub: str) -> None:
+    """The issue's attacks: each file re-listed in a rewritten manifest, every digest matches;
+    the pins (and the policy's truncation direction) refuse it."""
+    _edit_tokenizer(copy, edit)
+    refused(copy, Reason.BUNDLE_INTEGRITY, sub)
+    assert "policy_mismatch" in Router.load(copy, artifact="onnx-fp32").health()["detail"]
+
+
+def test_truncation_direction_is_refused_even_with_the_pins_rewritten(copy: Path) -> None:
+    _edit_tokenizer(copy, _left, repin=True)
+    refused(copy, Reason.BUNDLE_INTEGRITY, "truncates from the Left")
+
+
+def test_a_bundle_without_tokenizer_pins_is_refused(copy: Path) -> None:
+    m = manifest(copy)
+    del m["tokenizer_pins"]
+    write_raw_manifest(copy, m)
+    refused(copy, Reason.BUNDLE_INTEGRITY, "pins no tokenizer settings")
+
+
+def test_golden_rows_removed_and_manifest_rewritten_is_refused(copy: Path) -> None:
+    golden = json.loads((copy / "receipt/golden.json").read_text())
+    golden["artifacts"].pop("onnx-fp32")
+    (copy / "receipt/golden.json").write_text(json.dumps(golden))
+    relist(copy)
+    refused(copy, Reason.BUNDLE_INTEGRITY, "no golden rows")

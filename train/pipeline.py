@@ -30,6 +30,7 @@ from intakegate.label_guide import render_label_guide_md
 from intakegate.lexical import LexicalModel, ScoreBlend, choose_blend
 from intakegate.scoring import choose_threshold
 from intakegate.split import SplitResult, split_dataset
+from intakegate.tokenizer_pins import tokenizer_pins
 from intakegate.train import reports
 from intakegate.train.baseline_report import (baseline_scores, evaluate_baseline,
                                               render_md as render_baseline_md)
@@ -276,6 +277,7 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
         "decision_reason": gate.reason,
         "created_at": now_iso(),
         "tokenizer": "tokenizer.json",
+        "tokenizer_pins": tokenizer_pins((staging / "tokenizer.json").read_text("utf-8")),
         "receipt": "receipt/spec.json",
         "score_head": {"labels": [id2label[i] for i in sorted(id2label)],
                        "positive": positive},
