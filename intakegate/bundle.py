@@ -27,6 +27,9 @@ from intakegate.vocab import FALLBACK_ROUTE, GateDecision, Route
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+# The detached signature over the manifest digest (intakegate.signing); it cannot be listed in
+# the manifest it signs, and it is only ever parsed as a small strict JSON signature.
+SIGNATURE = "manifest.sig"
 POINTER = "ACTIVE"
 MAX_MANIFEST_BYTES = 8 * 1024 * 1024
 ALLOWED_SUFFIXES = {".json", ".md", ".csv", ".png", ".onnx", ".safetensors", ".txt", ".bin",
@@ -170,7 +173,7 @@ def file_table(bundle_dir: Path) -> list[FileEntry]:
     """Size and sha256 of every file except the manifest itself."""
     entries = []
     for rel, path in sorted(walk_files(bundle_dir).items()):
-        if rel == MANIFEST:
+        if rel in (MANIFEST, SIGNATURE):
             continue
         check_relpath(rel)
         entries.append(FileEntry(rel, path.stat().st_size, sha256_file(path)))
@@ -380,6 +383,7 @@ def verify_bundle(bundle_dir: str | Path) -> VerifiedBundle:
     manifest = parse_manifest_bytes(data)
     on_disk = walk_files(root)
     on_disk.pop(MANIFEST, None)
+    on_disk.pop(SIGNATURE, None)
     listed = {e["path"]: e for e in manifest["files"]}
     for rel in sorted(on_disk):
         if rel not in listed:

@@ -220,7 +220,9 @@ def _register_stage_commands() -> None:
     from intakegate.benchmarks.cli_commands import register as register_bench
     from intakegate.export.cli_commands import register as register_export
     from intakegate.runtime.cli_commands import register as register_runtime
+    from intakegate.signing_cli import register as register_signing
 
+    register_signing(bundles_app)
     register_export(app)
     register_runtime(app)
     register_bench(app)
@@ -241,6 +243,10 @@ def main() -> None:
         sys.exit(EXIT_BAD_INPUT)
     except BundleError as exc:
         typer.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except OSError as exc:  # e.g. a full disk while activating: a message, not a traceback
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        typer.echo(f"error: {exc.strerror or exc}{where}", err=True)
         sys.exit(EXIT_BAD_INPUT)
 
 

@@ -23,6 +23,10 @@ TimeoutOpt = Annotated[Optional[float], typer.Option(
 ShadowOpt = Annotated[Optional[Path], typer.Option(
     "--shadow-log", help="Append every decision to this SQLite shadow log.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log more (stderr).")]
+TrustedKeyOpt = Annotated[Optional[list[Path]], typer.Option(
+    "--trusted-key", help="A trusted publisher public key (repeat for several). Once given, an "
+                          "unsigned bundle, a bad signature, an unknown key or an expired "
+                          "signature fails closed.")]
 
 
 def _logging(verbose: bool) -> None:
@@ -35,13 +39,14 @@ def _logging(verbose: bool) -> None:
 
 
 def _load(bundle: str, artifact: str, device: str, threads: Optional[int], bundles_dir: Path,
-          timeout: Optional[float], shadow_log: Optional[Path], live: bool = False) -> object:
+          timeout: Optional[float], shadow_log: Optional[Path], live: bool = False,
+          trusted_keys: Optional[list[Path]] = None) -> object:
     """Build the router; a device that is not there or a bad option exits 2 with the fix."""
     from intakegate.errors import MissingExtraError
     from intakegate.runtime.onnx_backend import DeviceUnavailable
 
     options = {"threads": threads, "bundles_root": bundles_dir, "timeout_s": timeout,
-               "shadow_log": shadow_log}
+               "shadow_log": shadow_log, "trusted_keys": trusted_keys or None}
     try:
         if live:
             from intakegate.runtime.live import LiveRouter
@@ -73,6 +78,7 @@ def register(app: typer.Typer) -> None:
         timeout: TimeoutOpt = None,
         shadow_log: ShadowOpt = None,
         verbose: VerboseOpt = False,
+        trusted_key: TrustedKeyOpt = None,
     ) -> None:
         """Route tickets: JSONL in (id, text) gives JSONL out, one line per line, in order.
 
@@ -85,7 +91,8 @@ def register(app: typer.Typer) -> None:
         if bool(texts) == (input_path is not None):
             typer.echo("error: give TEXT arguments or --input FILE.jsonl (not both)", err=True)
             raise typer.Exit(EXIT_BAD_INPUT)
-        router = _load(bundle, artifact, device, threads, bundles_dir, timeout, shadow_log)
+        router = _load(bundle, artifact, device, threads, bundles_dir, timeout, shadow_log,
+                       trusted_keys=trusted_key)
         if input_path is not None:
             from intakegate.runtime.serve import route_lines
 
@@ -133,6 +140,7 @@ def register(app: typer.Typer) -> None:
         timeout: TimeoutOpt = None,
         shadow_log: ShadowOpt = None,
         verbose: VerboseOpt = False,
+        trusted_key: TrustedKeyOpt = None,
     ) -> None:
         """Keep one router loaded and answer JSONL on stdin/stdout (no port).
 
@@ -149,7 +157,7 @@ def register(app: typer.Typer) -> None:
         from intakegate.runtime.serve import serve_stdio
 
         live = _load(bundle, artifact, device, threads, bundles_dir, timeout, shadow_log,
-                     live=True)
+                     live=True, trusted_keys=trusted_key)
         serve_stdio(live, sys.stdin.buffer, sys.stdout)
 
     shadow_app = typer.Typer(no_args_is_help=True, help="Shadow traffic: compare proposed "

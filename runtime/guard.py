@@ -39,3 +39,4 @@ def last_resort(owner: Any, exc: BaseException, n: int | None) -> list[Decision]
                      artifact if isinstance(artifact, str) else None,
                      device if isinstance(device, str) else None,
                      detail=f"router_error: {type(exc).__name__}") for _ in range(n or 1)]
+

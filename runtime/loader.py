@@ -29,6 +29,7 @@ from intakegate.lexical import LexicalFormatError, ScoreBlend, blend_from_manife
 from intakegate.routing import Reason
 from intakegate.runtime.decision import Device
 from intakegate.runtime.scorer import ScoreSpec, score_prepared
+from intakegate.signing import bind_statement, read_statement
 from intakegate.tokenizer_pins import check_tokenizer
 from intakegate.vocab import GateDecision
 
@@ -89,6 +90,8 @@ class Engine:
     # The tokenizer the load checked and self-tested with; the loading thread routes with it
     # (tokenizers are per thread), so the first route does not build a second one.
     load_tokenizer: Any = None
+    # What the publisher signed (intakegate.signing.Statement); None when no key is trusted.
+    signature: Any = None
 
     @property
     def bundle_version(self) -> str:
@@ -584,7 +587,7 @@ def declared_artifact_path(bundle_dir: Path, artifact: str) -> str | None:
 
 def load_engine(bundle_dir: Path, artifact: str, device: str, threads: int | None,
                 pinned_manifest_sha256: str | None = None, require_selftest: bool = False,
-                allow_held: bool = False) -> Engine:
+                allow_held: bool = False, trust: Any = None) -> Engine:
     """Verify, bind, load from the hashed bytes, probe and self-test; or raise LoadRefused.
 
     `allow_held=True` is for measuring speed only (`intakegate bench`): a held bundle or
@@ -594,7 +597,11 @@ def load_engine(bundle_dir: Path, artifact: str, device: str, threads: int | Non
     held = HeldNotes(allow_held)
     art_path = declared_artifact_path(bundle_dir, artifact)
     try:
+        # Signature first (intakegate.signing), when trusted keys are configured.
+        statement = read_statement(bundle_dir, trust) if trust is not None else None
         verified = verify_bundle(bundle_dir)
+        if statement is not None:
+            bind_statement(statement, verified)
         if pinned_manifest_sha256 and verified.manifest_sha256 != pinned_manifest_sha256:
             raise LoadRefused(Reason.BUNDLE_INTEGRITY,
                               "pointer_mismatch: the bundle changed since it was activated")
@@ -627,4 +634,4 @@ def load_engine(bundle_dir: Path, artifact: str, device: str, threads: int | Non
     return Engine(verified, artifact, used, tuple(backend.providers), spec,
                   verified.threshold, tokenizer_json, backend, selftest,
                   int(getattr(backend, "threads", None) or threads or 0), tuple(held.notes),
-                  tokenizer)
+                  tokenizer, statement)

@@ -26,6 +26,7 @@ from intakegate.bundle import Artifact, BundleError
 from intakegate.encoding import Windows, encode_windows, prepare_text
 from intakegate.errors import MissingExtraError
 from intakegate.routing import Reason, route_for_score
+from intakegate.signing import trust_policy
 from intakegate.runtime.decision import Decision, Device, input_digest, is_safe_agent_decision
 from intakegate.runtime.loader import (Engine, LoadRefused, integrity_reason, load_engine,
                                        resolve_source)
@@ -48,7 +49,9 @@ class Router:
                  bundles_root: str | Path = "bundles", shadow_log: Any = None,
                  shadow_log_text: bool = False, timeout_s: float | None = None,
                  require_selftest: bool = False,
-                 allow_held_for_measurement: bool = False) -> None:
+                 allow_held_for_measurement: bool = False,
+                 trusted_keys: Any = None, min_sequence: int | None = None,
+                 allowed_rollbacks: Sequence[str] = ()) -> None:
         """Load and check the bundle. Raises only for caller mistakes: an unknown artifact or
         device name, an explicit device that is not there, or a missing extra (torch).
 
@@ -57,6 +60,12 @@ class Router:
         its speed can be measured through this very path. Integrity checks still apply, and
         every decision of such a router is `human_review_now` / `artifact_held` with a
         `measurement_only:` detail naming why the artifact is held.
+
+        `trusted_keys` (Ed25519 public key files, PEM bytes or key objects): once given, the
+        bundle must carry a valid, unexpired `manifest.sig` by one of them, or the router is
+        fail-closed (`bundle_integrity` / `signature_*`, `bundle_stale`, `downgrade`). An
+        unreadable key is a startup error (ValueError). `min_sequence` is the client's stored
+        floor on the signed sequence; `allowed_rollbacks` lists manifest digests allowed below it.
         """
         try:
             self.artifact = Artifact(artifact).value
@@ -73,6 +82,7 @@ class Router:
             raise ValueError("timeout_s must be a positive number of seconds")
         self.source = str(bundle)
         self.timeout_s = timeout_s
+        self.trust = trust_policy(trusted_keys, min_sequence, allowed_rollbacks)
         self._local = threading.local()
         self._counts: Counter[str] = Counter()
         self._count_lock = threading.Lock()
@@ -84,7 +94,7 @@ class Router:
             self.bundle_dir, pinned = resolve_source(bundle, bundles_root)
             self._engine = load_engine(self.bundle_dir, self.artifact, self.requested_device,
                                        threads, pinned, require_selftest,
-                                       allow_held=allow_held_for_measurement)
+                                       allow_held=allow_held_for_measurement, trust=self.trust)
         except LoadRefused as exc:
             self._failure = (exc.reason, exc.detail)
         except BundleError as exc:
@@ -173,6 +183,8 @@ class Router:
             "providers": list(self.providers),
             "threads": e.threads if e else None,
             "selftest": e.selftest if e else None,
+            "signed_by": e.signature.key_id if e and e.signature else None,
+            "signature_expires_at": e.signature.expires_at if e and e.signature else None,
             "measurement_only": list(e.held) if e and e.held else None,
             "decisions": counts,
             "shadow_log_failures": self.shadow.failures if self.shadow else 0,
