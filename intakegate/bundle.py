@@ -100,7 +100,9 @@ REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
 OPTIONAL_FIELDS: dict[str, type | tuple[type, ...]] = {"notes": list, "documents": dict,
                                                     "score_blend": dict,
                                                     # intakegate.tokenizer_pins
-                                                    "tokenizer_pins": dict}
+                                                    "tokenizer_pins": dict,
+                                                    # intakegate.logit_range
+                                                    "logit_range": dict}
 ARTIFACT_FIELDS = {"format", "precision", "path", "sha256", "size_bytes", "status", "reason",
                    "receipt_run", "gated_with", "drift", "tool_versions", "export_settings",
                    "model_sha256", "device_classes", "gates", "note"}

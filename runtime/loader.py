@@ -487,6 +487,16 @@ def read_blend(verified: VerifiedBundle) -> ScoreBlend | None:
         raise LoadRefused(Reason.BUNDLE_INTEGRITY, f"manifest_invalid: {exc}") from None
 
 
+def read_logit_range(verified: VerifiedBundle) -> Any:
+    """The logit range recorded at gate time (intakegate.logit_range); malformed refuses."""
+    from intakegate.logit_range import range_from_manifest
+
+    try:
+        return range_from_manifest(verified.manifest)
+    except ValueError as exc:
+        raise LoadRefused(Reason.BUNDLE_INTEGRITY, f"manifest_invalid: {exc}") from None
+
+
 def probe_vocabulary(backend: Any, tokenizer: Any, spec: ScoreSpec) -> None:
     """Run the highest token id once: a tokenizer larger than the model's embedding is refused
     here, instead of failing (or reading out of bounds) on some later ticket."""
@@ -616,7 +626,8 @@ def load_engine(bundle_dir: Path, artifact: str, device: str, threads: int | Non
             raise LoadRefused(Reason.BUNDLE_INTEGRITY, "manifest_invalid: score_head")
         spec = ScoreSpec(policy, tuple(positive), len(labels),
                          tokenizer.get_vocab_size(with_added_tokens=True), unk_id,
-                         per_ticket=True, blend=read_blend(verified))
+                         per_ticket=True, blend=read_blend(verified),
+                         logit_range=read_logit_range(verified))
         backend = build_backend(verified, artifact, bound.art, device, threads, held)
         probe_vocabulary(backend, tokenizer, spec)
         selftest = golden_self_test(verified, artifact, bound, backend, tokenizer, spec)

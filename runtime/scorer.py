@@ -18,6 +18,7 @@ import numpy as np
 
 from intakegate.encoding import InputPolicy, Windows, encode_windows, max_over_windows
 from intakegate.gate import valid_score
+from intakegate.logit_range import rows_out_of_range
 from intakegate.routing import Reason
 from intakegate.scoring import human_review_score
 
@@ -55,6 +56,7 @@ class ScoreSpec:
     unk_id: int | None
     per_ticket: bool = False
     blend: Any = None  # intakegate.lexical.ScoreBlend, applied after max over windows
+    logit_range: Any = None  # intakegate.logit_range.LogitRange recorded at gate time
 
 
 def direct_call(fn: Callable[[Windows], Any], windows: Windows) -> Any:
@@ -122,10 +124,12 @@ def score_prepared(backend: Any, tokenizer: Any, texts: Sequence[str], spec: Sco
                      f"float[{rows}, {spec.n_labels}]", per_text)
     logits64 = logits.astype(np.float64)
     bad_rows = ~np.isfinite(logits64).all(axis=1)
+    far_rows = rows_out_of_range(logits64, spec.logit_range)  # M14: saturated but finite
+    unusable = bad_rows | far_rows
     with np.errstate(all="ignore"):
-        per_window = human_review_score(np.where(bad_rows[:, None], 0.0, logits64),
+        per_window = human_review_score(np.where(unusable[:, None], 0.0, logits64),
                                         spec.positive)
-        per_window = np.where(bad_rows, np.nan, per_window)
+        per_window = np.where(unusable, np.nan, per_window)
         scores = max_over_windows(per_window, windows.owner, n)
     if spec.blend is not None:
         try:
@@ -153,6 +157,11 @@ def score_prepared(backend: Any, tokenizer: Any, texts: Sequence[str], spec: Sco
             kind = "score_nan" if np.isnan(logits64[rows_i]).any() else "score_nonfinite"
             out.append(Scored(None, Reason.INVALID_SCORE, k, unk_ratio=unk_ratio,
                               detail=f"{kind}: non-finite logits"))
+            continue
+        if far_rows[rows_i].any():
+            out.append(Scored(None, Reason.INVALID_SCORE, k, unk_ratio=unk_ratio,
+                              detail="logit_out_of_range: logits far outside the range seen "
+                                     "at gate time"))
             continue
         score = float(scores[i])
         if not valid_score(score):

@@ -377,3 +377,72 @@ def test_the_time_budget_covers_tokenization(onnx_bundle: Path) -> None:
         hr(d, Reason.TIMEOUT, "tokenization and inference")
     r._tokenizer = real  # type: ignore[method-assign]
     assert r.route(ROUTINE).route is Route.GUARDED_AGENT
+
+
+# ---------------------------------------------------------------------------------------------
+# M14: finite but saturated logits
+
+
+class Fixed:
+    """A backend returning the same logits row for every window."""
+
+    device, providers = "cpu", ["StubExecutionProvider"]
+
+    def __init__(self, row: list[float]) -> None:
+        self.row = np.asarray(row, dtype=np.float32)
+
+    def logits(self, w: Any) -> np.ndarray:
+        return np.tile(self.row, (w.input_ids.shape[0], 1))
+
+
+def with_logits(onnx_bundle: Path, row: list[float], **changes: Any) -> Router:
+    r = Router.load(onnx_bundle, artifact="onnx-fp32")
+    r._engine = dataclasses.replace(r.engine, backend=Fixed(row), **changes)  # type: ignore[arg-type]
+    return r
+
+
+def test_the_bundle_records_its_gate_time_logit_range(onnx_bundle: Path) -> None:
+    from intakegate.logit_range import LogitRange
+    from tests.runtime_helpers import manifest
+
+    recorded = LogitRange.from_json(manifest(onnx_bundle)["logit_range"])
+    assert recorded.low < recorded.high and recorded.rows > 0
+    router = Router.load(onnx_bundle, artifact="onnx-fp32")
+    assert router.engine.spec.logit_range == recorded  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("row", [[3e38, -3e38], [-3e38, 3e38], [0.0, -1e5], [1e4 + 1, 0.0]])
+def test_saturated_logits_go_to_a_person(onnx_bundle: Path, row: list[float]) -> None:
+    """The issue's case: (3e38, -3e38) gave score 0.0 and guarded_agent."""
+    for d in with_logits(onnx_bundle, row).route_batch([ROUTINE, "refund please"]):
+        hr(d, Reason.INVALID_SCORE, "logit_out_of_range")
+
+
+def test_logits_just_outside_the_recorded_range_go_to_a_person(onnx_bundle: Path) -> None:
+    r = Router.load(onnx_bundle, artifact="onnx-fp32")
+    lo, hi = r.engine.spec.logit_range.bounds()  # type: ignore[union-attr]
+    inside = with_logits(onnx_bundle, [hi - 1e-3, lo + 1e-3]).route(ROUTINE)
+    assert inside.score is not None  # routes on its score
+    hr(with_logits(onnx_bundle, [hi + 0.5, lo + 1e-3]).route(ROUTINE), Reason.INVALID_SCORE,
+       "logit_out_of_range")
+    hr(with_logits(onnx_bundle, [hi - 1e-3, lo - 0.5]).route(ROUTINE), Reason.INVALID_SCORE,
+       "logit_out_of_range")
+
+
+def test_without_a_recorded_range_a_fixed_bound_still_applies(onnx_bundle: Path) -> None:
+    r = Router.load(onnx_bundle, artifact="onnx-fp32")
+    spec = dataclasses.replace(r.engine.spec, logit_range=None)  # type: ignore[union-attr]
+    hr(with_logits(onnx_bundle, [3e38, -3e38], spec=spec).route(ROUTINE),
+       Reason.INVALID_SCORE, "logit_out_of_range")
+    assert with_logits(onnx_bundle, [50.0, -50.0], spec=spec).route(ROUTINE).score is not None
+
+
+def test_a_malformed_logit_range_refuses_the_bundle(onnx_bundle: Path, tmp_path: Path) -> None:
+    from tests.runtime_helpers import copy_bundle, manifest, write_raw_manifest
+
+    copy = copy_bundle(onnx_bundle, tmp_path, "c")
+    m = manifest(copy)
+    m["logit_range"]["low"] = m["logit_range"]["high"] + 1
+    write_raw_manifest(copy, m)
+    r = Router.load(copy, artifact="onnx-fp32")
+    assert not r.ready and "logit_range" in r.health()["detail"]

@@ -28,6 +28,7 @@ from intakegate.golden import pick_golden_ids, set_golden_block
 from intakegate.jsonio import write_json
 from intakegate.label_guide import render_label_guide_md
 from intakegate.lexical import LexicalModel, ScoreBlend, choose_blend
+from intakegate.logit_range import LogitRecorder
 from intakegate.scoring import choose_threshold
 from intakegate.split import SplitResult, split_dataset
 from intakegate.tokenizer_pins import tokenizer_pins
@@ -167,7 +168,8 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
     from intakegate.runtime.torch_backend import TorchLogits
 
     logits_fn = TorchLogits(model, "cpu")
-    val_scores = score_texts(logits_fn, tokenizer, [r.text for r in val_rows], policy,
+    recorder = LogitRecorder(logits_fn)  # the logit range seen at gate time (logit_range.py)
+    val_scores = score_texts(recorder, tokenizer, [r.text for r in val_rows], policy,
                              progress=_progress("validation"), positive=positive)
     if any(s is None for s in val_scores):
         bad = [r.id for r, s in zip(val_rows, val_scores) if s is None]
@@ -278,6 +280,7 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
         "created_at": now_iso(),
         "tokenizer": "tokenizer.json",
         "tokenizer_pins": tokenizer_pins((staging / "tokenizer.json").read_text("utf-8")),
+        "logit_range": recorder.range().to_json(),
         "receipt": "receipt/spec.json",
         "score_head": {"labels": [id2label[i] for i in sorted(id2label)],
                        "positive": positive},
