@@ -14,7 +14,9 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import stat
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -205,7 +207,9 @@ def _fsync_dir(path: Path) -> None:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write, fsync, then os.replace: readers see the old or the new file, never a mix."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    # Unique per write: threads of one process (and processes) never share a temp file.
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}-"
+                         f"{secrets.token_hex(4)}")
     try:
         with tmp.open("wb") as handle:
             handle.write(data)
@@ -475,20 +479,31 @@ def activate(bundles_root: str | Path, dataset: str, bundle_version: str) -> dic
     if verified.manifest["decision"] != GateDecision.ELIGIBLE_FOR_SHADOW.value:
         raise BundleError("artifact_held", f"bundle {bundle_version} is held: "
                                            f"{verified.manifest['decision_reason']}", str(target))
-    current = read_pointer(bundles_root, dataset)
-    history = []
-    if current is not None:
-        history = [{"bundle_version": current["bundle_version"],
-                    "manifest_sha256": current["manifest_sha256"]}] + list(
-            current.get("previous", []))
-    pointer = {"bundle_version": bundle_version, "manifest_sha256": verified.manifest_sha256,
-               "activated_at": now_iso(), "previous": history[:10]}
-    atomic_write(root / POINTER, dumps_canonical(pointer).encode("utf-8"))
+    from intakegate.pointer import pointer_lock
+
+    with pointer_lock(root):  # read-modify-write: one activation at a time per dataset
+        current = read_pointer(bundles_root, dataset)
+        history = []
+        if current is not None:
+            history = [{"bundle_version": current["bundle_version"],
+                        "manifest_sha256": current["manifest_sha256"]}] + list(
+                current.get("previous", []))
+        pointer = {"bundle_version": bundle_version, "manifest_sha256": verified.manifest_sha256,
+                   "activated_at": now_iso(), "previous": history[:10]}
+        atomic_write(root / POINTER, dumps_canonical(pointer).encode("utf-8"))
     return pointer
 
 
 def rollback(bundles_root: str | Path, dataset: str) -> dict[str, Any]:
     """Re-activate the previous bundle as a whole (model, tokenizer, threshold, fallback)."""
+    from intakegate.pointer import check_name, pointer_lock
+
+    check_name(dataset, "dataset")
+    with pointer_lock(dataset_root(bundles_root, dataset)):
+        return _rollback_locked(bundles_root, dataset)
+
+
+def _rollback_locked(bundles_root: str | Path, dataset: str) -> dict[str, Any]:
     current = read_pointer(bundles_root, dataset)
     if current is None or not current.get("previous"):
         raise BundleError("model_unavailable", f"{dataset} has no earlier bundle to roll back to")

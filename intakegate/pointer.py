@@ -12,6 +12,9 @@ from __future__ import annotations
 import os
 import re
 import stat
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,3 +86,43 @@ def read_active(bundles_root: str | Path, dataset: str) -> Pointer | None:
         raise BundleError("pointer_invalid", f"ACTIVE names {version!r}, which is not a bundle "
                                              f"directory inside {root}", str(path))
     return Pointer(dataset, version, digest, target, obj)
+
+
+LOCK_NAME = "ACTIVE.lock"
+_THREAD_LOCKS: dict[str, threading.Lock] = {}
+_GUARD = threading.Lock()
+
+
+@contextmanager
+def pointer_lock(dataset_dir: Path) -> Iterator[None]:
+    """Serialize read-modify-write of one dataset's ACTIVE across threads and processes, so
+    concurrent activations neither collide nor drop an entry from the rollback history.
+
+    A thread lock per folder, then an advisory lock on `ACTIVE.lock` (flock on POSIX, msvcrt
+    on Windows); the lock file stays (removing it would race with the next locker).
+    """
+    key = os.path.realpath(dataset_dir)
+    with _GUARD:
+        lock = _THREAD_LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        fd = os.open(Path(dataset_dir) / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            _lock_fd(fd, True)
+            try:
+                yield
+            finally:
+                _lock_fd(fd, False)
+        finally:
+            os.close(fd)
+
+
+def _lock_fd(fd: int, acquire: bool) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_LOCK if acquire else msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined]
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX if acquire else fcntl.LOCK_UN)

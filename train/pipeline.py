@@ -31,6 +31,7 @@ from intakegate.lexical import LexicalModel, ScoreBlend, choose_blend
 from intakegate.logit_range import LogitRecorder
 from intakegate.scoring import choose_threshold
 from intakegate.split import SplitResult, split_dataset
+from intakegate.staging import register_staging, removes_staging_on_failure
 from intakegate.tokenizer_pins import tokenizer_pins
 from intakegate.train import reports
 from intakegate.train.baseline_report import (baseline_scores, evaluate_baseline,
@@ -103,6 +104,7 @@ def _progress(label: str) -> Any:
     return report
 
 
+@removes_staging_on_failure  # a failed train leaves no .staging-<version>/ behind
 def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
                  adjudication: str | None = None, bundles_root: Path = Path("bundles"),
                  bundle_version: str | None = None, reports_root: Path | None = Path("reports"),
@@ -132,6 +134,7 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
         shutil.rmtree(final_dir)
     staging = bundles_root / dataset.name / f".staging-{version}"
     shutil.rmtree(staging, ignore_errors=True)
+    register_staging(staging)
     (staging / DOCS).mkdir(parents=True)
 
     train_rows = split.rows(dataset, Split.TRAIN)
