@@ -22,6 +22,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
+from intakegate.bounds import window_overflow
 from intakegate.bundle import Artifact, BundleError
 from intakegate.encoding import Windows, encode_windows, prepare_text
 from intakegate.errors import MissingExtraError
@@ -394,14 +395,20 @@ class Router:
         return local.tokenizer
 
     def _score(self, e: Engine, texts: list[str]) -> list[Scored]:
-        """Score prepared texts; with `timeout_s`, each ticket's tokenization and model work
-        share one budget (`runtime/budget.py`)."""
+        """Score prepared texts one ticket at a time (as `ScoreSpec.per_ticket` does); with
+        `timeout_s`, each ticket's tokenization and model work share one budget
+        (`runtime/budget.py`)."""
+
+        def one(text: str) -> Scored:  # on this thread, or a worker's (its own tokenizer)
+            tokenizer = self._tokenizer(e)
+            over = window_overflow(tokenizer, text, e.spec.policy.max_windows)
+            if over is not None:
+                return Scored(None, Reason.OVER_LENGTH_CAP, detail=over)
+            return score_prepared(e.backend, tokenizer, [text], e.spec)[0]
+
         if self.timeout_s is None:
-            return score_prepared(e.backend, self._tokenizer(e), texts, e.spec)
-        return score_within_budget(
-            self._worker_pool(),
-            lambda text: score_prepared(e.backend, self._tokenizer(e), [text], e.spec)[0],
-            texts, self.timeout_s)
+            return [one(text) for text in texts]
+        return score_within_budget(self._worker_pool(), one, texts, self.timeout_s)
 
     def _worker_pool(self) -> ThreadPoolExecutor:
         if self._pool is None:

@@ -336,6 +336,8 @@ REJECTED = {
     "not-text": 10 ** 13,
     "window-cap-words": "package " * 8000,
     "window-cap-emoji": "\U0001F600 " * 10000,
+    "window-cap-dense-punctuation": "!?!?!?!?!?!?!?! " * 4000,
+    "window-cap-dense-late": "package " * 1000 + "a.b.c.d.e.f.g.h " * 3500,
 }
 
 
