@@ -30,6 +30,11 @@ reports: install
 	$(CLI) baselines banking77
 
 DEMO_BUNDLE := refund-intake-minilm-v2
+# A local development signing key, created on first use and never committed (.gitignore).
+# Ship with a real publisher key instead: see README "Signed bundles".
+DEV_KEYS := .dev-keys
+DEV_KEY := $(DEV_KEYS)/intakegate-signing.key
+DEV_PUB := $(DEV_KEYS)/intakegate-signing.pub.pem
 EXAMPLES := "Where is my package? Tracking has not moved since Monday." \
 	"FastShip delivered my tablet after the return window closed. The portal rejected my return. Please make an exception."
 
@@ -41,10 +46,15 @@ demo: seed-gate reports
 	# It exits 1 when an artifact is held (the demo goes on to show what is shippable).
 	-$(CLI) export refund-intake
 	$(CLI) bundles list
-	$(CLI) route refund-intake --artifact onnx-fp32 $(EXAMPLES)
+	# Sign the exported bundle's manifest with the development key, verify it, and route only
+	# through signed bundles from here on (--trusted-key): an unsigned one would fail closed.
+	test -f $(DEV_KEY) || $(CLI) bundles keygen --out $(DEV_KEYS)
+	$(CLI) bundles sign refund-intake --key $(DEV_KEY) --expires-in-days 90
+	$(CLI) bundles verify refund-intake --trusted-key $(DEV_PUB)
+	$(CLI) route refund-intake --artifact onnx-fp32 --trusted-key $(DEV_PUB) $(EXAMPLES)
 	# The int8 artifact routes only if it re-passed the receipt (held: every ticket goes to a
 	# person with reason artifact_held). A blank ticket always goes to a person, with a reason.
-	-$(CLI) route refund-intake --artifact onnx-int8 $(EXAMPLES) "   "
+	-$(CLI) route refund-intake --artifact onnx-int8 --trusted-key $(DEV_PUB) $(EXAMPLES) "   "
 
 test: install
 	$(PY) -m pytest -q

@@ -14,7 +14,9 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import stat
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -28,11 +30,18 @@ from intakegate.vocab import FALLBACK_ROUTE, GateDecision, Route
 # 2: the input policy carries the segmentation (every segment of a ticket is scored).
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
+# The detached signature over the manifest digest (intakegate.signing); it cannot be listed in
+# the manifest it signs, and it is only ever parsed as a small strict JSON signature.
+SIGNATURE = "manifest.sig"
 POINTER = "ACTIVE"
 MAX_MANIFEST_BYTES = 8 * 1024 * 1024
 ALLOWED_SUFFIXES = {".json", ".md", ".csv", ".png", ".onnx", ".safetensors", ".txt", ".bin",
                     ".mlmodel", ".jsonl"}
-FORBIDDEN_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".joblib", ".ckpt"}
+# Code files are refused like pickles: nothing in a bundle may be importable or executable
+# (a transformers `auto_map` would otherwise run a listed .py file at load).
+CODE_SUFFIXES = {".py", ".pyc", ".pyo", ".pyd", ".so", ".dylib", ".dll", ".exe", ".sh", ".bat",
+                 ".cmd", ".ps1", ".js", ".jar", ".whl", ".egg"}
+FORBIDDEN_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".joblib", ".ckpt", *CODE_SUFFIXES}
 
 
 class Status(str, Enum):
@@ -92,13 +101,17 @@ REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
     "files": list,
 }
 OPTIONAL_FIELDS: dict[str, type | tuple[type, ...]] = {"notes": list, "documents": dict,
-                                                    "score_blend": dict}
+                                                    "score_blend": dict,
+                                                    # intakegate.tokenizer_pins
+                                                    "tokenizer_pins": dict,
+                                                    # intakegate.logit_range
+                                                    "logit_range": dict}
 ARTIFACT_FIELDS = {"format", "precision", "path", "sha256", "size_bytes", "status", "reason",
                    "receipt_run", "gated_with", "drift", "tool_versions", "export_settings",
                    "model_sha256", "device_classes", "gates", "note"}
 POLICY_FIELDS = {"trim_outer_whitespace", "preserve_punctuation", "max_length", "long_input",
                  "stride", "max_windows", "char_cap", "normalization", "strip_controls",
-                 "segmentation"}
+                 "segmentation", "max_run_chars"}
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
              *(f"lpt{i}" for i in range(10))}
 
@@ -165,7 +178,7 @@ def file_table(bundle_dir: Path) -> list[FileEntry]:
     """Size and sha256 of every file except the manifest itself."""
     entries = []
     for rel, path in sorted(walk_files(bundle_dir).items()):
-        if rel == MANIFEST:
+        if rel in (MANIFEST, SIGNATURE):
             continue
         check_relpath(rel)
         entries.append(FileEntry(rel, path.stat().st_size, sha256_file(path)))
@@ -195,7 +208,9 @@ def _fsync_dir(path: Path) -> None:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write, fsync, then os.replace: readers see the old or the new file, never a mix."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    # Unique per write: threads of one process (and processes) never share a temp file.
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}-"
+                         f"{secrets.token_hex(4)}")
     try:
         with tmp.open("wb") as handle:
             handle.write(data)
@@ -378,6 +393,7 @@ def verify_bundle(bundle_dir: str | Path) -> VerifiedBundle:
     manifest = parse_manifest_bytes(data)
     on_disk = walk_files(root)
     on_disk.pop(MANIFEST, None)
+    on_disk.pop(SIGNATURE, None)
     listed = {e["path"]: e for e in manifest["files"]}
     for rel in sorted(on_disk):
         if rel not in listed:
@@ -388,7 +404,8 @@ def verify_bundle(bundle_dir: str | Path) -> VerifiedBundle:
     for rel, path in sorted(on_disk.items()):
         check_relpath(rel)
         if Path(rel).suffix in FORBIDDEN_SUFFIXES:
-            raise BundleError("format_not_allowed", "pickle-capable files are never loaded", rel)
+            raise BundleError("format_not_allowed", "pickle-capable and code files are never "
+                                                    "loaded", rel)
         if path.stat().st_size != listed[rel]["size"]:
             raise BundleError("bundle_size_mismatch", "size differs from the manifest", rel)
     digests = sha256_files(on_disk)
@@ -454,32 +471,50 @@ def list_bundles(bundles_root: str | Path) -> list[dict[str, Any]]:
 
 def activate(bundles_root: str | Path, dataset: str, bundle_version: str) -> dict[str, Any]:
     """Point the dataset's ACTIVE at a verified, eligible bundle; keep the previous for rollback."""
+    from intakegate.pointer import check_name
+
+    check_name(dataset, "dataset")
+    check_name(bundle_version)  # the same rule the router applies when it reads ACTIVE
     root = dataset_root(bundles_root, dataset)
     target = root / bundle_version
-    if not target.is_dir() or target.parent != root or "/" in bundle_version:
+    if not target.is_dir() or target.is_symlink() or target.parent != root:
         raise BundleError("model_unavailable", f"no bundle {bundle_version!r}", str(root))
     verified = verify_bundle(target)
     if verified.manifest["decision"] != GateDecision.ELIGIBLE_FOR_SHADOW.value:
         raise BundleError("artifact_held", f"bundle {bundle_version} is held: "
                                            f"{verified.manifest['decision_reason']}", str(target))
-    current = read_pointer(bundles_root, dataset)
-    history = []
-    if current is not None:
-        history = [{"bundle_version": current["bundle_version"],
-                    "manifest_sha256": current["manifest_sha256"]}] + list(
-            current.get("previous", []))
-    pointer = {"bundle_version": bundle_version, "manifest_sha256": verified.manifest_sha256,
-               "activated_at": now_iso(), "previous": history[:10]}
-    atomic_write(root / POINTER, dumps_canonical(pointer).encode("utf-8"))
+    from intakegate.pointer import pointer_lock
+
+    with pointer_lock(root):  # read-modify-write: one activation at a time per dataset
+        current = read_pointer(bundles_root, dataset)
+        history = []
+        if current is not None:
+            history = [{"bundle_version": current["bundle_version"],
+                        "manifest_sha256": current["manifest_sha256"]}] + list(
+                current.get("previous", []))
+        pointer = {"bundle_version": bundle_version, "manifest_sha256": verified.manifest_sha256,
+                   "activated_at": now_iso(), "previous": history[:10]}
+        atomic_write(root / POINTER, dumps_canonical(pointer).encode("utf-8"))
     return pointer
 
 
 def rollback(bundles_root: str | Path, dataset: str) -> dict[str, Any]:
     """Re-activate the previous bundle as a whole (model, tokenizer, threshold, fallback)."""
+    from intakegate.pointer import check_name, pointer_lock
+
+    check_name(dataset, "dataset")
+    with pointer_lock(dataset_root(bundles_root, dataset)):
+        return _rollback_locked(bundles_root, dataset)
+
+
+def _rollback_locked(bundles_root: str | Path, dataset: str) -> dict[str, Any]:
     current = read_pointer(bundles_root, dataset)
     if current is None or not current.get("previous"):
         raise BundleError("model_unavailable", f"{dataset} has no earlier bundle to roll back to")
     previous, *rest = current["previous"]
+    from intakegate.pointer import check_name
+
+    check_name(previous.get("bundle_version") if isinstance(previous, dict) else None)
     root = dataset_root(bundles_root, dataset)
     verified = verify_bundle(root / previous["bundle_version"])
     if verified.manifest_sha256 != previous["manifest_sha256"]:
@@ -497,10 +532,12 @@ def resolve_bundle(name_or_path: str | Path, bundles_root: str | Path = "bundles
     path = Path(name_or_path)
     if (path / MANIFEST).exists():
         return path
-    pointer = read_pointer(bundles_root, str(name_or_path))
+    from intakegate.pointer import NAME, read_active
+
+    pointer = read_active(bundles_root, str(name_or_path)) if NAME.fullmatch(
+        str(name_or_path)) else None
     if pointer is None:
         raise BundleError("model_unavailable",
                           f"{name_or_path!s} is neither a bundle directory nor a dataset with an "
                           f"active bundle under {bundles_root}")
-    target = dataset_root(bundles_root, str(name_or_path)) / pointer["bundle_version"]
-    return target
+    return pointer.bundle_dir

@@ -11,13 +11,14 @@ policy's `segmentation` (`intakegate.segments`); `intakegate.ticket_score` score
 from __future__ import annotations
 
 import json
-import unicodedata
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from intakegate.bounds import CONTROLS, normalize_within, runs
 from intakegate.routing import Reason
 from intakegate.segments import SegmentPolicy
 
@@ -25,6 +26,8 @@ ZERO_WIDTH = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u180e", "\u00a
 BIDI_CONTROLS = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E,
                                   0x200F, 0x061C)}
 KEEP_CONTROLS = {"\n", "\t"}
+_HIDDEN = re.compile("[%s\U000E0000-\U000E007F]" % "".join(sorted(BIDI_CONTROLS)))
+_DROP_ZERO_WIDTH = {ord(c): None for c in ZERO_WIDTH}
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,8 @@ class InputPolicy:
     max_length: int = 256
     stride: int = 32
     max_windows: int = 16
-    char_cap: int = 65536
+    char_cap: int = 65536  # before and after normalization
+    max_run_chars: int = 1000  # longest stretch without whitespace (one "word")
     trim_outer_whitespace: bool = True
     preserve_punctuation: bool = True
     normalization: str = "NFKC"
@@ -75,9 +79,13 @@ class Prepared:
 
 
 def prepare_text(text: object, policy: InputPolicy) -> Prepared:
-    """Normalise a ticket, or say why it cannot be scored."""
-    if not isinstance(text, str):
+    """Normalise a ticket, or say why it cannot be scored. Never raises, and its work is
+    bounded by the policy's caps (`intakegate.bounds`), whatever the input."""
+    # type(), not isinstance(): an object can claim to be a str through `__class__`; a str
+    # subclass is copied to a plain str so none of its own methods (encode, len) ever run.
+    if not issubclass(type(text), str):
         return Prepared(None, Reason.INPUT_NOT_TEXT, detail=type(text).__name__)
+    text = str.__str__(text)  # type: ignore[arg-type]
     if len(text) > policy.char_cap:
         return Prepared(None, Reason.OVER_LENGTH_CAP, detail=f"{len(text)} chars")
     try:
@@ -86,33 +94,36 @@ def prepare_text(text: object, policy: InputPolicy) -> Prepared:
         return Prepared(None, Reason.INVALID_UNICODE, detail="lone surrogate")
     if not text.strip():
         return Prepared(None, Reason.EMPTY_TEXT)
-    found_bidi = sorted({f"U+{ord(c):04X}" for c in text if c in BIDI_CONTROLS})
-    found_tags = sorted({f"U+{ord(c):05X}" for c in text if 0xE0000 <= ord(c) <= 0xE007F})
-    if found_bidi or found_tags:
+    if _HIDDEN.search(text):
+        found_bidi = sorted({f"U+{ord(c):04X}" for c in text if c in BIDI_CONTROLS})
+        found_tags = sorted({f"U+{ord(c):05X}" for c in text if 0xE0000 <= ord(c) <= 0xE007F})
         return Prepared(None, Reason.OBFUSCATION, detail=",".join(found_bidi + found_tags)[:200])
-    out, stripped = _normalized(text, policy)
+    out = normalize_within(text, policy.normalization, policy.char_cap)
+    if out is None:
+        return Prepared(None, Reason.OVER_LENGTH_CAP,
+                        detail=f"over {policy.char_cap} chars after {policy.normalization}")
+    out, stripped = _stripped(out, policy)
     if policy.trim_outer_whitespace:
         out = out.strip()
     if not out:
         return Prepared(None, Reason.EMPTY_TEXT, stripped, "blank after normalization")
+    words, run = runs(out)
+    if run > policy.max_run_chars:
+        return Prepared(None, Reason.OVER_LENGTH_CAP, stripped,
+                        f"long_run: {run} chars without whitespace > {policy.max_run_chars}")
+    if words > policy.max_windows * policy.max_length:
+        return Prepared(None, Reason.OVER_LENGTH_CAP, stripped,
+                        f"over_window_cap: at least {words} tokens > {policy.max_windows} "
+                        f"windows of {policy.max_length}")
     return Prepared(out, None, stripped)
 
 
-def _normalized(text: str, policy: InputPolicy) -> tuple[str, int]:
-    """Normalisation and control stripping (before trimming); the stripped-control count."""
-    out = unicodedata.normalize(policy.normalization, text) if policy.normalization else text
-    stripped = 0
-    if policy.strip_controls:
-        kept = []
-        for ch in out:
-            if ch in ZERO_WIDTH:
-                continue
-            if unicodedata.category(ch) == "Cc" and ch not in KEEP_CONTROLS:
-                stripped += 1
-                continue
-            kept.append(ch)
-        out = "".join(kept)
-    return out, stripped
+def _stripped(text: str, policy: InputPolicy) -> tuple[str, int]:
+    """Controls and zero-width characters removed (the policy's strip step); the count."""
+    if not policy.strip_controls:
+        return text, 0
+    out, stripped = CONTROLS.subn("", text)
+    return out.translate(_DROP_ZERO_WIDTH), stripped
 
 
 def raw_span(raw: str, prepared: str, policy: InputPolicy, start: int, end: int
@@ -126,14 +137,19 @@ def raw_span(raw: str, prepared: str, policy: InputPolicy, start: int, end: int
     lead = raw.find(prepared)
     if lead >= 0:
         return lead + start, lead + end
-    body, _ = _normalized(raw, policy)
-    shift = len(body) - len(body.lstrip()) if policy.trim_outer_whitespace else 0
+
+    def body(text: str) -> str:
+        out = unicodedata.normalize(policy.normalization, text) if policy.normalization else text
+        return _stripped(out, policy)[0]
+
+    whole = body(raw)
+    shift = len(whole) - len(whole.lstrip()) if policy.trim_outer_whitespace else 0
 
     def first_prefix_with(n: int) -> int:
         lo, hi = 0, len(raw)
         while lo < hi:
             mid = (lo + hi) // 2
-            if len(_normalized(raw[:mid], policy)[0]) >= n:
+            if len(body(raw[:mid])) >= n:
                 hi = mid
             else:
                 lo = mid + 1

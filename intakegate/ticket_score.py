@@ -29,6 +29,7 @@ import numpy as np
 from intakegate.encoding import InputPolicy, Windows, prepare_text
 from intakegate.gate import valid_score
 from intakegate.lexical import ScoreBlend, blend_scores
+from intakegate.logit_range import LogitRange, rows_out_of_range
 from intakegate.routing import Reason
 from intakegate.scoring import human_review_score
 from intakegate.segments import (Segment, SegmentPolicy, SentenceSplitter, TooManySegments,
@@ -51,6 +52,7 @@ class ScoreSpec:
     vocab_size: int
     unk_id: int | None = None
     blend: ScoreBlend | None = None
+    logit_range: LogitRange | None = None  # recorded at gate time; None: a fixed bound only
 
     @property
     def segmentation(self) -> SegmentPolicy:
@@ -194,6 +196,9 @@ def score_ticket(logits: LogitsFn, tokenizer: Any, text: str, spec: ScoreSpec,
     if not np.isfinite(row_logits).all():
         kind = "score_nan" if np.isnan(row_logits).any() else "score_nonfinite"
         return _failed(Reason.INVALID_SCORE, f"{kind}: non-finite logits", n_rows, unk_ratio)
+    if rows_out_of_range(row_logits, spec.logit_range).any():  # saturated but finite
+        return _failed(Reason.INVALID_SCORE, "logit_out_of_range: logits far outside the range "
+                                             "seen at gate time", n_rows, unk_ratio)
 
     with np.errstate(all="ignore"):
         per_row = human_review_score(row_logits, spec.positive)

@@ -23,6 +23,10 @@ TimeoutOpt = Annotated[Optional[float], typer.Option(
 ShadowOpt = Annotated[Optional[Path], typer.Option(
     "--shadow-log", help="Append every decision to this SQLite shadow log.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log more (stderr).")]
+TrustedKeyOpt = Annotated[Optional[list[Path]], typer.Option(
+    "--trusted-key", help="A trusted publisher public key (repeat for several). Once given, an "
+                          "unsigned bundle, a bad signature, an unknown key or an expired "
+                          "signature fails closed.")]
 
 
 def _logging(verbose: bool) -> None:
@@ -36,7 +40,7 @@ def _logging(verbose: bool) -> None:
 
 def _load(bundle: str, artifact: str, device: str, threads: Optional[int],
           bundles_dir: Optional[Path], timeout: Optional[float], shadow_log: Optional[Path],
-          live: bool = False) -> object:
+          live: bool = False, trusted_keys: Optional[list[Path]] = None) -> object:
     """Build the router; a device that is not there or a bad option exits 2 with the fix.
     A bundle that is not found leaves the router fail-closed and says where it looked."""
     from intakegate.errors import MissingExtraError
@@ -44,7 +48,7 @@ def _load(bundle: str, artifact: str, device: str, threads: Optional[int],
 
     root = bundles_root(bundles_dir)
     options = {"threads": threads, "bundles_root": root.path, "timeout_s": timeout,
-               "shadow_log": shadow_log}
+               "shadow_log": shadow_log, "trusted_keys": trusted_keys or None}
     try:
         if live:
             from intakegate.runtime.live import LiveRouter
@@ -85,6 +89,7 @@ def register(app: typer.Typer) -> None:
         timeout: TimeoutOpt = None,
         shadow_log: ShadowOpt = None,
         verbose: VerboseOpt = False,
+        trusted_key: TrustedKeyOpt = None,
     ) -> None:
         """Route tickets: JSONL in (id, text) gives JSONL out, one line per line, in order.
 
@@ -97,7 +102,8 @@ def register(app: typer.Typer) -> None:
         if bool(texts) == (input_path is not None):
             typer.echo("error: give TEXT arguments or --input FILE.jsonl (not both)", err=True)
             raise typer.Exit(EXIT_BAD_INPUT)
-        router = _load(bundle, artifact, device, threads, bundles_dir, timeout, shadow_log)
+        router = _load(bundle, artifact, device, threads, bundles_dir, timeout, shadow_log,
+                       trusted_keys=trusted_key)
         if input_path is not None:
             from intakegate.runtime.serve import route_lines
 
@@ -153,6 +159,7 @@ def register(app: typer.Typer) -> None:
             min=1024, help="Longest request line; longer ones get a line_too_long error."
         )] = 1 << 20,
         verbose: VerboseOpt = False,
+        trusted_key: TrustedKeyOpt = None,
     ) -> None:
         """Keep one router loaded and answer protocol v1 on stdin/stdout (no port).
 
@@ -176,7 +183,7 @@ def register(app: typer.Typer) -> None:
         from intakegate.runtime.stdio import ServeOptions, StdioServer
 
         live = _load(bundle, artifact, device, threads, bundles_dir, timeout, shadow_log,
-                     live=True)
+                     live=True, trusted_keys=trusted_key)
         root = bundles_root(bundles_dir)
         missed = not_found(live)
         server = StdioServer(live, sys.stdin.buffer, sys.stdout.buffer, ServeOptions(

@@ -98,11 +98,15 @@ class Decision:
 
 
 def input_digest(value: object) -> str | None:
-    """sha256 of the raw input as received: text (surrogates kept) or bytes; else None."""
-    if isinstance(value, str):
-        return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return hashlib.sha256(bytes(value)).hexdigest()
+    """sha256 of the raw input as received: text (surrogates kept) or bytes; else None.
+
+    By exact type and through the base methods, so no method of a caller's subclass runs.
+    """
+    kind = type(value)
+    if issubclass(kind, str):
+        return hashlib.sha256(str.encode(value, "utf-8", "surrogatepass")).hexdigest()  # type: ignore[arg-type]
+    if issubclass(kind, (bytes, bytearray, memoryview)):
+        return hashlib.sha256(memoryview(value).tobytes()).hexdigest()  # type: ignore[arg-type]
     return None
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from intakegate.bundle import Artifact
 from intakegate.routing import Reason
 from intakegate.runtime.decision import Decision, Device, input_digest
+from intakegate.runtime.guard import contained, last_resort
 from intakegate.runtime.router import Router
 from intakegate.vocab import FALLBACK_ROUTE
 
@@ -80,35 +81,65 @@ class LiveRouter:
                       new.health()["detail"], old.bundle_version)
             return False
 
-    def route(self, text: object, ticket_id: str | int | None = None) -> Decision:
-        router = self._router
-        if router is None:
-            return self._loading(text, ticket_id)
-        return router.route(text, ticket_id)
+    # Every entry point below never raises (only KeyboardInterrupt goes on): see guard.py.
 
-    def route_bytes(self, data: bytes, ticket_id: str | int | None = None) -> Decision:
-        router = self._router
-        if router is None:
-            return self._loading(data, ticket_id)
-        return router.route_bytes(data, ticket_id)
+    def route(self, text: object, ticket_id: str | int | None = None) -> Decision:
+        try:
+            router = self._router
+            if router is None:
+                return self._loading(text, ticket_id)
+            return router.route(text, ticket_id)
+        except BaseException as exc:  # noqa: BLE001
+            return last_resort(self, exc, 1)[0]
+
+    def route_bytes(self, data: object, ticket_id: str | int | None = None) -> Decision:
+        try:
+            router = self._router
+            if router is None:
+                return self._loading(data, ticket_id)
+            return router.route_bytes(data, ticket_id)
+        except BaseException as exc:  # noqa: BLE001
+            return last_resort(self, exc, 1)[0]
 
     def route_batch(self, texts: Iterable[object],
                     ticket_ids: Sequence[str | int | None] | None = None) -> list[Decision]:
-        router = self._router
-        if router is None:
+        try:
+            router = self._router
+            if router is None:
+                return self._loading_batch(texts, ticket_ids)
+            return router.route_batch(texts, ticket_ids)
+        except BaseException as exc:  # noqa: BLE001
+            return last_resort(self, exc, None)
+
+    def _loading_batch(self, texts: Iterable[object],
+                       ticket_ids: Sequence[str | int | None] | None) -> list[Decision]:
+        if isinstance(texts, (str, bytes, bytearray)):
+            texts = [texts]
+        try:
             items = list(texts)
+        except BaseException as exc:  # noqa: BLE001 - an unreadable batch is one answer
+            if not contained(exc):
+                raise
+            return [self._loading(None, None)]
+        try:
             ids = list(ticket_ids) if ticket_ids is not None else [None] * len(items)
-            if len(ids) != len(items):
-                ids = [None] * len(items)
-            return [self._loading(t, i) for t, i in zip(items, ids)]
-        return router.route_batch(texts, ticket_ids)
+        except BaseException as exc:  # noqa: BLE001
+            if not contained(exc):
+                raise
+            ids = []
+        if len(ids) != len(items):
+            ids = [None] * len(items)
+        return [self._loading(t, i) for t, i in zip(items, ids)]
 
     def reject(self, reason: Reason, detail: str, ticket_id: str | int | None, raw: object
                ) -> Decision:
-        router = self._router
-        if router is None:
-            return self._loading(raw, ticket_id)
-        return router.reject(reason, detail, ticket_id, raw)
+        try:
+            router = self._router
+            if router is None:
+                return self._loading(raw, ticket_id)
+            return router.reject(reason, detail, ticket_id, raw)
+        except BaseException as exc:  # noqa: BLE001
+            return last_resort(self, exc, 1)[0]
 
     def health(self) -> dict[str, Any]:
         router = self._router

@@ -20,8 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from intakegate.bundle import (Artifact, BundleError, Status, VerifiedBundle, read_pointer,
-                               resolve_bundle, verify_bundle)
+from intakegate.bundle import Artifact, BundleError, Status, VerifiedBundle, verify_bundle
 from intakegate.encoding import InputPolicy, Windows, prepare_text, tokenizer_matches_policy
 from intakegate.errors import InputError
 from intakegate.gate import Run, release_decision, run_from_json, spec_from_json
@@ -31,6 +30,8 @@ from intakegate.routing import Reason
 from intakegate.runtime.decision import Device
 from intakegate.segments import SegmenterUnavailable, check_segmenter
 from intakegate.ticket_score import ScoreSpec, score_ticket
+from intakegate.signing import bind_statement, read_statement
+from intakegate.tokenizer_pins import check_tokenizer
 from intakegate.vocab import GateDecision
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,8 @@ class Engine:
     # The tokenizer the load checked and self-tested with; the loading thread routes with it
     # (tokenizers are per thread), so the first route does not build a second one.
     load_tokenizer: Any = None
+    # What the publisher signed (intakegate.signing.Statement); None when no key is trusted.
+    signature: Any = None
 
     @property
     def bundle_version(self) -> str:
@@ -121,17 +124,31 @@ def resolve_source(source: str | Path, bundles_root: str | Path) -> tuple[Path, 
     path = Path(source)
     if (path / "manifest.json").exists():
         return path, None
-    try:
-        pointer = read_pointer(bundles_root, str(source))
-        if pointer is not None:
-            return resolve_bundle(source, bundles_root), pointer.get("manifest_sha256")
-    except (BundleError, OSError, ValueError) as exc:
-        raise LoadRefused(Reason.MODEL_UNAVAILABLE, f"bundle_not_found: {exc}") from None
+    pointer = active_pointer(source, bundles_root)
+    if pointer is not None:
+        return pointer.bundle_dir, pointer.manifest_sha256
     if path.is_dir():
         return path, None
     raise LoadRefused(Reason.MODEL_UNAVAILABLE,
                       f"bundle_not_found: {source!s} is neither a bundle directory nor a dataset "
                       f"with an active bundle under {bundles_root}")
+
+
+def active_pointer(source: str | Path, bundles_root: str | Path) -> Any:
+    """The dataset's ACTIVE pointer, checked like `bundles activate` (intakegate.pointer):
+    a plain version name inside the dataset's folder and a manifest digest, or LoadRefused."""
+    from intakegate.pointer import NAME, read_active
+
+    if not NAME.fullmatch(str(source)):
+        return None  # not a dataset name: a path, verified (and refused) as a directory
+    try:
+        return read_active(bundles_root, str(source))
+    except BundleError as exc:
+        if exc.code == "pointer_invalid":
+            raise LoadRefused(Reason.BUNDLE_INTEGRITY, str(exc)) from None
+        raise LoadRefused(Reason.MODEL_UNAVAILABLE, f"bundle_not_found: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise LoadRefused(Reason.MODEL_UNAVAILABLE, f"bundle_not_found: {exc}") from None
 
 
 def machine_class() -> str:
@@ -298,7 +315,8 @@ def read_tokenizer(verified: VerifiedBundle, policy: InputPolicy) -> tuple[str, 
     rel = verified.manifest["tokenizer"]
     text = verified.read(rel).decode("utf-8")
     try:
-        mismatch = tokenizer_matches_policy(text, policy)
+        mismatch = tokenizer_matches_policy(text, policy) or check_tokenizer(
+            text, verified.manifest.get("tokenizer_pins"))
         tokenizer = Tokenizer.from_str(text)
     except Exception as exc:  # noqa: BLE001 - any unreadable tokenizer refuses the bundle
         raise LoadRefused(Reason.BUNDLE_INTEGRITY,
@@ -356,8 +374,23 @@ def _build_onnx(verified: VerifiedBundle, art: Mapping[str, Any], device: str,
                       "hw_not_validated: no available device is in the artifact's receipt")
 
 
+def refuse_code(files: Mapping[str, bytes]) -> None:
+    """The torch artifact's config is checked before transformers (or torch) sees it."""
+    from intakegate.runtime.model_files import CodeInBundle, check_torch_files
+
+    try:
+        check_torch_files(files)
+    except CodeInBundle as exc:
+        raise LoadRefused(Reason.BUNDLE_INTEGRITY, f"format_not_allowed: {exc}") from None
+
+
 def _build_torch(verified: VerifiedBundle, art: Mapping[str, Any], device: str,
                  threads: int | None) -> Any:
+    prefix = art["path"] + "/"
+    # Before torch or transformers is imported: only the JSON configs are read for this check.
+    refuse_code({e["path"][len(prefix):]: verified.read(e["path"])
+                 if e["path"].endswith(".json") else b""
+                 for e in verified.manifest["files"] if e["path"].startswith(prefix)})
     try:
         import torch  # noqa: F401 - imported only for the torch artifact
     except ImportError:
@@ -466,6 +499,16 @@ def check_policy_segmenter(policy: InputPolicy) -> None:
         raise LoadRefused(Reason.MODEL_UNAVAILABLE, f"segmenter_unavailable: {exc}") from None
 
 
+def read_logit_range(verified: VerifiedBundle) -> Any:
+    """The logit range recorded at gate time (intakegate.logit_range); malformed refuses."""
+    from intakegate.logit_range import range_from_manifest
+
+    try:
+        return range_from_manifest(verified.manifest)
+    except ValueError as exc:
+        raise LoadRefused(Reason.BUNDLE_INTEGRITY, f"manifest_invalid: {exc}") from None
+
+
 def probe_vocabulary(backend: Any, tokenizer: Any, spec: ScoreSpec) -> None:
     """Run the highest token id once: a tokenizer larger than the model's embedding is refused
     here, instead of failing (or reading out of bounds) on some later ticket."""
@@ -566,7 +609,7 @@ def declared_artifact_path(bundle_dir: Path, artifact: str) -> str | None:
 
 def load_engine(bundle_dir: Path, artifact: str, device: str, threads: int | None,
                 pinned_manifest_sha256: str | None = None, require_selftest: bool = False,
-                allow_held: bool = False) -> Engine:
+                allow_held: bool = False, trust: Any = None) -> Engine:
     """Verify, bind, load from the hashed bytes, probe and self-test; or raise LoadRefused.
 
     `allow_held=True` is for measuring speed only (`intakegate bench`): a held bundle or
@@ -576,7 +619,11 @@ def load_engine(bundle_dir: Path, artifact: str, device: str, threads: int | Non
     held = HeldNotes(allow_held)
     art_path = declared_artifact_path(bundle_dir, artifact)
     try:
+        # Signature first (intakegate.signing), when trusted keys are configured.
+        statement = read_statement(bundle_dir, trust) if trust is not None else None
         verified = verify_bundle(bundle_dir)
+        if statement is not None:
+            bind_statement(statement, verified)
         if pinned_manifest_sha256 and verified.manifest_sha256 != pinned_manifest_sha256:
             raise LoadRefused(Reason.BUNDLE_INTEGRITY,
                               "pointer_mismatch: the bundle changed since it was activated")
@@ -596,18 +643,16 @@ def load_engine(bundle_dir: Path, artifact: str, device: str, threads: int | Non
         check_policy_segmenter(policy)
         spec = ScoreSpec(policy, tuple(positive), len(labels),
                          tokenizer.get_vocab_size(with_added_tokens=True), unk_id,
-                         read_blend(verified))
+                         read_blend(verified), read_logit_range(verified))
         backend = build_backend(verified, artifact, bound.art, device, threads, held)
         probe_vocabulary(backend, tokenizer, spec)
         selftest = golden_self_test(verified, artifact, bound, backend, tokenizer, spec)
     except BundleError as exc:
         raise integrity_reason(exc, art_path) from None
-    if selftest == "absent":
-        if require_selftest:
-            raise LoadRefused(Reason.BUNDLE_INTEGRITY,
-                              f"selftest_mismatch: no golden rows for {artifact} in {GOLDEN}")
-        log.warning("%s/%s: no golden self-test rows (%s); loaded without a self-test",
-                    verified.bundle_version, artifact, GOLDEN)
+    if selftest == "absent":  # required for this bundle format (`require_selftest` is moot)
+        raise LoadRefused(Reason.BUNDLE_INTEGRITY,
+                          f"selftest_mismatch: no golden rows for {artifact} in {GOLDEN}; "
+                          f"re-run train/export to write them")
     dev = backend.device
     used = dev if isinstance(dev, str) else str(dev.type)
     if held.notes:
@@ -616,4 +661,4 @@ def load_engine(bundle_dir: Path, artifact: str, device: str, threads: int | Non
     return Engine(verified, artifact, used, tuple(backend.providers), spec,
                   verified.threshold, tokenizer_json, backend, selftest,
                   int(getattr(backend, "threads", None) or threads or 0), tuple(held.notes),
-                  tokenizer)
+                  tokenizer, statement)

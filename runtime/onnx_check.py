@@ -3,7 +3,10 @@
 A model whose tensors live in side files (`data_location = EXTERNAL`) makes onnxruntime read
 bytes that were never hashed with the model. The bundle verifies one file per artifact, so such
 a model is refused before a session is built. This walks the protobuf wire format directly:
-ModelProto -> graphs (also inside node attributes, training info and functions) -> tensors.
+ModelProto -> graphs (also inside node attributes, training info and functions) -> tensors:
+initializers, sparse initializers (values and indices), node attributes (t, tensors,
+sparse_tensor(s), g, graphs: subgraphs at any depth) and function attribute defaults. A test
+derives this map from onnx.proto's descriptors, so a tensor-holding field cannot be missed.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ _GRAPH, _NODE, _ATTR, _TENSOR, _SPARSE, _FUNCTION, _TRAINING = (
 _CHILDREN: dict[str, dict[int, str]] = {
     "model": {7: _GRAPH, 20: _TRAINING, 25: _FUNCTION},
     _TRAINING: {1: _GRAPH, 2: _GRAPH},
-    _FUNCTION: {7: _NODE},
+    # FunctionProto.attribute_proto (11) holds attribute defaults, tensors included.
+    _FUNCTION: {7: _NODE, 11: _ATTR},
     _GRAPH: {1: _NODE, 5: _TENSOR, 15: _SPARSE},
     _NODE: {5: _ATTR},
     _ATTR: {5: _TENSOR, 6: _GRAPH, 10: _TENSOR, 11: _GRAPH, 22: _SPARSE, 23: _SPARSE},

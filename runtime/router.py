@@ -18,18 +18,21 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
+from intakegate.bounds import window_overflow
 from intakegate.bundle import Artifact, BundleError
 from intakegate.encoding import Windows, encode_windows, prepare_text, raw_span
 from intakegate.errors import MissingExtraError
 from intakegate.routing import Reason, route_for_score
 from intakegate.runtime.decision import (DecidingSegment, Decision, Device, input_digest,
                                          is_safe_agent_decision)
+from intakegate.signing import trust_policy
 from intakegate.runtime.loader import (Engine, LoadRefused, integrity_reason, load_engine,
                                        resolve_source)
+from intakegate.runtime.budget import score_within_budget
+from intakegate.runtime.guard import contained, last_resort
 from intakegate.runtime.onnx_backend import DeviceUnavailable
 from intakegate.runtime.textguard import obfuscation
 from intakegate.segments import SegmentKind
@@ -48,7 +51,9 @@ class Router:
                  bundles_root: str | Path = "bundles", shadow_log: Any = None,
                  shadow_log_text: bool = False, timeout_s: float | None = None,
                  require_selftest: bool = False,
-                 allow_held_for_measurement: bool = False) -> None:
+                 allow_held_for_measurement: bool = False,
+                 trusted_keys: Any = None, min_sequence: int | None = None,
+                 allowed_rollbacks: Sequence[str] = ()) -> None:
         """Load and check the bundle. Raises only for caller mistakes: an unknown artifact or
         device name, an explicit device that is not there, or a missing extra (torch).
 
@@ -57,6 +62,12 @@ class Router:
         its speed can be measured through this very path. Integrity checks still apply, and
         every decision of such a router is `human_review_now` / `artifact_held` with a
         `measurement_only:` detail naming why the artifact is held.
+
+        `trusted_keys` (Ed25519 public key files, PEM bytes or key objects): once given, the
+        bundle must carry a valid, unexpired `manifest.sig` by one of them, or the router is
+        fail-closed (`bundle_integrity` / `signature_*`, `bundle_stale`, `downgrade`). An
+        unreadable key is a startup error (ValueError). `min_sequence` is the client's stored
+        floor on the signed sequence; `allowed_rollbacks` lists manifest digests allowed below it.
         """
         try:
             self.artifact = Artifact(artifact).value
@@ -73,6 +84,7 @@ class Router:
             raise ValueError("timeout_s must be a positive number of seconds")
         self.source = str(bundle)
         self.timeout_s = timeout_s
+        self.trust = trust_policy(trusted_keys, min_sequence, allowed_rollbacks)
         self._local = threading.local()
         self._counts: Counter[str] = Counter()
         self._count_lock = threading.Lock()
@@ -84,7 +96,7 @@ class Router:
             self.bundle_dir, pinned = resolve_source(bundle, bundles_root)
             self._engine = load_engine(self.bundle_dir, self.artifact, self.requested_device,
                                        threads, pinned, require_selftest,
-                                       allow_held=allow_held_for_measurement)
+                                       allow_held=allow_held_for_measurement, trust=self.trust)
         except LoadRefused as exc:
             self._failure = (exc.reason, exc.detail)
         except BundleError as exc:
@@ -173,6 +185,8 @@ class Router:
             "providers": list(self.providers),
             "threads": e.threads if e else None,
             "selftest": e.selftest if e else None,
+            "signed_by": e.signature.key_id if e and e.signature else None,
+            "signature_expires_at": e.signature.expires_at if e and e.signature else None,
             "measurement_only": list(e.held) if e and e.held else None,
             "decisions": counts,
             "shadow_log_failures": self.shadow.failures if self.shadow else 0,
@@ -187,31 +201,57 @@ class Router:
 
         `with_text=True` puts the deciding segment's text into `decision.segment.text` (off by
         default: a decision carries no ticket content unless the caller asks)."""
-        return self.route_batch([text], None if ticket_id is None else [ticket_id],
-                                with_text=with_text)[0]
-
-    def route_bytes(self, data: bytes, ticket_id: str | int | None = None) -> Decision:
-        """Route raw bytes: strict UTF-8, or `human_review_now` / `invalid_unicode`."""
         try:
-            text = bytes(data).decode("utf-8")
-        except (UnicodeDecodeError, TypeError) as exc:
-            return self.reject(Reason.INVALID_UNICODE if isinstance(exc, UnicodeDecodeError)
-                               else Reason.INPUT_NOT_TEXT,
-                               f"invalid_utf8: {exc}"[:200], ticket_id, data)
-        return self.route(text, ticket_id)
+            return self._route_batch([text], None if ticket_id is None else [ticket_id],
+                                     with_text)[0]
+        except BaseException as exc:  # noqa: BLE001 - see contained()
+            return last_resort(self, exc, 1)[0]
+
+    def route_bytes(self, data: object, ticket_id: str | int | None = None) -> Decision:
+        """Route raw bytes: strict UTF-8, or `human_review_now` / `invalid_unicode`.
+
+        Only bytes, bytearray and memoryview are read (through the buffer protocol, so no
+        `__bytes__` of the caller's runs); an int is never turned into a zero-filled buffer.
+        """
+        try:
+            return self._route_bytes(data, ticket_id)
+        except BaseException as exc:  # noqa: BLE001 - see contained()
+            return last_resort(self, exc, 1)[0]
+
+    def _route_bytes(self, data: object, ticket_id: str | int | None) -> Decision:
+        if not issubclass(type(data), (bytes, bytearray, memoryview)):
+            return self.reject(Reason.INPUT_NOT_TEXT, f"input_type: {type(data).__name__}",
+                               ticket_id, None)
+        raw = memoryview(data).tobytes()  # type: ignore[arg-type]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return self.reject(Reason.INVALID_UNICODE, f"invalid_utf8: {exc}"[:200], ticket_id,
+                               raw)
+        return self._route_batch([text], None if ticket_id is None else [ticket_id])[0]
 
     def route_batch(self, texts: Iterable[object],
                     ticket_ids: Sequence[str | int | None] | None = None,
                     with_text: bool = False) -> list[Decision]:
         """Route many tickets, in order, one decision each. Never raises. Each ticket is
         scored on its own (its score never depends on the other tickets of the batch)."""
+        try:
+            return self._route_batch(texts, ticket_ids, with_text)
+        except BaseException as exc:  # noqa: BLE001 - see contained()
+            return last_resort(self, exc, None)
+
+    def _route_batch(self, texts: Iterable[object],
+                     ticket_ids: Sequence[str | int | None] | None = None,
+                     with_text: bool = False) -> list[Decision]:
         if isinstance(texts, (str, bytes, bytearray)):
             log.warning("route_batch got one %s, not a list of tickets; routing it as one "
                         "ticket", type(texts).__name__)
             texts = [texts]
         try:
             items = list(texts)
-        except Exception as exc:  # noqa: BLE001 - an unreadable batch is one refused ticket
+        except BaseException as exc:  # noqa: BLE001 - an unreadable batch is one refused ticket
+            if not contained(exc):
+                raise
             return [self.reject(Reason.INPUT_NOT_TEXT, f"unreadable batch: {type(exc).__name__}",
                                 None, None)]
         ids: list[str | int | None] = [None] * len(items)
@@ -219,7 +259,9 @@ class Router:
         if ticket_ids is not None:
             try:
                 given = list(ticket_ids)
-            except Exception:  # noqa: BLE001 - unreadable ids: every ticket goes to a person
+            except BaseException as exc:  # noqa: BLE001 - unreadable ids: all go to a person
+                if not contained(exc):
+                    raise
                 given = []
             if len(given) == len(items):
                 ids = given
@@ -240,9 +282,12 @@ class Router:
     def reject(self, reason: Reason, detail: str, ticket_id: str | int | None, raw: object
                ) -> Decision:
         """A refused input (bad JSON line, bad bytes) as a recorded human_review_now decision."""
-        decision = self._fallback(reason, detail, ticket_id, raw)
-        self._record([decision], [None])
-        return decision
+        try:
+            decision = self._fallback(reason, detail, ticket_id, raw)
+            self._record([decision], [None])
+            return decision
+        except BaseException as exc:  # noqa: BLE001 - see contained()
+            return last_resort(self, exc, 1)[0]
 
     def encode(self, text: object) -> Windows | None:
         """The windows the model sees for a ticket (None when the policy refuses it)."""
@@ -270,7 +315,9 @@ class Router:
         except MemoryError:
             return [self._fallback(Reason.MODEL_ERROR, "resource_exhausted: MemoryError", i, t)
                     for t, i in zip(chunk, ids)]
-        except Exception as exc:  # noqa: BLE001 - a fault anywhere routes to a person
+        except BaseException as exc:  # noqa: BLE001 - a fault anywhere routes to a person
+            if not contained(exc):
+                raise
             log.exception("routing fault (%s); %d ticket(s) sent to human review",
                           type(exc).__name__, len(chunk))
             return [self._fallback(Reason.MODEL_ERROR, f"router_error: {type(exc).__name__}",
@@ -301,10 +348,10 @@ class Router:
                 log.debug("stripped %d control character(s) from ticket %s",
                           prepared.stripped_controls, ticket_id)
             to_score.append((k, prepared.text))
-        for k, prepared_text in to_score:
-            s = score_ticket(e.backend.logits, self._tokenizer(e), prepared_text, e.spec,
-                             self._call)
-            results[k] = self._decide(e, prepared_text, s, ids[k], chunk[k], with_text)
+        if to_score:
+            scored = self._score(e, [t for _, t in to_score])
+            for (k, prepared_text), s in zip(to_score, scored):
+                results[k] = self._decide(e, prepared_text, s, ids[k], chunk[k], with_text)
         return [r if r is not None else self._fallback(Reason.MODEL_ERROR, "router_error: "
                                                        "no decision", ids[k], chunk[k])
                 for k, r in enumerate(results)]
@@ -348,8 +395,10 @@ class Router:
                 self._counts.update(d.reason.value for d in decisions)
             if self.shadow is not None:
                 self.shadow.append(decisions, texts)
-        except Exception as exc:  # noqa: BLE001 - bookkeeping never changes a route
-            log.error("decision bookkeeping failed: %s", exc)
+        except BaseException as exc:  # noqa: BLE001 - bookkeeping never changes a route
+            if not contained(exc):
+                raise
+            log.error("decision bookkeeping failed: %s", type(exc).__name__)
 
     def _tokenizer(self, e: Engine) -> Any:
         """This thread's tokenizer for the engine (built from the verified tokenizer.json)."""
@@ -361,21 +410,29 @@ class Router:
             local.engine = e
         return local.tokenizer
 
-    def _call(self, fn: Any, windows: Windows) -> Any:
-        """Run the backend, within the time budget when one is set."""
+    def _score(self, e: Engine, texts: list[str]) -> list[Scored]:
+        """Score prepared texts one ticket at a time (`score_ticket`); with `timeout_s`, each
+        ticket's segmentation, tokenization and model work share one budget
+        (`runtime/budget.py`)."""
+
+        def one(text: str) -> Scored:  # on this thread, or a worker's (its own tokenizer)
+            tokenizer = self._tokenizer(e)
+            over = window_overflow(tokenizer, text, e.spec.policy.max_windows)
+            if over is not None:
+                return Scored(None, Reason.OVER_LENGTH_CAP, detail=over)
+            return score_ticket(e.backend.logits, tokenizer, text, e.spec)
+
         if self.timeout_s is None:
-            return fn(windows)
+            return [one(text) for text in texts]
+        return score_within_budget(self._worker_pool(), one, texts, self.timeout_s)
+
+    def _worker_pool(self) -> ThreadPoolExecutor:
         if self._pool is None:
             with self._count_lock:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(max_workers=4,
                                                     thread_name_prefix="intakegate-infer")
-        future = self._pool.submit(fn, windows)
-        try:
-            return future.result(timeout=self.timeout_s)
-        except FutureTimeout:
-            future.cancel()
-            raise TimeoutError(f"inference exceeded {self.timeout_s}s") from None
+        return self._pool
 
     def _open_shadow(self, shadow_log: Any, keep_text: bool) -> Any:
         if shadow_log is None:

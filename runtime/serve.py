@@ -76,8 +76,9 @@ def dumps(obj: dict[str, Any]) -> str:
     """ASCII JSON; a value JSON cannot hold becomes null rather than a crash."""
     try:
         return json.dumps(obj, ensure_ascii=True, allow_nan=False)
-    except (ValueError, TypeError):
-        safe = {k: (v if isinstance(v, (str, int, type(None))) else None) for k, v in obj.items()}
+    except Exception:  # noqa: BLE001 - ValueError, TypeError, RecursionError: keep the line
+        safe = {k: (v if type(v) in (str, int, bool, type(None)) else None)
+                for k, v in obj.items()}
         return json.dumps(safe, ensure_ascii=True)
 
 

@@ -67,7 +67,8 @@ def load_torch_model(model_dir: Path, *, tensors: dict[str, Any] | None = None) 
     else:
         from transformers import AutoModelForSequenceClassification
 
-        model = AutoModelForSequenceClassification.from_pretrained(str(model_dir))
+        model = AutoModelForSequenceClassification.from_pretrained(str(model_dir),
+                                                                   trust_remote_code=False)
     model.eval()
     return model
 
@@ -92,8 +93,11 @@ def load_torch_model_from_files(files: dict[str, bytes]) -> nn.Module:
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
         cfg = json.loads(files["config.json"].decode("utf-8"))
+        from intakegate.runtime.model_files import check_torch_files
+
+        check_torch_files(files)  # no auto_map, an allowlisted model_type: no code is run
         config = AutoConfig.for_model(**cfg)
-        model = AutoModelForSequenceClassification.from_config(config)
+        model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=False)
         result = model.load_state_dict(state, strict=False)
         if result.missing_keys or result.unexpected_keys:
             raise ValueError(f"weights do not match the config: missing "

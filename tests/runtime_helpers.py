@@ -259,9 +259,20 @@ def permuted_copy(src: Path, dst_root: Path, name: str, seed: int = 1) -> Path:
     weights["embedding.weight"] = new
     save_file(weights, str(weights_path))
     digest = sha256_bytes(weights_path.read_bytes())
-    rewrite(dst, lambda m: m["artifacts"]["torch-fp32"].update(sha256=digest,
-                                                               model_sha256=digest))
+
+    def bind(m: dict[str, Any]) -> None:
+        m["artifacts"]["torch-fp32"].update(sha256=digest, model_sha256=digest)
+        repin(dst, m)
+
+    rewrite(dst, bind)
     return dst
+
+
+def repin(bundle: Path, m: dict[str, Any]) -> None:
+    """Pin the bundle's tokenizer.json as it is now (a consistent bundle, as train writes)."""
+    from intakegate.tokenizer_pins import tokenizer_pins
+
+    m["tokenizer_pins"] = tokenizer_pins((bundle / m["tokenizer"]).read_text(encoding="utf-8"))
 
 
 def cached_onnx_bundle(src: Path, root: Path, name: str,

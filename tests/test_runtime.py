@@ -212,7 +212,7 @@ INPUT_ROWS = [
     ("I22", "\U0001F600\U0001F469\u200d\U0001F469\u200d\U0001F467 \U0001F4E6", None, None, True),
     ("I23", "Where is my package? \u0623\u064a\u0646 \u0637\u0631\u062f\u064a\u061f "
             "\u6211\u7684\u5305\u88f9\u5728\u54ea\u91cc\uff1f", None, None, True),
-    ("I24-under-cap", "a" * 60000, None, None, True),
+    ("I24-long-word", "a" * 60000, HR, Reason.OVER_LENGTH_CAP, False),  # I28: long run
     ("I24-over-cap", "a" * 70000, HR, Reason.OVER_LENGTH_CAP, False),
 ]
 

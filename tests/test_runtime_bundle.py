@@ -29,7 +29,7 @@ from intakegate.runtime import LiveRouter, Router
 from intakegate.runtime.onnx_backend import DeviceUnavailable
 from intakegate.runtime.onnx_check import NotOnnx, external_tensors
 from intakegate.vocab import Route
-from tests.runtime_helpers import (cached_onnx_bundle, copy_bundle, manifest, rewrite,
+from tests.runtime_helpers import (cached_onnx_bundle, copy_bundle, manifest, repin, rewrite,
                                    write_raw_manifest)
 
 HR = Route.HUMAN_REVIEW_NOW
@@ -298,7 +298,7 @@ def test_vocabulary_larger_than_the_model_is_refused_at_load(copy: Path) -> None
     for i in range(50):
         vocab[f"zzextra{i}"] = len(vocab)
     (copy / "tokenizer.json").write_text(json.dumps(tok))
-    rewrite(copy, lambda m: None)
+    rewrite(copy, lambda m: repin(copy, m))  # pinned too: the probe, not the pins, refuses
     refused(copy, Reason.BUNDLE_INTEGRITY, "token_id_out_of_range")
 
 
@@ -418,18 +418,18 @@ def test_golden_self_test(copy: Path, case: str, caplog: pytest.LogCaptureFixtur
     elif case == "other-model":
         block["model_sha256"] = golden["artifacts"]["onnx-int8"]["model_sha256"]
         sub = "belong to another model"
-    else:
+    else:  # B24: golden rows are required for this bundle format, asked for or not
         del golden["artifacts"]["onnx-fp32"]
-        kwargs["require_selftest"] = True
         sub = "no golden rows"
     golden_path.write_text(json.dumps(golden))
     rewrite(copy, lambda m: None)
     router = refused(copy, Reason.BUNDLE_INTEGRITY, sub, **kwargs)
     assert router.health()["detail"].startswith("selftest_mismatch: ")
     if case == "required":
-        router = Router.load(copy, artifact="onnx-fp32")  # without the requirement: a warning
-        assert router.ready and router.health()["selftest"] == "absent"
-        assert "no golden self-test rows" in caplog.text
+        refused(copy, Reason.BUNDLE_INTEGRITY, sub, require_selftest=False)
+        (copy / "receipt/golden.json").unlink()  # the whole file removed, manifest rewritten
+        rewrite(copy, lambda m: None)
+        refused(copy, Reason.BUNDLE_INTEGRITY, "no golden rows")
 
 
 # ---------------------------------------------------------------------------------------------

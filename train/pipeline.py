@@ -34,9 +34,12 @@ from intakegate.golden import pick_golden_ids, set_golden_block
 from intakegate.jsonio import write_json
 from intakegate.label_guide import render_label_guide_md
 from intakegate.lexical import LexicalModel, ScoreBlend
+from intakegate.logit_range import LogitRecorder
 from intakegate.scoring import choose_threshold
 from intakegate.segments import SegmentPolicy, current_policy
 from intakegate.split import SplitResult, split_dataset
+from intakegate.staging import register_staging, removes_staging_on_failure
+from intakegate.tokenizer_pins import tokenizer_pins
 from intakegate.train import reports
 from intakegate.train.baseline_report import (baseline_scores, evaluate_baseline,
                                               render_md as render_baseline_md)
@@ -113,6 +116,7 @@ def _progress(label: str) -> Any:
     return report
 
 
+@removes_staging_on_failure  # a failed train leaves no .staging-<version>/ behind
 def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
                  adjudication: str | None = None, bundles_root: Path = Path("bundles"),
                  bundle_version: str | None = None, reports_root: Path | None = Path("reports"),
@@ -142,6 +146,7 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
         shutil.rmtree(final_dir)
     staging = bundles_root / dataset.name / f".staging-{version}"
     shutil.rmtree(staging, ignore_errors=True)
+    register_staging(staging)
     (staging / DOCS).mkdir(parents=True)
 
     train_rows = split.rows(dataset, Split.TRAIN)
@@ -194,7 +199,8 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
     # --- receipt scores through the serving path, threshold, receipt, gate -------------------
     spec_score = ScoreSpec(policy, tuple(positive), len(id2label),
                            tokenizer.get_vocab_size(with_added_tokens=True), None, blend)
-    vs = _scores(logits_fn, tokenizer, val_all, spec_score, "validation")
+    recorder = LogitRecorder(logits_fn)  # the logit range seen at gate time (logit_range.py)
+    vs = _scores(recorder, tokenizer, val_all, spec_score, "validation")
     golds, slices = [r.gold for r in val_all], [r.slice for r in val_all]
     lowest_required = choose_threshold(vs, golds, slices, required_all)
     threshold = max(choose_threshold(vs, golds, slices, required_all, cfg.threshold_margin),
@@ -313,6 +319,8 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
         "decision_reason": gate.reason,
         "created_at": now_iso(),
         "tokenizer": "tokenizer.json",
+        "tokenizer_pins": tokenizer_pins((staging / "tokenizer.json").read_text("utf-8")),
+        "logit_range": recorder.range().to_json(),
         "receipt": "receipt/spec.json",
         "score_head": {"labels": [id2label[i] for i in sorted(id2label)],
                        "positive": positive},

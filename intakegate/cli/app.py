@@ -14,6 +14,7 @@ from intakegate import __version__
 from intakegate.cli.errors import run
 from intakegate.cli.exits import EPILOG, ExitCode
 from intakegate.cli.options import BundlesDirOpt, bundles_root
+from intakegate.signing_cli import register as _register_signing
 from intakegate.cli.stages import StageGroup
 from intakegate.errors import InputError
 
@@ -24,6 +25,7 @@ data_app = typer.Typer(no_args_is_help=True, help="Load, check and describe data
 bundles_app = typer.Typer(no_args_is_help=True, help="List, activate and roll back bundles.")
 app.add_typer(data_app, name="data")
 app.add_typer(bundles_app, name="bundles")
+_register_signing(bundles_app)
 
 # Kept for callers of the old single-module CLI.
 EXIT_HELD = ExitCode.HELD

@@ -70,6 +70,10 @@ def run(app: Any, argv: Sequence[str] | None = None, prog_name: str = "intakegat
         return ExitCode.INTERRUPTED
     except BrokenPipeError:
         return ExitCode.OK  # the reader went away (`| head`); nothing to say to it
+    except OSError as exc:  # e.g. a full disk while activating: a message, not a traceback
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        _say(f"{exc.strerror or exc}{where}")
+        return ExitCode.BAD_INPUT
     except Exception as exc:  # noqa: BLE001 - the last resort: a bug, reported in one line
         if os.environ.get("INTAKEGATE_DEBUG"):
             traceback.print_exc()
