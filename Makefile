@@ -7,7 +7,7 @@ CLI := $(VENV)/bin/intakegate
 STAMP := $(VENV)/.intakegate-installed
 SEED_RUNS := $(addprefix examples/seed/runs/intake_bundle_,v1.json v2.json incomplete.json padded.json duplicated.json drifted.json)
 
-.PHONY: install demo test seed-gate reports clean
+.PHONY: install demo demo-ship test seed-gate reports clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,14 +38,25 @@ DEV_PUB := $(DEV_KEYS)/intakegate-signing.pub.pem
 EXAMPLES := "Where is my package? Tracking has not moved since Monday." \
 	"FastShip delivered my tablet after the return window closed. The portal rejected my return. Please make an exception."
 
+DEMO_DIR := bundles/refund-intake/$(DEMO_BUNDLE)
+ELIGIBLE := $(PY) -c "import json, sys; m = json.load(open('$(DEMO_DIR)/manifest.json')); sys.exit(m['decision'] != 'eligible_for_shadow')"
+
 demo: seed-gate reports
-	# Fine-tune MiniLM, choose the threshold on validation, gate, report on test once, activate.
-	$(CLI) train --dataset refund-intake --bundle-version $(DEMO_BUNDLE) --force --activate
+	# Fine-tune MiniLM, choose segmentation, blend and threshold on validation (single and
+	# composed tickets), gate, report on test once, activate if eligible. A held bundle (exit 1)
+	# is still written with its reports; it is never activated or exported.
+	-$(CLI) train --dataset refund-intake --bundle-version $(DEMO_BUNDLE) --force --activate
+	$(CLI) bundles list
+	@if $(ELIGIBLE); then $(MAKE) --no-print-directory demo-ship; else \
+	  echo "$(DEMO_BUNDLE) is held by its receipt (see $(DEMO_DIR)/docs/gate_report.json):"; \
+	  echo "nothing is exported or activated, and routing through it fails closed:"; \
+	  $(CLI) route $(DEMO_DIR) --artifact torch-fp32 $(EXAMPLES) "   " || true; fi
+
+demo-ship:
 	# Export ONNX fp32/int8 and Core ML fp16/int8; each re-passes the receipt or is held
 	# (Core ML on Linux through the numpy reference executor of its ML Program).
 	# It exits 1 when an artifact is held (the demo goes on to show what is shippable).
 	-$(CLI) export refund-intake
-	$(CLI) bundles list
 	# Sign the exported bundle's manifest with the development key, verify it, and route only
 	# through signed bundles from here on (--trusted-key): an unsigned one would fail closed.
 	test -f $(DEV_KEY) || $(CLI) bundles keygen --out $(DEV_KEYS)

@@ -29,7 +29,7 @@ from intakegate.gate import (IDENTITY_FIELDS, GateRow, ReceiptSpec, Run, release
                              run_from_json, spec_from_json)
 from intakegate.jsonio import loads_strict
 from intakegate.lexical import blend_from_manifest
-from intakegate.ticket_score import ScoreSpec, score_texts
+from intakegate.ticket_score import ScoreSpec, progress_log, score_texts
 from intakegate.vocab import GateDecision
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def regate_artifact(bundle: VerifiedBundle, artifact: Artifact, inventory: Inven
                  len(scorable), backend.gated_with)
         try:
             scored = score_texts(backend, tokenizer, [inventory.texts[f] for f in scorable],
-                                 spec, _progress(f"{bundle.bundle_version}/{artifact.value}"))
+                                 spec, progress_log(f"{bundle.bundle_version}/{artifact.value}"))
             scores = [s.score for s in scored]
         except Exception as exc:  # noqa: BLE001 - a runtime that cannot score is held
             log.exception("%s/%s: scoring failed", bundle.bundle_version, artifact.value)
@@ -143,17 +143,6 @@ def regate_artifact(bundle: VerifiedBundle, artifact: Artifact, inventory: Inven
     return ArtifactGate(artifact, bundle.bundle_version, status, result.reason,
                         backend.gated_with, run, drift, backend.details,
                         time.monotonic() - started)
-
-
-def _progress(label: str) -> Any:
-    last = [time.monotonic()]
-
-    def report(done: int, total: int) -> None:
-        now = time.monotonic()
-        if done == total or now - last[0] > 10:
-            log.info("%s: scored %d/%d fixtures", label, done, total)
-            last[0] = now
-    return report
 
 
 def _finite(score: float | None) -> float | None:

@@ -209,6 +209,11 @@ def encode_windows(tokenizer: Any, texts: Sequence[str], policy: InputPolicy) ->
         rows.extend(windows)
         owner.extend([i] * len(windows))
         per_text.append(len(windows))
+    return padded(rows, owner, per_text)
+
+
+def padded(rows: Sequence[Any], owner: Sequence[int], per_text: Sequence[int]) -> Windows:
+    """Tokenizer encodings as one zero-padded batch (padded to the longest row only)."""
     width = max((len(w.ids) for w in rows), default=1)
     n = len(rows)
     ids = np.zeros((n, width), dtype=np.int64)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from intakegate.encoding import InputPolicy, Windows, prepare_text
+from intakegate.encoding import InputPolicy, Windows, padded, prepare_text
 from intakegate.gate import valid_score
 from intakegate.lexical import ScoreBlend, blend_scores
 from intakegate.logit_range import LogitRange, rows_out_of_range
@@ -120,20 +120,6 @@ def _runs(lengths: Sequence[int]) -> list[list[int]]:
     return runs
 
 
-def _windows(rows: Sequence[Any]) -> Windows:
-    width = max(len(w.ids) for w in rows)
-    n = len(rows)
-    ids = np.zeros((n, width), dtype=np.int64)
-    mask = np.zeros((n, width), dtype=np.int64)
-    types = np.zeros((n, width), dtype=np.int64)
-    for r, w in enumerate(rows):
-        k = len(w.ids)
-        ids[r, :k] = w.ids
-        mask[r, :k] = w.attention_mask
-        types[r, :k] = w.type_ids
-    return Windows(ids, mask, types, np.arange(n, dtype=np.int64), (1,) * n)
-
-
 def score_ticket(logits: LogitsFn, tokenizer: Any, text: str, spec: ScoreSpec,
                  call: LogitsCall = direct_call,
                  splitter: SentenceSplitter = sentencex_spans) -> Scored:
@@ -177,7 +163,7 @@ def score_ticket(logits: LogitsFn, tokenizer: Any, text: str, spec: ScoreSpec,
 
     row_logits = np.empty((n_rows, spec.n_labels), dtype=np.float64)
     for run in _runs([len(w.ids) for w in rows]):
-        batch = _windows([rows[r] for r in run])
+        batch = padded([rows[r] for r in run], range(len(run)), (1,) * len(run))
         try:
             raw = call(logits, batch)
         except TimeoutError:
@@ -226,6 +212,20 @@ def score_ticket(logits: LogitsFn, tokenizer: Any, text: str, spec: ScoreSpec,
     seg_rows = np.flatnonzero(owners == best)
     max_window = int(np.argmax(per_row[seg_rows]))
     return Scored(parts[best].score, None, n_rows, max_window, unk_ratio, "", best, parts)
+
+
+def progress_log(label: str, every_s: float = 10.0) -> Callable[[int, int], None]:
+    """A `progress` callback for `score_texts` that logs at most every `every_s` seconds."""
+    import time
+
+    last = [time.monotonic()]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done == total or now - last[0] > every_s:
+            log.info("%s: scored %d/%d", label, done, total)
+            last[0] = now
+    return report
 
 
 def score_texts(logits: LogitsFn, tokenizer: Any, texts: Sequence[object], spec: ScoreSpec,

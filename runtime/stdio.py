@@ -201,8 +201,10 @@ class StdioServer:
         """Answer one request; exactly one message is sent (or stdout is gone)."""
         try:
             reply = self._reply(request)
-        except Exception as exc:  # noqa: BLE001 - every request gets its one reply
-            log.exception("stdio request failed")
+        except BaseException as exc:  # noqa: BLE001 - every request gets its one reply
+            if isinstance(exc, KeyboardInterrupt):
+                raise  # the top level: a person stopping the server
+            log.error("stdio request failed: %s", type(exc).__name__)
             reply = self._failed(request, exc)
         try:
             self.out.send(reply)

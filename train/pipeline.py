@@ -45,7 +45,7 @@ from intakegate.train.baseline_report import (baseline_scores, evaluate_baseline
                                               render_md as render_baseline_md)
 from intakegate.train.config import TrainConfig
 from intakegate.train.selection import ScoringCandidate, best_candidate, evaluate_candidates
-from intakegate.ticket_score import Scored, ScoreSpec, score_texts
+from intakegate.ticket_score import Scored, ScoreSpec, progress_log, score_texts
 from intakegate.vocab import ID2LABEL, Route, Split
 
 log = logging.getLogger(__name__)
@@ -103,17 +103,6 @@ def _library_versions() -> dict[str, str]:
         except Exception:  # noqa: BLE001 - a missing library is recorded, not fatal
             out[name] = "not installed"
     return out
-
-
-def _progress(label: str) -> Any:
-    last = [0.0]
-
-    def report(done: int, total: int) -> None:
-        now = time.monotonic()
-        if done == total or now - last[0] > 5:
-            log.info("%s: scored %d/%d", label, done, total)
-            last[0] = now
-    return report
 
 
 @removes_staging_on_failure  # a failed train leaves no .staging-<version>/ behind
@@ -372,7 +361,8 @@ def _prepared(rows: Sequence[TicketRow], policy: InputPolicy) -> list[str]:
 def _scored(logits_fn: Any, tokenizer: Any, rows: Sequence[TicketRow], spec: ScoreSpec,
             label: str) -> list[Scored]:
     """Rows through the one scoring path; a row it cannot score is an error naming the row."""
-    scored = score_texts(logits_fn, tokenizer, [r.text for r in rows], spec, _progress(label))
+    scored = score_texts(logits_fn, tokenizer, [r.text for r in rows], spec,
+                         progress_log(label, 5.0))
     bad = [f"{r.id} ({s.failure.value}: {s.detail})" for r, s in zip(rows, scored)
            if s.failure is not None]
     if bad:
