@@ -47,10 +47,14 @@ demo: seed-gate reports
 	# is still written with its reports; it is never activated or exported.
 	-$(CLI) train --dataset refund-intake --bundle-version $(DEMO_BUNDLE) --force --activate
 	$(CLI) bundles list
+	test -f $(DEV_KEY) || $(CLI) bundles keygen --out $(DEV_KEYS)
 	@if $(ELIGIBLE); then $(MAKE) --no-print-directory demo-ship; else \
 	  echo "$(DEMO_BUNDLE) is held by its receipt (see $(DEMO_DIR)/docs/gate_report.json):"; \
-	  echo "nothing is exported or activated, and routing through it fails closed:"; \
-	  $(CLI) route $(DEMO_DIR) --artifact torch-fp32 $(EXAMPLES) "   " || true; fi
+	  echo "nothing is exported or activated; signed, it still fails closed:"; \
+	  $(CLI) bundles sign $(DEMO_DIR) --key $(DEV_KEY) --expires-in-days 90 && \
+	  $(CLI) bundles verify $(DEMO_DIR) --trusted-key $(DEV_PUB) && \
+	  { $(CLI) route $(DEMO_DIR) --artifact torch-fp32 --trusted-key $(DEV_PUB) $(EXAMPLES) \
+	    "   " || true; }; fi
 
 demo-ship:
 	# Export ONNX fp32/int8 and Core ML fp16/int8; each re-passes the receipt or is held
@@ -59,7 +63,6 @@ demo-ship:
 	-$(CLI) export refund-intake
 	# Sign the exported bundle's manifest with the development key, verify it, and route only
 	# through signed bundles from here on (--trusted-key): an unsigned one would fail closed.
-	test -f $(DEV_KEY) || $(CLI) bundles keygen --out $(DEV_KEYS)
 	$(CLI) bundles sign refund-intake --key $(DEV_KEY) --expires-in-days 90
 	$(CLI) bundles verify refund-intake --trusted-key $(DEV_PUB)
 	$(CLI) route refund-intake --artifact onnx-fp32 --trusted-key $(DEV_PUB) $(EXAMPLES)
