@@ -4,9 +4,8 @@
 
 The ticket, queue and fail-closed pictures are `intakegate-desk ... --screenshot` runs against
 the bundle given (the fail-closed one against a copy with one extra file, which the router
-refuses as tampered). The highlight picture gives the window a decision whose `segment` is set
-by hand, because this branch's router does not report segments yet: it shows how a reported
-segment is drawn, not a segment the model chose.
+refuses as tampered). The highlight picture routes a multi-request ticket and draws the segment
+the router reports as deciding (`Decision.segment`).
 """
 
 from __future__ import annotations
@@ -32,11 +31,8 @@ def desk(*args: str) -> None:
 
 
 def highlight(bundle_dir: Path, out: Path) -> None:
-    from dataclasses import replace
-
     from PySide6.QtWidgets import QApplication
 
-    from intakegate.runtime.decision import DecidingSegment
     from intakegate_desk.session import Session
     from intakegate_desk.tickets import typed
     from intakegate_desk.window import MainWindow
@@ -46,11 +42,7 @@ def highlight(bundle_dir: Path, out: Path) -> None:
     text = ("Hi, thanks for the tracking link yesterday.\n\nThe parcel finally came, but after "
             "the return window closed and the portal rejected my return. Please make an "
             "exception, I was travelling.\n\nBest, Sam")
-    [item] = session.route([typed(text, 1)])
-    start = text.index("The parcel")
-    end = text.index("travelling.") + len("travelling.")
-    shown = replace(item, decision=replace(item.decision, segment=DecidingSegment(
-        1, "sentence", start, end, item.decision.score or 0.0)))
+    [shown] = session.route([typed(text, 1)])
     window = MainWindow(session)
     window.resize(1100, 680)
     window.show()
