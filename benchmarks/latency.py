@@ -162,7 +162,7 @@ def segment_cost(router: Any, texts: Sequence[str], settings: WarmSettings) -> d
             t0 = clock()
             scored = score_ticket(engine.backend.logits, tokenizer, text, spec)
             seconds[name].append(clock() - t0)
-            rows[name].append(scored.windows)
+            rows[name].append(scored.rows)
         progress.tick(i + 1)
     out: dict[str, Any] = {"measured": True, "segmentation": engine.spec.segmentation.name}
     for name in specs:

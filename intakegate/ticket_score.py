@@ -74,8 +74,9 @@ class SegmentScore:
 class Scored:
     """A ticket's score and the segment that decided it, or the reason it has none.
 
-    `detail` starts with a sub-code. `windows` counts the model rows the ticket needed;
-    `max_window` is the riskiest window inside the deciding segment.
+    `detail` starts with a sub-code. `windows` counts the windows of the whole ticket and
+    `rows` every model row its segments needed (the cost); `max_window` is the riskiest window
+    of the deciding segment.
     """
 
     score: float | None
@@ -86,6 +87,7 @@ class Scored:
     detail: str = ""
     decided_by: int | None = None
     segments: tuple[SegmentScore, ...] = ()
+    rows: int = 0
 
     @property
     def deciding(self) -> SegmentScore | None:
@@ -99,7 +101,7 @@ def direct_call(fn: LogitsFn, windows: Windows) -> Any:
 
 def _failed(reason: Reason, detail: str, rows: int = 0, unk_ratio: float | None = None
             ) -> Scored:
-    return Scored(None, reason, rows, unk_ratio=unk_ratio, detail=detail)
+    return Scored(None, reason, rows, unk_ratio=unk_ratio, detail=detail, rows=rows)
 
 
 def _runs(lengths: Sequence[int]) -> list[list[int]]:
@@ -211,7 +213,8 @@ def score_ticket(logits: LogitsFn, tokenizer: Any, text: str, spec: ScoreSpec,
     best = int(np.argmax(blended))
     seg_rows = np.flatnonzero(owners == best)
     max_window = int(np.argmax(per_row[seg_rows]))
-    return Scored(parts[best].score, None, n_rows, max_window, unk_ratio, "", best, parts)
+    return Scored(parts[best].score, None, len(whole_rows), max_window, unk_ratio, "", best,
+                  parts, n_rows)
 
 
 def progress_log(label: str, every_s: float = 10.0) -> Callable[[int, int], None]:

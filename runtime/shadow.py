@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from intakegate.composed import is_composed_slice
 from intakegate.errors import InputError
 from intakegate.jsonio import loads_strict
 from intakegate.runtime.decision import Decision
@@ -70,7 +71,9 @@ def bundle_floors(verified: Any) -> tuple[dict[str, float], str]:
     required: list[str] = []
     try:
         spec = json.loads(verified.read(manifest["receipt"]).decode("utf-8"))
-        required = sorted(spec.get("required_slices", []))
+        # Composed slices exist only in receipts; shadow traffic is labelled by base slice.
+        required = sorted(s for s in spec.get("required_slices", [])
+                          if not is_composed_slice(s))
     except Exception as exc:  # noqa: BLE001 - fall back to whatever floors exist
         log.warning("shadow: cannot read the receipt's required slices: %s", exc)
     floors: dict[str, float] = {}

@@ -33,9 +33,13 @@ def test_blend_is_recorded_and_hashed(blended: Path) -> None:
     assert m["score_blend"]["lexical"] in {f["path"] for f in m["files"]}
     assert "+tfidf-" in m["model_version"]  # the receipt identity names the blend
     report = json.loads((blended / "docs" / "gate_report.json").read_text())
-    assert report["score_blend"]["candidates"][0]["encoder_weight"] == 0.6
+    assert report["score_blend"]["chosen_encoder_weight"] == 0.6
+    selection = json.loads((blended / "docs" / "selection_report.json").read_text())
+    tried = selection["shares"][0]["candidates"]
+    assert {c["encoder_weight"] for c in tried} == {0.6}  # every candidate is on record
     test = json.loads((blended / "docs" / "test_report.json").read_text())
-    assert "encoder_alone" in test["components"]
+    assert "single" in test["components"]["shipped"]
+    assert "composed" in test["components"]["shipped"]
 
 
 def test_export_regate_and_router_use_the_blended_score(blended: Path) -> None:

@@ -80,9 +80,10 @@ def tiny_exported(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.fixture(scope="module")
 def bert_exported(tiny_bert_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny BERT (scores packed near 0.0087), a 1e-4 margin, all four artifacts. Read only."""
+    """The tiny BERT (scores packed near 0.0087), a 1e-3 margin (its int8 graph moves composed
+    fixtures' scores by more than 1e-4), all four artifacts. Read only."""
     bundle = copy_bundle(tiny_bert_bundle, tmp_path_factory.mktemp("exp-bert"), "bert-margin")
-    repin_threshold(bundle, 0.0)
+    repin_threshold(bundle, 1e-3)
     export_bundle(bundle, EXPORTABLE)
     return bundle
 

@@ -75,7 +75,9 @@ def test_the_cli_with_an_empty_home_creates_nothing(onnx_bundle: Path, tmp_path:
     proc = subprocess.run([sys.executable, "-m", "intakegate.cli", "serve", str(onnx_bundle),
                            "--stdio"], input=request, cwd=work, env=env, capture_output=True,
                           text=True, timeout=120)
-    assert json.loads(proc.stdout.splitlines()[0])["id"] == 1, proc.stderr
+    messages = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert messages[0]["op"] == "ready", proc.stderr  # protocol v1: the ready event first
+    assert [m["id"] for m in messages[1:]] == [1], proc.stderr
     assert tree(home) == set() and tree(work) == set()
 
 

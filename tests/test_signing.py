@@ -222,7 +222,9 @@ def test_serve_stdio_with_trusted_key_fails_closed_on_an_unsigned_bundle(
                            "--stdio", "--trusted-key", str(keys["publisher"][1])],
                           input=request + health, capture_output=True, timeout=120)
     answers = [json.loads(line) for line in proc.stdout.decode().splitlines()]
-    assert answers[0]["route"] == "human_review_now"
-    assert answers[0]["reason"] == "bundle_integrity" and "signature_missing" in answers[0][
+    assert answers[0]["op"] == "ready" and answers[0]["ready"] is False  # protocol v1
+    assert "signature_missing" in answers[0]["detail"]
+    assert answers[1]["route"] == "human_review_now"
+    assert answers[1]["reason"] == "bundle_integrity" and "signature_missing" in answers[1][
         "detail"]
-    assert answers[1]["ready"] is False
+    assert answers[2]["op"] == "health" and answers[2]["ready"] is False

@@ -143,8 +143,12 @@ def test_cli_never_prompts_and_never_reads_stdin(copy: Path, tmp_path: Path) -> 
                            "--stdio", "--artifact", "torch-fp32"], input=b"1\n" + request,
                           capture_output=True, timeout=120, cwd=tmp_path)
     answers = [json.loads(line) for line in proc.stdout.decode().splitlines()]
-    assert len(answers) == 2 and all(a["route"] == "human_review_now" for a in answers)
-    assert answers[1]["id"] == "t1" and answers[1]["reason"] == "bundle_integrity"
+    # Protocol v1: the ready event (not ready), an error for the stray "1" line (which the
+    # server read as a request, so loading never read stdin), and the ticket's answer.
+    assert [a["op"] for a in answers] == ["ready", "error", "route"]
+    assert answers[0]["ready"] is False
+    assert answers[2]["id"] == "t1" and answers[2]["route"] == "human_review_now"
+    assert answers[2]["reason"] == "bundle_integrity"
     assert not marker.exists() and not (copy / TORCH_DIR / "PWNED").exists()
 
 

@@ -111,7 +111,7 @@ def evaluate_candidates(logits_fn: Any, tokenizer: Any, spec: ScoreSpec,
     for seg in segmentations:
         seg_spec = replace(spec, policy=replace(spec.policy, segmentation=seg), blend=None)
         scored = score_texts(logits_fn, tokenizer, prepared, seg_spec)
-        rows_per_ticket = float(np.mean([s.windows for s in scored]))
+        rows_per_ticket = float(np.mean([s.rows for s in scored]))
         for w in sorted({float(x) for x in (weights or (1.0,))}, reverse=True):
             scores = ticket_scores(scored, w, lex if lexical is not None else None, prepared)
             th = choose_threshold(scores.tolist(), golds, slices, required_all, margin)
