@@ -1,13 +1,12 @@
 """The tickets a benchmark routes: the bundle's own test split, checked against its manifest.
 
 Timing depends on ticket length (tokens per window, windows per ticket), so a benchmark routes
-the test rows of the very dataset version and split the bundle was gated on, and refuses to run
-on anything else.
+the test rows of the very dataset version and split the bundle was gated on, which train stores
+in the bundle; no dataset is opened.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,28 +25,29 @@ class BenchTexts:
     split_manifest_version: str
 
 
-def load_texts(manifest: Mapping[str, Any]) -> BenchTexts:
-    """The bundle dataset's test split; an InputError when the data is not the bundle's."""
-    from intakegate.dataset import load_dataset
-    from intakegate.split import split_dataset
-    from intakegate.vocab import Split
+def load_texts(verified: Any) -> BenchTexts:
+    """The bundle's own test rows (`eval/rows.json`, written by train and hashed in the
+    manifest); an InputError when the bundle lacks them or they are not of its split."""
+    from intakegate.bundle import BundleError
+    from intakegate.fixtures import EVAL_ROWS, parse_eval_rows
 
-    ds = load_dataset(manifest["dataset"])
-    if ds.dataset_version != manifest["dataset_version"]:
-        raise InputError(f"dataset {manifest['dataset']} is {ds.dataset_version}, the bundle was "
+    manifest = verified.manifest
+    try:
+        rows = parse_eval_rows(verified.read(EVAL_ROWS))
+    except BundleError as exc:
+        raise InputError(f"the bundle has no benchmark rows ({exc}); bench a full bundle, or "
+                         f"a pack made --with-fixtures", path=str(verified.root)) from None
+    if rows.dataset_version != manifest["dataset_version"]:
+        raise InputError(f"{EVAL_ROWS} holds rows of {rows.dataset_version}, the bundle was "
                          f"built on {manifest['dataset_version']}: its test rows are not this "
-                         f"bundle's")
-    split = split_dataset(ds)
-    if split.version != manifest["split_manifest_version"]:
-        raise InputError(f"split {split.version} != the bundle's "
-                         f"{manifest['split_manifest_version']}")
-    test = split.rows(ds, Split.TEST)
-    train = split.rows(ds, Split.TRAIN)
-    if not test:
-        raise InputError(f"dataset {manifest['dataset']} has no test rows to route")
-    return BenchTexts(tuple(r.text for r in test), tuple(train), tuple(ds.baseline_keywords),
-                      ds.name,
-                      ds.dataset_version, split.version)
+                         f"bundle's", path=str(verified.root))
+    if rows.split_manifest_version != manifest["split_manifest_version"]:
+        raise InputError(f"split {rows.split_manifest_version} != the bundle's "
+                         f"{manifest['split_manifest_version']}", path=str(verified.root))
+    if not rows.test:
+        raise InputError(f"{EVAL_ROWS} has no test rows to route", path=str(verified.root))
+    return BenchTexts(tuple(r.text for r in rows.test), rows.train, rows.baseline_keywords,
+                      rows.dataset, rows.dataset_version, rows.split_manifest_version)
 
 
 def cycle(texts: tuple[str, ...] | list[str], n: int, offset: int = 0) -> list[str]:

@@ -116,7 +116,7 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
     started = time.perf_counter()
     bundle_dir = resolve_bundle(config.bundle, config.bundles_root).resolve()
     verified = verify_bundle(bundle_dir)
-    texts = load_texts(verified.manifest)
+    texts = load_texts(verified)
     device = resolve_device(config.device)
     threads = config.threads or default_threads()
     out_dir = _out_dir(config.out, device, verified.bundle_version)
@@ -208,7 +208,7 @@ def run_soak(config: SoakConfig) -> tuple[list[dict[str, Any]], Path]:
 
     bundle_dir = resolve_bundle(config.bundle, config.bundles_root).resolve()
     verified = verify_bundle(bundle_dir)
-    texts = load_texts(verified.manifest)
+    texts = load_texts(verified)
     device = resolve_device(config.device)
     threads = config.threads or default_threads()
     present = verified.manifest["artifacts"]

@@ -18,8 +18,8 @@ from typing import Any
 
 from intakegate.bundle import (Artifact, BundleError, Status, VerifiedBundle, resolve_bundle,
                                verify_bundle)
-from intakegate.composed import composed_text, parse_composed_id
 from intakegate.encoding import InputPolicy, tokenizer_matches_policy
+from intakegate.fixtures import FIXTURES, fixture_texts
 from intakegate.export.artifacts import parse_artifacts
 from intakegate.export.backends import BackendUnavailable, gate_backend
 from intakegate.export.drift import MARGIN_TOLERANCE, drift_report
@@ -54,9 +54,8 @@ def _read_json(bundle: VerifiedBundle, rel: str) -> Any:
 
 
 def load_inventory(bundle: VerifiedBundle) -> Inventory:
-    """The receipt spec, the reference run (slice and gold per fixture) and the fixture texts."""
-    from intakegate.dataset import load_dataset
-
+    """The receipt spec, the reference run (slice and gold per fixture) and the fixture texts,
+    all from the bundle itself (receipt/fixtures.jsonl): no dataset is opened."""
     m = bundle.manifest
     spec = spec_from_json(_read_json(bundle, m["receipt"]), Path(m["receipt"]))
     ref_entry = m["artifacts"].get(REFERENCE.value)
@@ -65,22 +64,17 @@ def load_inventory(bundle: VerifiedBundle) -> Inventory:
                                               "compare with", "manifest.json")
     reference = run_from_json(_read_json(bundle, ref_entry["receipt_run"]),
                               Path(ref_entry["receipt_run"]))
-    dataset = load_dataset(m["dataset"])
-    if dataset.dataset_version != m["dataset_version"]:
-        return Inventory(spec, reference, {}, f"dataset_version:{dataset.dataset_version}")
-    by_id = dataset.by_id()
-    mismatched = sorted(r.fixture_id for r in reference.rows if r.fixture_id in by_id
-                        and (by_id[r.fixture_id].gold, by_id[r.fixture_id].slice)
+    if FIXTURES not in {e["path"] for e in m["files"]}:
+        return Inventory(spec, reference, {}, f"fixtures_absent:{FIXTURES}")
+    fixtures, problem = fixture_texts(spec.fixture_ids, spec.fixture_sha256, bundle.read)
+    if problem:
+        return Inventory(spec, reference, {}, problem)
+    mismatched = sorted(r.fixture_id for r in reference.rows if r.fixture_id in fixtures
+                        and (fixtures[r.fixture_id].gold, fixtures[r.fixture_id].slice)
                         != (r.gold, r.slice))
     if mismatched:
         return Inventory(spec, reference, {}, f"fixture_mismatch:{','.join(mismatched)}")
-    base = {fid: row.text for fid, row in by_id.items()}
-    texts: dict[str, str] = {}
-    for fid in spec.fixture_ids:
-        text = base.get(fid) if parse_composed_id(fid) is None else composed_text(fid, base)
-        if text is not None:
-            texts[fid] = text
-    return Inventory(spec, reference, texts)
+    return Inventory(spec, reference, {fid: fixtures[fid].text for fid in spec.fixture_ids})
 
 
 def _hold(artifact: Artifact, bundle: VerifiedBundle, reason: str, **kw: Any) -> ArtifactGate:

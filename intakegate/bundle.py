@@ -28,7 +28,11 @@ from intakegate.jsonio import dumps_canonical, loads_strict
 from intakegate.vocab import FALLBACK_ROUTE, GateDecision, Route
 
 # 2: the input policy carries the segmentation (every segment of a ticket is scored).
-FORMAT_VERSION = 2
+# 3: self-contained: receipt/fixtures.jsonl, eval/rows.json, text digests and shadow floors in
+#    the receipt spec; int8 `gates` keyed per CPU family; slim packs (`derived_from`).
+FORMAT_VERSION = 3
+FORMAT_CHANGES = {2: "format 2 bundles read their fixture texts from the shipped dataset; "
+                     "retrain (intakegate train) to write a self-contained format 3 bundle"}
 MANIFEST = "manifest.json"
 # The detached signature over the manifest digest (intakegate.signing); it cannot be listed in
 # the manifest it signs, and it is only ever parsed as a small strict JSON signature.
@@ -105,7 +109,9 @@ OPTIONAL_FIELDS: dict[str, type | tuple[type, ...]] = {"notes": list, "documents
                                                     # intakegate.tokenizer_pins
                                                     "tokenizer_pins": dict,
                                                     # intakegate.logit_range
-                                                    "logit_range": dict}
+                                                    "logit_range": dict,
+                                                    # a slim pack: intakegate.pack
+                                                    "derived_from": dict}
 ARTIFACT_FIELDS = {"format", "precision", "path", "sha256", "size_bytes", "status", "reason",
                    "receipt_run", "gated_with", "drift", "tool_versions", "export_settings",
                    "model_sha256", "device_classes", "gates", "note"}
@@ -258,7 +264,9 @@ def validate_manifest(obj: Any, where: str = MANIFEST) -> dict[str, Any]:
     if obj["format_version"] != FORMAT_VERSION:
         raise BundleError("manifest_invalid",
                           f"bundle format {obj['format_version']} is not supported by this "
-                          f"intakegate (supports {FORMAT_VERSION}); rebuild the bundle", where)
+                          f"intakegate (supports {FORMAT_VERSION}); "
+                          f"{FORMAT_CHANGES.get(obj['format_version'], 'rebuild the bundle')}",
+                          where)
     threshold = float(obj["threshold"])
     if not 0.0 < threshold < 1.0:
         raise bad("threshold", f"{threshold} is not in (0, 1)")

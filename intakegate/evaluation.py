@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from intakegate.composed import ComposedRecipe
 from intakegate.dataset import TicketRow
+from intakegate.fixtures import text_sha256
 from intakegate.gate import GateRow, ReceiptSpec, Run
 from intakegate.scoring import confusion_at
 
@@ -57,11 +58,14 @@ def evaluate_at(rows: Sequence[TicketRow], scores: Sequence[float], threshold: f
 
 def receipt_spec(receipt_version: str, identity: dict[str, str], rows: Sequence[TicketRow],
                  required_slices: Iterable[str], fp_budget: float | None,
-                 composed: ComposedRecipe | None = None) -> ReceiptSpec:
+                 composed: ComposedRecipe | None = None,
+                 shadow_floors: Mapping[str, float] | None = None) -> ReceiptSpec:
     """The frozen receipt for a validation inventory: every row id (composed ones included,
-    with the recipe that generated them), nothing else."""
+    with the recipe that generated them) and the digest of its text, nothing else."""
     return ReceiptSpec(receipt_version, identity, tuple(row.id for row in rows),
-                       frozenset(required_slices), fp_budget, composed)
+                       frozenset(required_slices), fp_budget, composed,
+                       {row.id: text_sha256(row.text) for row in rows},
+                       dict(shadow_floors or {}))
 
 
 def build_run(bundle_version: str, identity: dict[str, str], threshold: float,

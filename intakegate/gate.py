@@ -41,6 +41,11 @@ class ReceiptSpec:
     fp_budget: float | None = None
     # How the composed fixtures among `fixture_ids` were generated (None: no composed rows).
     composed: ComposedRecipe | None = None
+    # sha256 of each fixture's text (intakegate.fixtures): the bundle's receipt/fixtures.jsonl
+    # must hold exactly these texts. Empty for receipts that carry no texts (the seed lesson).
+    fixture_sha256: Mapping[str, str] = field(default_factory=dict)
+    # Missed-escalation floors of shadow traffic per required slice, from the label guide.
+    shadow_floors: Mapping[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -53,6 +58,10 @@ class ReceiptSpec:
             out["fp_budget"] = self.fp_budget
         if self.composed is not None:
             out["composed"] = self.composed.to_json()
+        if self.fixture_sha256:
+            out["fixture_sha256"] = dict(self.fixture_sha256)
+        if self.shadow_floors:
+            out["shadow_floors"] = dict(self.shadow_floors)
         return out
 
 
@@ -217,7 +226,7 @@ def spec_from_json(obj: Any, path: Path | None = None) -> ReceiptSpec:
     if not isinstance(obj, dict):
         raise InputError("a receipt spec must be a JSON object", path=path)
     _reject_unknown(obj, {"receipt_version", "identity", "fixture_ids", "required_slices",
-                          "fp_budget", "composed"}, path)
+                          "fp_budget", "composed", "fixture_sha256", "shadow_floors"}, path)
     version = _require(obj, "receipt_version", str, path)
     identity = _require(obj, "identity", dict, path)
     _reject_unknown(identity, set(IDENTITY_FIELDS), path, "identity.")
@@ -247,8 +256,22 @@ def spec_from_json(obj: Any, path: Path | None = None) -> ReceiptSpec:
             composed = ComposedRecipe.from_json(composed)
         except (TypeError, ValueError) as exc:
             raise InputError(str(exc), path=path, field="composed") from None
+    digests = obj.get("fixture_sha256", {})
+    if not isinstance(digests, dict) or not all(
+            isinstance(v, str) and len(v) == 64 for v in digests.values()):
+        raise InputError("expected an object of sha256 hex digests", path=path,
+                         field="fixture_sha256")
+    stray = sorted(set(digests) - set(fixture_ids))
+    if stray:
+        raise InputError(f"digest for a fixture not in fixture_ids: {stray[0]}", path=path,
+                         field="fixture_sha256")
+    floors = obj.get("shadow_floors", {})
+    if not isinstance(floors, dict) or not all(valid_score(v) for v in floors.values()):
+        raise InputError("expected an object of shares in [0, 1]", path=path,
+                         field="shadow_floors")
     return ReceiptSpec(version, dict(identity), tuple(fixture_ids), frozenset(slices),
-                       None if budget is None else float(budget), composed)
+                       None if budget is None else float(budget), composed, dict(digests),
+                       {k: float(v) for k, v in floors.items()})
 
 
 def run_from_json(obj: Any, path: Path | None = None) -> Run:

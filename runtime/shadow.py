@@ -7,7 +7,7 @@ the route the caller gets.
 
 `shadow_report` joins the log with the human decisions (`id`, `gold_route`, `slice` per line)
 and, per bundle, prints the missed-escalation rate of each required slice against the floors of
-that bundle's shadow-monitor plan.
+that bundle's receipt spec (`shadow_floors`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import re
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
@@ -31,8 +30,6 @@ from intakegate.vocab import Route
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = "1"
-PLAN_DOC = "shadow_monitor_plan.md"
-_FLOOR_ROW = re.compile(r"^\|\s*`([^`]+)`\s*\|\s*([0-9]+(?:\.[0-9]+)?)%\s*\|\s*$")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS bundles (
@@ -51,50 +48,24 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
 
 
-def floors_from_plan(plan_md: str) -> dict[str, float]:
-    """The `| \\`slice\\` | 100% |` rows of a shadow-monitor plan, as shares in [0, 1]."""
-    floors = {}
-    for line in plan_md.splitlines():
-        match = _FLOOR_ROW.match(line.strip())
-        if match:
-            floors[match.group(1)] = float(match.group(2)) / 100.0
-    return floors
-
-
 def bundle_floors(verified: Any) -> tuple[dict[str, float], str]:
-    """Floors for a verified bundle: its plan, else its dataset's label guide, else 100%.
+    """Floors for a verified bundle, as data from its receipt spec (`shadow_floors`).
 
-    The plan is inside the bundle (hashed with it), so it is the floor the bundle shipped with.
-    Every required slice of the bundle's receipt gets a floor; one the plan omits gets 100%.
+    The receipt is hashed with the bundle, so these are the floors it shipped with; every
+    required slice of the receipt gets one, 100% where the spec names none. Composed slices
+    exist only in receipts: shadow traffic is labelled by base slice.
     """
-    manifest = verified.manifest
-    required: list[str] = []
-    try:
-        spec = json.loads(verified.read(manifest["receipt"]).decode("utf-8"))
-        # Composed slices exist only in receipts; shadow traffic is labelled by base slice.
-        required = sorted(s for s in spec.get("required_slices", [])
-                          if not is_composed_slice(s))
-    except Exception as exc:  # noqa: BLE001 - fall back to whatever floors exist
-        log.warning("shadow: cannot read the receipt's required slices: %s", exc)
-    floors: dict[str, float] = {}
-    source = ""
-    plan_rel = (manifest.get("documents") or {}).get(PLAN_DOC)
-    if plan_rel:
-        try:
-            floors = floors_from_plan(verified.read(plan_rel).decode("utf-8"))
-            source = f"bundle:{plan_rel}"
-        except Exception as exc:  # noqa: BLE001 - fall back to the label guide
-            log.warning("shadow: cannot read %s: %s", plan_rel, exc)
-    if not floors:
-        try:
-            from intakegate.dataset import data_root
-            from intakegate.label_guide import load_label_guide
+    from intakegate.gate import spec_from_json
 
-            guide = load_label_guide(data_root() / manifest["dataset"] / "label_guide.json")
-            floors = dict(guide.shadow_floors)
-            source = f"label_guide:{guide.label_version}"
-        except Exception:  # noqa: BLE001 - the default floor applies
-            source = "default:100%"
+    try:
+        spec = spec_from_json(loads_strict(verified.read(verified.manifest["receipt"])
+                                           .decode("utf-8")))
+    except Exception as exc:  # noqa: BLE001 - an unreadable receipt: the default floor applies
+        log.warning("shadow: cannot read the receipt's floors: %s", exc)
+        return {}, "default:100%"
+    required = sorted(s for s in spec.required_slices if not is_composed_slice(s))
+    floors = dict(spec.shadow_floors)
+    source = f"receipt:{verified.manifest['receipt']}" if floors else "default:100%"
     for name in required:
         floors.setdefault(name, 1.0)
     return floors, source

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from intakegate.bundle import activate
 from intakegate.errors import InputError
 from intakegate.runtime import Router
-from intakegate.runtime.shadow import ShadowLog, bundle_floors, floors_from_plan
+from intakegate.runtime.shadow import ShadowLog, bundle_floors
 from intakegate.vocab import Route
 from tests.runtime_helpers import cached_onnx_bundle, copy_bundle, validation_rows
 
@@ -197,14 +197,13 @@ def test_unopenable_shadow_log_is_a_startup_error(onnx_bundle: Path, tmp_path: P
         Router.load(onnx_bundle, artifact="onnx-fp32", shadow_log=tmp_path / "no" / "s.db")
 
 
-def test_floors_come_from_the_bundle_plan(onnx_bundle: Path) -> None:
+def test_floors_come_from_the_receipt_spec_as_data(onnx_bundle: Path) -> None:
     from intakegate.bundle import verify_bundle
 
     floors, source = bundle_floors(verify_bundle(onnx_bundle))
-    assert source == "bundle:docs/shadow_monitor_plan.md"
+    assert source == "receipt:receipt/spec.json"
     assert floors == {"account_takeover": 1.0, "damaged_package_exception": 1.0,
                       "return_window_exception": 1.0}
-    assert floors_from_plan("| `a` | 95% |\n| `b` | 100% |\nother") == {"a": 0.95, "b": 1.0}
 
 
 def test_shadow_report_passes_then_recommends_rollback(onnx_bundle: Path,

@@ -29,6 +29,7 @@ from intakegate.composed import (PREFIX, ComposedRecipe, composed_fixtures,
                                  routine_segment_rows)
 from intakegate.encoding import InputPolicy, configure_tokenizer, policy_digest, prepare_text
 from intakegate.evaluation import build_run, lowest_required_positives, receipt_spec
+from intakegate.fixtures import EVAL_ROWS, FIXTURES, EvalRows, fixtures_jsonl
 from intakegate.gate import GateResult, release_decision
 from intakegate.golden import pick_golden_ids, set_golden_block
 from intakegate.jsonio import write_json
@@ -202,12 +203,19 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
     identity = {"dataset_version": dataset.dataset_version, "label_version": guide.label_version,
                 "split_manifest_version": split.version, "model_version": model_version}
     spec = receipt_spec(dataset.receipt_version, identity, val_all, required_all,
-                        guide.fp_budget, recipe)
+                        guide.fp_budget, recipe,
+                        {s: guide.shadow_floors.get(s, 1.0) for s in required})
     run = build_run(version, identity, threshold, val_all, vs)
     gate = release_decision(spec, run)
     log.info("gate: %s", gate.line())
     (staging / "receipt" / "runs").mkdir(parents=True)
     write_json(staging / "receipt" / "spec.json", spec.to_json())
+    # The bundle carries what every later stage reads: no stage re-opens the dataset.
+    (staging / FIXTURES).write_bytes(fixtures_jsonl(val_all))
+    (staging / EVAL_ROWS).parent.mkdir(parents=True, exist_ok=True)
+    (staging / EVAL_ROWS).write_bytes(EvalRows(
+        dataset.name, dataset.dataset_version, split.version, dataset.baseline_keywords,
+        tuple(split.rows(dataset, Split.TEST)), tuple(train_rows)).to_bytes())
     write_json(staging / "receipt" / "runs" / f"{Artifact.TORCH_FP32.value}.json", run.to_json())
     golden_ids = set(pick_golden_ids({r.id: s for r, s in zip(val_all, vs)}))
     set_golden_block(staging, Artifact.TORCH_FP32.value, weights_sha,
