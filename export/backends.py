@@ -39,10 +39,12 @@ COREML_MAX_BATCH = 64
 
 
 class BackendUnavailable(NotImplementedError):
-    """This machine cannot execute the artifact, so cannot gate it; `reason` is gate-line text."""
+    """This machine cannot execute the artifact, so cannot gate it; `reason` is gate-line text,
+    `extra` the pip extra whose absence is the cause (reported as `not_checked`, not `held`)."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, extra: str | None = None) -> None:
         self.reason = reason
+        self.extra = extra
         super().__init__(f"{reason}: {message}")
 
 
@@ -84,36 +86,23 @@ def gate_backend(artifact: Artifact, bundle: VerifiedBundle) -> GateBackend:
     engine = SPECS[artifact].engine
     path = artifact_path(bundle, artifact)
     if engine is Engine.ONNXRUNTIME:
-        _require_cpu_family(bundle.manifest["artifacts"][artifact.value])
-        return _onnx_backend(bundle.read(path))
+        return _onnx_backend(bundle.read(path), SPECS[artifact].precision != "fp32")
     if engine is Engine.TORCH:
         return _torch_backend(bundle, path)
     return _coreml_backend(bundle, path)
 
 
-def _require_cpu_family(entry: dict[str, Any]) -> None:
-    """An int8 graph is gated only on the kernel family it was quantized for: the runtime
-    serves it only there, and another family computes different scores."""
-    from intakegate.export.cpu import detect_cpu_family
-    from intakegate.runtime.loader import is_quantized
-
-    settings = entry.get("export_settings") or {}
-    family = settings.get("cpu_family")
-    here = detect_cpu_family().value
-    if family and is_quantized(entry) and family != here:
-        raise BackendUnavailable(f"needs_cpu_family:{family}",
-                                 f"quantized for {family}, this CPU is {here}")
-
-
-def _onnx_backend(model_bytes: bytes) -> GateBackend:
-    from intakegate.export.cpu import detect_cpu_family
-    from intakegate.runtime.loader import device_class
+def _onnx_backend(model_bytes: bytes, quantized: bool) -> GateBackend:
+    from intakegate.hardware import cpu_gate_key, detect_cpu_family, device_class
     from intakegate.runtime.onnx_backend import OnnxLogits
 
     logits = OnnxLogits(model_bytes, device="cpu")
-    return GateBackend(logits, "onnxruntime-cpu", {
+    family = detect_cpu_family().value
+    # int8 kernels differ per CPU family, so each family's receipt is its own `gates` entry.
+    gated_with = cpu_gate_key(family) if quantized else "onnxruntime-cpu"
+    return GateBackend(logits, gated_with, {
         "providers": logits.providers, "threads": logits.threads, "machine": logits.platform,
-        "cpu_family": detect_cpu_family().value, "device_class": device_class("cpu")})
+        "cpu_family": family, "device_class": device_class("cpu")})
 
 
 def _torch_backend(bundle: VerifiedBundle, path: str) -> GateBackend:
@@ -121,7 +110,7 @@ def _torch_backend(bundle: VerifiedBundle, path: str) -> GateBackend:
         from intakegate.runtime.torch_backend import TorchLogits, load_torch_model_from_files
     except ImportError as exc:
         raise BackendUnavailable("torch_not_installed", f"{exc}; install it with: pip install "
-                                                        "'intakegate[train]'") from None
+                                                        "'intakegate[train]'", "train") from None
     prefix = path.rstrip("/") + "/"
     files = {rel[len(prefix):]: bundle.read(rel) for rel in listed_under(bundle, path)}
     model = load_torch_model_from_files(files)
@@ -151,7 +140,7 @@ class CoreMLLogits:
             import coremltools as ct
         except ImportError as exc:
             raise BackendUnavailable("coremltools_not_installed", f"{exc}; install it with: pip "
-                                     "install 'intakegate[export]'") from None
+                                     "install 'intakegate[export]'", "export") from None
 
         self.model = ct.models.MLModel(str(package),
                                        compute_units=getattr(ct.ComputeUnit,
@@ -180,7 +169,7 @@ def _mil_reference_backend(bundle: VerifiedBundle, path: str) -> GateBackend:
         raise BackendUnavailable(COREML_NO_TOOLS,
                                  f"Core ML predictions need macOS, and the reference executor on "
                                  f"{sys.platform} needs coremltools to read the package; install "
-                                 "it with: pip install 'intakegate[export]'")
+                                 "it with: pip install 'intakegate[export]'", "export")
     with tempfile.TemporaryDirectory(prefix="intakegate-mil-") as tmp:
         package = materialize(bundle, path, Path(tmp))
         try:

@@ -24,7 +24,8 @@ from intakegate.export.artifacts import (COREML_ARTIFACTS, EXPORTABLE, SPECS, Ar
                                          tool_versions)
 from intakegate.export.commit import (commit_manifest, manifest_sha, refresh_active_pointer,
                                       swap_into_place)
-from intakegate.export.cpu import CpuFamily, detect_cpu_family, int8_settings
+from intakegate.export.cpu import int8_settings
+from intakegate.hardware import CpuFamily, detect_cpu_family
 from intakegate.export.materialize import materialize
 from intakegate.export.regate import load_inventory, regate_artifact
 from intakegate.export.results import (REFERENCE, ArtifactGate, updated_manifest,

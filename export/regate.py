@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from intakegate.bundle import (Artifact, BundleError, Status, VerifiedBundle, resolve_bundle,
-                               verify_bundle)
+from intakegate.bundle import (SIGNATURE, Artifact, BundleError, Status, VerifiedBundle,
+                               resolve_bundle, verify_bundle)
 from intakegate.encoding import InputPolicy, tokenizer_matches_policy
 from intakegate.fixtures import FIXTURES, fixture_texts
 from intakegate.export.artifacts import parse_artifacts
@@ -107,7 +107,8 @@ def regate_artifact(bundle: VerifiedBundle, artifact: Artifact, inventory: Inven
         backend = gate_backend(artifact, bundle)
     except BackendUnavailable as exc:
         log.warning("%s/%s: %s", bundle.bundle_version, artifact.value, exc)
-        return ArtifactGate(artifact, bundle.bundle_version, Status.PENDING_REGATE, exc.reason)
+        return ArtifactGate(artifact, bundle.bundle_version, Status.PENDING_REGATE, exc.reason,
+                            not_checked=exc.extra)
     except BundleError as exc:
         return _hold(artifact, bundle, exc.code + (f":{exc.path}" if exc.path else ""))
     except Exception as exc:  # noqa: BLE001 - an artifact its runtime cannot load is held
@@ -144,14 +145,31 @@ def _finite(score: float | None) -> float | None:
     return score if score is not None and math.isfinite(score) else None
 
 
-def regate_bundle(bundle_dir: Path, artifacts: Sequence[Artifact] | None = None
-                  ) -> list[ArtifactGate]:
-    """Verify, re-gate the named (default: every listed) artifacts and record the results.
+@dataclass(frozen=True)
+class GateReport:
+    """What `intakegate gate` found, and what it wrote (nothing unless asked to record)."""
 
-    A bundle that fails verification is refused before anything is scored or written.
+    bundle_dir: Path
+    manifest_sha256: str
+    gates: tuple[ArtifactGate, ...]
+    recorded_sha256: str | None = None  # the new manifest's digest when --record wrote one
+
+    @property
+    def exit_code(self) -> int:
+        """0 all eligible, 1 any held, 5 none held but some not checked (a missing extra)."""
+        from intakegate.cli.exits import ExitCode
+
+        if not self.gates or any(not g.eligible and not g.not_checked for g in self.gates):
+            return ExitCode.HELD
+        return ExitCode.NOT_CHECKED if any(g.not_checked for g in self.gates) else ExitCode.OK
+
+
+def check_bundle(bundle_dir: Path, artifacts: Sequence[Artifact] | None = None
+                 ) -> tuple[VerifiedBundle, list[ArtifactGate]]:
+    """Verify and re-gate the named (default: every listed) artifacts; writes nothing.
+
+    A bundle that fails verification is refused before anything is scored.
     """
-    from intakegate.export.commit import commit_manifest, manifest_sha, refresh_active_pointer
-
     verified = verify_bundle(bundle_dir)
     if artifacts is None:
         artifacts = [a for a in Artifact if a.value in verified.manifest["artifacts"]]
@@ -162,22 +180,68 @@ def regate_bundle(bundle_dir: Path, artifacts: Sequence[Artifact] | None = None
             gates.append(_hold(artifact, verified, "not_exported"))
             continue
         gates.append(regate_artifact(verified, artifact, inventory))
-    recorded = [g for g in gates if g.reason != "not_exported"]
-    written = write_gate_files(bundle_dir, recorded, verified.manifest["artifacts"])
-    written += sorted(set(write_golden_rows(bundle_dir, dict(verified.manifest), recorded)))
-    old_sha = manifest_sha(bundle_dir)
-    new_sha = commit_manifest(bundle_dir, updated_manifest(dict(verified.manifest), recorded),
-                              verified, written)
-    refresh_active_pointer(bundle_dir, old_sha, new_sha)
+    return verified, gates
+
+
+def regate_bundle(bundle_dir: Path, artifacts: Sequence[Artifact] | None = None, *,
+                  record: bool = False) -> list[ArtifactGate]:
+    """Re-gate; with `record`, write the results into a new manifest (`record_gates`)."""
+    verified, gates = check_bundle(bundle_dir, artifacts)
+    if record:
+        record_gates(bundle_dir, verified, gates)
     return gates
 
 
-def gate_bundle_command(bundle: Path, artifacts: list[str], bundles_root: Path) -> int:
-    """`intakegate gate BUNDLE [--artifact A]`: one line per artifact; 0 only if all eligible."""
+def record_gates(bundle_dir: Path, verified: VerifiedBundle, gates: Sequence[ArtifactGate]
+                 ) -> str:
+    """Write run, drift and golden files and a new manifest; returns its sha256.
+
+    The dataset's ACTIVE pointer is not touched: it keeps pinning the manifest that was
+    activated (a consumer pinning that digest sees no change) until `bundles activate`.
+    """
+    from intakegate.export.commit import commit_manifest
+
+    recorded = [g for g in gates if g.reason != "not_exported"]
+    written = write_gate_files(bundle_dir, recorded, verified.manifest["artifacts"])
+    written += sorted(set(write_golden_rows(bundle_dir, dict(verified.manifest), recorded)))
+    return commit_manifest(bundle_dir, updated_manifest(dict(verified.manifest), recorded),
+                           verified, written)
+
+
+def gate_bundle_command(bundle: Path, artifacts: list[str], bundles_root: Path,
+                        record: bool = False, as_json: bool = False) -> int:
+    """`intakegate gate BUNDLE [--artifact A] [--record] [--json]`: one line per artifact.
+
+    Read-only unless `record`; exit 0 all eligible, 1 any held, 5 some not checked.
+    """
+    import json
+
     import typer
 
     bundle_dir = resolve_bundle(bundle, bundles_root)
-    gates = regate_bundle(bundle_dir, parse_artifacts(artifacts) if artifacts else None)
-    for gate in gates:
-        typer.echo(gate.line())
-    return 0 if gates and all(g.eligible for g in gates) else 1
+    verified, gates = check_bundle(bundle_dir, parse_artifacts(artifacts) if artifacts else None)
+    recorded = record_gates(bundle_dir, verified, gates) if record else None
+    report = GateReport(bundle_dir, verified.manifest_sha256, tuple(gates), recorded)
+    notes = []
+    if recorded is not None:
+        notes.append(f"recorded: new manifest {recorded[:12]} (was "
+                     f"{verified.manifest_sha256[:12]}); ACTIVE still pins the old one: run "
+                     f"`intakegate bundles activate {verified.manifest['dataset']} "
+                     f"{verified.bundle_version}` to serve it")
+        if (bundle_dir / SIGNATURE).exists():
+            notes.append(f"the signature in {SIGNATURE} covers the old manifest and no longer "
+                         f"verifies: re-sign with `intakegate bundles sign {bundle_dir} --key "
+                         f"PRIVATE`")
+    if as_json:
+        typer.echo(json.dumps({"bundle": str(bundle_dir), "bundle_version":
+                               verified.bundle_version,
+                               "manifest_sha256": verified.manifest_sha256,
+                               "recorded_manifest_sha256": recorded,
+                               "gates": [g.to_json() for g in gates], "notes": notes,
+                               "exit_code": int(report.exit_code)}, indent=2))
+    else:
+        for gate in gates:
+            typer.echo(gate.line())
+        for note in notes:
+            typer.echo(note)
+    return report.exit_code

@@ -52,6 +52,8 @@ class ArtifactGate:
     drift: dict[str, Any] | None = None
     details: dict[str, Any] | None = None
     seconds: float = 0.0
+    # The pip extra this machine lacks to run the artifact: not checked, which is not held.
+    not_checked: str | None = None
 
     @property
     def eligible(self) -> bool:
@@ -59,8 +61,18 @@ class ArtifactGate:
 
     def line(self) -> str:
         """The seed's one-line form, named `<bundle_version>/<artifact>`."""
-        return (f"{self.bundle_version}/{self.artifact.value}: decision={self.status.value} "
+        decision = (f"not_checked: {self.not_checked}" if self.not_checked
+                    else self.status.value)
+        return (f"{self.bundle_version}/{self.artifact.value}: decision={decision} "
                 f"reason={self.reason}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"artifact": self.artifact.value, "bundle_version": self.bundle_version,
+                "decision": self.status.value, "reason": self.reason,
+                "not_checked": self.not_checked, "gated_with": self.gated_with,
+                "max_abs_delta": (self.drift or {}).get("max_abs_delta"),
+                "route_flips": [f["id"] for f in (self.drift or {}).get("route_flips", [])],
+                "seconds": round(self.seconds, 2)}
 
 
 def entry_update(gate: ArtifactGate) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from intakegate.bundle import Artifact, BundleError, Status, VerifiedBundle, ver
 from intakegate.encoding import InputPolicy, Windows, prepare_text, tokenizer_matches_policy
 from intakegate.errors import InputError
 from intakegate.gate import Run, release_decision, run_from_json, spec_from_json
+from intakegate.hardware import detect_cpu_family, device_class, gated_cpu_families
 from intakegate.jsonio import loads_strict
 from intakegate.lexical import LexicalFormatError, ScoreBlend, blend_from_manifest
 from intakegate.routing import Reason
@@ -151,16 +151,6 @@ def active_pointer(source: str | Path, bundles_root: str | Path) -> Any:
         raise LoadRefused(Reason.MODEL_UNAVAILABLE, f"bundle_not_found: {exc}") from None
 
 
-def machine_class() -> str:
-    machine = platform.machine().lower()
-    return {"amd64": "x86_64", "aarch64": "arm64"}.get(machine, machine)
-
-
-def device_class(device: str) -> str:
-    """The hardware class a receipt names, e.g. `cpu-x86_64`, `cuda-x86_64`, `mps-arm64`."""
-    return f"{device}-{machine_class()}"
-
-
 def validated_devices(art: Mapping[str, Any]) -> set[str] | None:
     """Devices this artifact's receipt covers on this machine; None when it does not say.
 
@@ -175,25 +165,32 @@ def validated_devices(art: Mapping[str, Any]) -> set[str] | None:
                                                    "list of strings")
     devices = {d.value for d in Device if d is not Device.AUTO
                and (d.value in classes or device_class(d.value) in classes)}
-    if not cpu_family_matches(art)[0]:
+    if cpu_family_refusal(art) is not None:
         devices.discard(Device.CPU.value)
     return devices
 
 
-def cpu_family_matches(art: Mapping[str, Any]) -> tuple[bool, str]:
-    """A quantized artifact gated on one CPU kernel family (export records `cpu_family`) is
-    only validated on that family: int8 kernels differ between AVX2, AVX-512 VNNI and ARM64."""
-    settings = art.get("export_settings")
-    family = settings.get("cpu_family") if isinstance(settings, dict) else None
-    if not family or not is_quantized(art):
-        return True, ""
+def this_cpu_family() -> str:
+    """This machine's CPU family (intakegate.hardware); `unknown` is never a gated one."""
     try:
-        from intakegate.export.cpu import detect_cpu_family
+        return detect_cpu_family().value
+    except (OSError, ValueError) as exc:
+        log.warning("CPU family unknown: %s", exc)
+        return "unknown"
 
-        here = detect_cpu_family().value
-    except Exception:  # noqa: BLE001 - an unknown family is not the validated one
-        here = "unknown"
-    return here == family, f"int8 kernels gated on {family}, this CPU is {here}"
+
+def cpu_family_refusal(art: Mapping[str, Any], artifact: str = "the artifact") -> str | None:
+    """Why a quantized artifact may not run on this CPU family, or None when a receipt in its
+    `gates` map was computed on this family (int8 kernels differ per family)."""
+    if not is_quantized(art):
+        return None
+    here = this_cpu_family()
+    gated = gated_cpu_families(art.get("gates"))
+    if here in gated:
+        return None
+    return (f"hw_not_validated: this CPU is {here}; {artifact} was gated on CPU families "
+            f"{gated or 'none'}; run `intakegate gate BUNDLE --artifact {artifact} --record` on "
+            f"this machine, or load a pack made --with-fixtures with --verify-on-device")
 
 
 def is_quantized(art: Mapping[str, Any]) -> bool:
@@ -332,7 +329,7 @@ def read_tokenizer(verified: VerifiedBundle, policy: InputPolicy) -> tuple[str, 
 # Backends
 
 
-def _build_onnx(verified: VerifiedBundle, art: Mapping[str, Any], device: str,
+def _build_onnx(verified: VerifiedBundle, artifact: str, art: Mapping[str, Any], device: str,
                 threads: int | None, validated: set[str] | None) -> Any:
     from intakegate.runtime.onnx_backend import (PROVIDER_FOR_DEVICE, DeviceUnavailable,
                                                  OnnxLogits)
@@ -371,6 +368,7 @@ def _build_onnx(verified: VerifiedBundle, art: Mapping[str, Any], device: str,
         return backend
     raise LoadRefused(Reason.MODEL_UNAVAILABLE if errors else Reason.ARTIFACT_HELD,
                       f"model_unloadable: {'; '.join(errors)}" if errors else
+                      cpu_family_refusal(art, artifact) or
                       "hw_not_validated: no available device is in the artifact's receipt")
 
 
@@ -462,11 +460,11 @@ def build_backend(verified: VerifiedBundle, artifact: str, art: Mapping[str, Any
     if device != Device.AUTO.value:
         require_device(artifact, device)  # a device that is not there is a startup error
     if device != Device.AUTO.value and validated is not None and device not in validated:
-        note = cpu_family_matches(art)[1] if device == Device.CPU.value else ""
-        held.held(f"hw_not_validated: {device_class(device)} is not in {artifact}'s "
-                  f"receipt {art.get('device_classes')} {note}".rstrip())
+        family = cpu_family_refusal(art, artifact) if device == Device.CPU.value else None
+        held.held(family or f"hw_not_validated: {device_class(device)} is not in {artifact}'s "
+                            f"receipt {art.get('device_classes')}")
     if artifact in ONNX_ARTIFACTS:
-        return _build_onnx(verified, art, device, threads, validated)
+        return _build_onnx(verified, artifact, art, device, threads, validated)
     if artifact == Artifact.TORCH_FP32.value:
         if device == Device.AUTO.value and validated is not None:
             device = next((d for d in ("cuda", "mps", "cpu") if d in validated), "cpu")

@@ -212,6 +212,13 @@ def add_onnx_artifacts(bundle: Path, artifacts: Sequence[str] = ("onnx-fp32", "o
                  "model_sha256": digest, "size_bytes": len(model_bytes[name]),
                  "status": (Status.ELIGIBLE if gate.eligible else Status.HOLD).value,
                  "reason": gate.reason, "receipt_run": run_rel, "gated_with": "onnxruntime-cpu"}
+        if PRECISION[name] != "fp32":  # int8 receipts are recorded per CPU family
+            from intakegate.hardware import cpu_gate_key, detect_cpu_family
+
+            entry["gated_with"] = cpu_gate_key(detect_cpu_family().value)
+            entry["gates"] = {entry["gated_with"]: {"decision": entry["status"],
+                                                    "reason": gate.reason, "when": "test",
+                                                    "receipt_run": run_rel}}
         if device_classes is not None:
             entry["device_classes"] = list(device_classes)
         entries[name] = entry

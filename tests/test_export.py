@@ -27,7 +27,8 @@ from intakegate.bundle import (Artifact, BundleError, Status, activate, read_poi
 from intakegate.export.artifacts import EXPORTABLE, SPECS
 from intakegate.export.backends import gate_backend
 from intakegate.export.mil_reference import MIL_REFERENCE
-from intakegate.export.cpu import CpuFamily, detect_cpu_family, int8_settings
+from intakegate.export.cpu import int8_settings
+from intakegate.hardware import CpuFamily, detect_cpu_family
 from intakegate.export.pipeline import export_bundle
 from intakegate.export.regate import load_inventory, regate_bundle
 from intakegate.gate import load_run, load_spec, release_decision
@@ -127,7 +128,8 @@ def test_onnx_artifacts_re_pass_the_exact_receipt(exported: Path) -> None:
     for artifact in ONNX:
         entry = m["artifacts"][artifact.value]
         assert (entry["status"], entry["reason"]) == ("eligible_for_shadow", "exact_receipt_pass")
-        assert entry["gated_with"] == "onnxruntime-cpu"
+        assert entry["gated_with"] == ("onnxruntime-cpu" if artifact is Artifact.ONNX_FP32
+                                       else f"onnxruntime-cpu-{detect_cpu_family().value}")
         run = load_run(exported / entry["receipt_run"])
         assert run.threshold == m["threshold"]
         assert [r.fixture_id for r in run.rows] == list(spec.fixture_ids)
@@ -177,20 +179,23 @@ def test_onnx_fp32_logits_match_torch_on_validation(exported: Path) -> None:
     assert diff.max() < 1e-4
 
 
-def test_int8_config_follows_the_cpu_family(exported: Path) -> None:
+def test_int8_config_is_portable_and_its_receipt_names_the_cpu_family(exported: Path) -> None:
+    """One int8 graph for every CPU family (7-bit weights: no U8S8 saturation anywhere); the
+    family it was gated on is its own `gates` entry."""
     assert detect_cpu_family("aarch64", set()) is CpuFamily.ARM64
     assert detect_cpu_family("x86_64", {"avx2", "avx512_vnni"}) is CpuFamily.AVX512_VNNI
     assert detect_cpu_family("x86_64", {"avx2", "avx512f"}) is CpuFamily.AVX2
     assert detect_cpu_family("x86_64", {"sse4_2"}) is CpuFamily.X86_NO_AVX2
-    assert int8_settings(CpuFamily.AVX2).reduce_range
-    assert not int8_settings(CpuFamily.AVX512_VNNI).reduce_range
-    assert not int8_settings(CpuFamily.ARM64).reduce_range
+    assert all(int8_settings(f).reduce_range and int8_settings(f).per_channel
+               for f in CpuFamily)
     m = manifest(exported)
-    settings = m["artifacts"]["onnx-int8"]["export_settings"]
+    entry = m["artifacts"]["onnx-int8"]
+    settings = entry["export_settings"]
     family = detect_cpu_family()
-    assert settings["cpu_family"] == family.value
+    assert settings["exported_on_cpu_family"] == family.value
     assert settings["weight_type"] == "QInt8" and settings["per_channel"] is True
-    assert settings["reduce_range"] == int8_settings(family).reduce_range
+    assert settings["reduce_range"] is True
+    assert entry["gates"][f"onnxruntime-cpu-{family.value}"]["decision"] == "eligible_for_shadow"
     assert m["artifacts"]["onnx-int8"]["size_bytes"] < m["artifacts"]["onnx-fp32"]["size_bytes"]
     machine = {"amd64": "x86_64", "aarch64": "arm64"}.get(platform.machine().lower(),
                                                           platform.machine().lower())
@@ -208,18 +213,17 @@ def test_runtime_accepts_the_exported_artifacts(exported: Path) -> None:
         assert bound.run.threshold == bundle.threshold
 
 
-def test_int8_is_not_regated_on_another_cpu_family(tiny_exported: Path, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from intakegate.export import cpu
-
+def test_int8_regated_on_another_cpu_family_adds_that_familys_entry(
+        tiny_exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`gate --record` on a new family keeps the first family's receipt and adds its own."""
     bundle = copy_bundle(tiny_exported, tmp_path, "tiny-other-cpu")
-    family = manifest(bundle)["artifacts"]["onnx-int8"]["export_settings"]["cpu_family"]
-    other = next(f for f in CpuFamily if f.value != family)
-    monkeypatch.setattr(cpu, "detect_cpu_family", lambda *a, **k: other)
-    gates = regate_bundle(bundle, [Artifact.ONNX_INT8])
-    assert (gates[0].status, gates[0].reason) == (Status.PENDING_REGATE,
-                                                   f"needs_cpu_family:{family}")
-    assert manifest(bundle)["artifacts"]["onnx-int8"]["status"] == "eligible_for_shadow"
+    family = detect_cpu_family().value
+    other = next(f.value for f in CpuFamily if f.value != family)
+    monkeypatch.setenv("INTAKEGATE_CPU_FAMILY", other)
+    gates = regate_bundle(bundle, [Artifact.ONNX_INT8], record=True)
+    assert gates[0].gated_with == f"onnxruntime-cpu-{other}"
+    recorded = manifest(bundle)["artifacts"]["onnx-int8"]["gates"]
+    assert {f"onnxruntime-cpu-{family}", f"onnxruntime-cpu-{other}"} <= set(recorded)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,7 +262,7 @@ def test_coreml_packages_are_written_and_gated_by_the_reference_off_macos(export
 @pytest.mark.skipif(sys.platform != "darwin", reason="Core ML predictions need macOS")
 def test_coreml_is_gated_by_core_ml_on_macos(tiny_exported: Path, tmp_path: Path) -> None:
     bundle = copy_bundle(tiny_exported, tmp_path, "tiny-mac")
-    gates = regate_bundle(bundle, COREML)
+    gates = regate_bundle(bundle, COREML, record=True)
     m = manifest(bundle)
     for gate in gates:
         assert gate.status in (Status.ELIGIBLE, Status.HOLD)
@@ -399,8 +403,8 @@ def test_gate_bundle_exit_codes(tiny_exported: Path, tmp_path: Path) -> None:
     assert onnx_only.stdout.splitlines() == [
         f"{bv}/{a}: decision=eligible_for_shadow reason=exact_receipt_pass"
         for a in ("onnx-fp32", "onnx-int8")]
-    every = cli("gate", str(bundle))
-    lines = every.stdout.splitlines()
+    every = cli("gate", str(bundle), "--record")
+    lines = [line for line in every.stdout.splitlines() if not line.startswith("recorded:")]
     assert [line.split(":")[0] for line in lines] == [f"{bv}/{a.value}" for a in Artifact]
     assert every.returncode == (0 if all("decision=eligible_for_shadow" in line
                                          for line in lines) else 1)
@@ -471,6 +475,49 @@ def test_export_into_the_active_bundle_keeps_it_activatable(tiny_bundle: Path,
     assert gate_bundle_command(bundle, ["onnx-fp32"], root) == 1  # not exported
 
 
+def test_gate_is_read_only_and_record_writes_a_new_manifest_without_repinning(
+        tiny_exported: Path, tmp_path: Path) -> None:
+    """`intakegate gate` leaves the manifest digest (and ACTIVE) unchanged; `--record` writes a
+    new manifest, says so, and still leaves ACTIVE to `bundles activate`."""
+    root = tmp_path / "bundles"
+    bundle = copy_bundle(tiny_exported, root, "v1")
+    activate(root, "refund-intake", "v1")
+    before = {p.relative_to(bundle): sha256_file(p) for p in bundle.rglob("*") if p.is_file()}
+    pointer = (root / "refund-intake" / "ACTIVE").read_bytes()
+    out = cli("gate", "refund-intake", "--artifact", "onnx-int8", "--bundles-dir", str(root),
+              "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["gates"][0]["decision"] == "eligible_for_shadow"
+    assert report["recorded_manifest_sha256"] is None
+    assert {p.relative_to(bundle): sha256_file(p) for p in bundle.rglob("*")
+            if p.is_file()} == before
+    assert (root / "refund-intake" / "ACTIVE").read_bytes() == pointer
+    old_sha = sha256_file(bundle / "manifest.json")
+    out = cli("gate", str(bundle), "--artifact", "onnx-int8", "--record")
+    assert out.returncode == 0, out.stderr
+    assert "recorded: new manifest" in out.stdout and "bundles activate" in out.stdout
+    assert sha256_file(bundle / "manifest.json") != old_sha
+    assert (root / "refund-intake" / "ACTIVE").read_bytes() == pointer
+
+
+def test_gate_without_an_extra_reports_not_checked_not_held(tiny_exported: Path,
+                                                            tmp_path: Path) -> None:
+    """No torch here: torch-fp32 is `not_checked: train` (exit 5), the ONNX artifacts still
+    gate, and nothing is written."""
+    bundle = copy_bundle(tiny_exported, tmp_path, "tiny-no-torch")
+    before = sha256_file(bundle / "manifest.json")
+    code = ("import sys; sys.modules['torch'] = None; from intakegate.cli import main; "
+            f"main(['gate', {str(bundle)!r}, '--artifact', 'torch-fp32', '--artifact', "
+            "'onnx-fp32'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 5, out.stdout + out.stderr
+    assert "torch-fp32: decision=not_checked: train reason=torch_not_installed" in out.stdout
+    assert "onnx-fp32: decision=eligible_for_shadow" in out.stdout
+    assert sha256_file(bundle / "manifest.json") == before
+
+
 @off_macos
 def test_linux_regate_keeps_a_core_ml_receipt_from_macos(tiny_exported: Path,
                                                          tmp_path: Path) -> None:
@@ -484,7 +531,7 @@ def test_linux_regate_keeps_a_core_ml_receipt_from_macos(tiny_exported: Path,
                                          receipt_run="receipt/runs/coreml-int8.json",
                                          gated_with="coreml-macos-all")
     write_manifest(bundle, m)
-    gates = regate_bundle(bundle, [Artifact.COREML_FP16, Artifact.COREML_INT8])
+    gates = regate_bundle(bundle, [Artifact.COREML_FP16, Artifact.COREML_INT8], record=True)
     assert [g.gated_with for g in gates] == [MIL_REFERENCE] * 2
     after = manifest(bundle)["artifacts"]
     assert after["coreml-int8"]["status"] == "eligible_for_shadow"

@@ -136,10 +136,10 @@ def test_gate_cli_regates_core_ml_with_the_reference(tiny_coreml: Path, tmp_path
 
     bundle = copy_bundle(tiny_coreml, tmp_path, "tiny-cli")
     bv = verify_bundle(bundle).manifest["bundle_version"]
-    assert gate_bundle_command(bundle, ["coreml-int8"], tmp_path) == 0
+    assert gate_bundle_command(bundle, ["coreml-int8"], tmp_path, record=True) == 0
     e = entry(bundle, Artifact.COREML_INT8)
     assert (e["status"], e["gated_with"]) == ("eligible_for_shadow", MIL_REFERENCE)
-    gates = regate_bundle(bundle, COREML)
+    gates = regate_bundle(bundle, COREML, record=True)
     assert [g.line() for g in gates] == [
         f"{bv}/{a.value}: decision=eligible_for_shadow reason=exact_receipt_pass"
         for a in COREML]
@@ -171,7 +171,7 @@ def test_macos_receipt_is_kept_beside_the_reference(tiny_coreml: Path, tmp_path:
         "decision": "eligible_for_shadow", "reason": "exact_receipt_pass",
         "when": "2026-01-01T00:00:00+00:00", "receipt_run": "receipt/runs/coreml-int8.json"}}
     write_manifest(bundle, m)
-    (gate,) = regate_bundle(bundle, [Artifact.COREML_INT8])
+    (gate,) = regate_bundle(bundle, [Artifact.COREML_INT8], record=True)
     assert gate.gated_with == MIL_REFERENCE and gate.status is Status.ELIGIBLE
     e = entry(bundle, Artifact.COREML_INT8)
     assert e["gated_with"] == "coreml-macos-all" and e["status"] == "eligible_for_shadow"
@@ -202,7 +202,7 @@ def test_without_coremltools_core_ml_stays_pending(tiny_coreml: Path, tmp_path: 
     with pytest.raises(BackendUnavailable) as info:
         gate_backend(Artifact.COREML_FP16, verify_bundle(bundle))
     assert info.value.reason == COREML_NO_TOOLS
-    (gate,) = regate_bundle(bundle, [Artifact.COREML_FP16])
+    (gate,) = regate_bundle(bundle, [Artifact.COREML_FP16], record=True)
     assert (gate.status, gate.reason) == (Status.PENDING_REGATE, COREML_NO_TOOLS)
     assert entry(bundle, Artifact.COREML_FP16)["status"] == "eligible_for_shadow"  # kept
 
@@ -246,7 +246,7 @@ def test_corrupted_int8_scales_are_held_with_missed_ids(tiny_coreml: Path,
     data[offset:offset + scale.nbytes] = (-scale).tobytes()
     weights.write_bytes(bytes(data))
     _rehash(bundle, Artifact.COREML_INT8)
-    (gate,) = regate_bundle(bundle, [Artifact.COREML_INT8])
+    (gate,) = regate_bundle(bundle, [Artifact.COREML_INT8], record=True)
     e = entry(bundle, Artifact.COREML_INT8)
     assert gate.gated_with == MIL_REFERENCE
     assert (e["status"], e["reason"]) == ("hold", gate.reason)
@@ -311,7 +311,7 @@ def test_an_unknown_op_is_named_and_never_skipped(tiny_coreml: Path, tmp_path: P
     # A package that uses an op the executor lacks is never gated by it: pending, op named.
     monkeypatch.delitem(KERNELS, "reduce_sum")
     bundle = copy_bundle(tiny_coreml, tmp_path, "tiny-unknown-op")
-    (gate,) = regate_bundle(bundle, [Artifact.COREML_FP16])
+    (gate,) = regate_bundle(bundle, [Artifact.COREML_FP16], record=True)
     assert (gate.status, gate.reason) == (Status.PENDING_REGATE,
                                           f"{MIL_UNSUPPORTED_OP}:reduce_sum")
 

@@ -392,12 +392,32 @@ def test_int8_on_hardware_outside_its_receipt_is_held(copy: Path, case: str) -> 
         elif case == "no-device-classes":
             art.pop("device_classes")
         else:
-            art["export_settings"] = {"cpu_family": "some_other_family"}
+            art["gates"] = {"onnxruntime-cpu-some_other_family": {
+                "decision": "eligible_for_shadow", "reason": "exact_receipt_pass"}}
 
     rewrite(copy, change)
     for device in ("cpu", "auto"):
         refused(copy, Reason.ARTIFACT_HELD, "hw_not_validated", artifact="onnx-int8",
                 device=device)
+
+
+def test_int8_on_a_cpu_family_not_in_its_receipt_says_which_and_what_to_run(
+        copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The family found, the families gated and the command to run; declared through the
+    environment (INTAKEGATE_CPU_FAMILY), no internals patched."""
+    from intakegate.hardware import detect_cpu_family
+
+    gated = detect_cpu_family().value
+    other = next(f for f in ("avx2", "avx512_vnni", "arm64") if f != gated)
+    monkeypatch.setenv("INTAKEGATE_CPU_FAMILY", other)
+    for device in ("cpu", "auto"):
+        router = Router.load(copy, artifact="onnx-int8", device=device)
+        assert not router.ready
+        detail = router.route(ROUTINE).detail or ""
+        assert f"this CPU is {other}" in detail and f"['{gated}']" in detail
+        assert "intakegate gate BUNDLE --artifact onnx-int8 --record" in detail
+    monkeypatch.setenv("INTAKEGATE_CPU_FAMILY", gated)
+    assert Router.load(copy, artifact="onnx-int8", device="cpu").ready
 
 
 @pytest.mark.parametrize("case", ["score-edited", "drift", "other-model", "required"])

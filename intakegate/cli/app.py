@@ -59,11 +59,18 @@ def gate(
     receipt: Annotated[Optional[Path], typer.Option(help="Frozen receipt spec JSON.")] = None,
     artifact: Annotated[Optional[list[str]], typer.Option(
         help="With BUNDLE: the artifact(s) to re-gate (default: every artifact).")] = None,
+    record: Annotated[bool, typer.Option(
+        "--record", help="With BUNDLE: write the results into a new manifest (ACTIVE is not "
+                         "re-pinned; a signature must be renewed).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With BUNDLE: one JSON report.")
+                       ] = False,
     bundles_dir: BundlesDirOpt = None,
 ) -> None:
     """Gate runs against a frozen receipt, or re-gate a bundle's artifacts; one line each.
 
-    Exit 0 when every run or artifact is eligible, 1 when any is held, 2 on unreadable input.
+    A bundle is only read unless --record. Exit 0 when every run or artifact is eligible, 1 when
+    any is held, 2 on unreadable input, 5 when none is held but some could not be checked
+    (a missing extra).
     """
     if receipt is None:
         if len(paths) != 1:
@@ -71,7 +78,7 @@ def gate(
         from intakegate.export.regate import gate_bundle_command
 
         raise typer.Exit(gate_bundle_command(paths[0], artifact or [],
-                                             bundles_root(bundles_dir).path))
+                                             bundles_root(bundles_dir).path, record, as_json))
     from intakegate.gate import gate_files
 
     results = gate_files(receipt, paths)
