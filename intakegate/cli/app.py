@@ -141,6 +141,37 @@ def bundles_path(name: str, bundles_dir: BundlesDirOpt = None) -> None:
         raise InputError(f"bundle_not_found: {name}: {root.miss_hint(name)}") from exc
 
 
+@bundles_app.command("pack")
+def bundles_pack(
+    bundle: Annotated[str, typer.Argument(help="A bundle directory or a dataset name.")],
+    artifact: Annotated[str, typer.Option(help="The one artifact the pack ships.")],
+    out: Annotated[Path, typer.Option("--out", help="The pack directory (must not exist).")],
+    with_fixtures: Annotated[bool, typer.Option(
+        "--with-fixtures", help="Include the receipt's fixture texts and the benchmark rows "
+                                "(customer text), e.g. for --verify-on-device.")] = False,
+    bundles_dir: BundlesDirOpt = None,
+) -> None:
+    """Write a deployable bundle with one eligible artifact, its tokenizer, lexical model,
+    receipts, golden rows and documents; its manifest names the parent (`derived_from`)."""
+    from intakegate.bundle import Artifact, resolve_bundle
+    from intakegate.pack import pack_bundle
+
+    try:
+        chosen = Artifact(artifact)
+    except ValueError:
+        raise InputError(f"unknown artifact {artifact!r}; choose from "
+                         f"{[a.value for a in Artifact]}", field="--artifact") from None
+    result = pack_bundle(resolve_bundle(bundle, bundles_root(bundles_dir).path), chosen, out,
+                         with_fixtures)
+    mb = 1024 * 1024
+    typer.echo(f"packed: {result.out} manifest_sha256={result.manifest_sha256} "
+               f"derived_from={result.parent_sha256}")
+    typer.echo(f"size: {result.size_bytes / mb:.2f} MB in {result.files} files (parent "
+               f"{result.parent_size_bytes / mb:.2f} MB); fixture texts "
+               f"{'included' if with_fixtures else 'left out'}; sign it with `intakegate "
+               f"bundles sign {result.out} --key PRIVATE`")
+
+
 @bundles_app.command("activate")
 def bundles_activate(name: str, version: str, bundles_dir: BundlesDirOpt = None) -> None:
     """Verify a bundle and make it active (atomic pointer replace)."""

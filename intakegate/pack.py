@@ -1,0 +1,118 @@
+"""Slim packs: a deployable bundle holding one artifact and what serving it needs.
+
+Why: the router verifies every file its manifest lists, so a client shipping the 23 MB int8 model
+had to carry the whole bundle (torch weights, fp32 ONNX, Core ML packages). A pack is a bundle
+of its own: the chosen artifact, the tokenizer, the lexical model, the receipt spec and that
+artifact's receipt run, its golden rows, the documents, and a manifest that hashes every file
+and names its parent (`derived_from`: the parent's manifest digest). The router loads it like
+any bundle, and it is signed like any bundle (`bundles sign PACK`). Fixture texts and the
+benchmark rows are customer text: left out unless `with_fixtures`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from intakegate.bundle import (MANIFEST, Artifact, BundleError, Status, VerifiedBundle,
+                               now_iso, verify_bundle, write_manifest)
+from intakegate.fixtures import EVAL_ROWS, FIXTURES
+from intakegate.gate import release_decision, run_from_json, spec_from_json
+from intakegate.golden import GOLDEN
+from intakegate.jsonio import loads_strict, write_json
+from intakegate.vocab import GateDecision
+
+CUSTOMER_TEXT = (FIXTURES, EVAL_ROWS)
+
+
+@dataclass(frozen=True)
+class PackResult:
+    """Where the pack went, what it holds, and how it compares with its parent."""
+
+    out: Path
+    manifest_sha256: str
+    parent_sha256: str
+    files: int
+    size_bytes: int
+    parent_size_bytes: int
+
+
+def _under(rel: str, prefix: str) -> bool:
+    return rel == prefix or rel.startswith(prefix.rstrip("/") + "/")
+
+
+def check_packable(verified: VerifiedBundle, artifact: Artifact) -> dict[str, Any]:
+    """The artifact's entry, when the bundle and the artifact may ship; else BundleError
+    `artifact_held` (or `artifact_missing`) with the reason."""
+    m = verified.manifest
+    entry = m["artifacts"].get(artifact.value)
+    if entry is None:
+        raise BundleError("artifact_missing", f"the bundle has no {artifact.value} (has "
+                                              f"{sorted(m['artifacts'])}); run `intakegate "
+                                              f"export` first", str(verified.root))
+    if m["decision"] != GateDecision.ELIGIBLE_FOR_SHADOW.value:
+        raise BundleError("artifact_held", f"the bundle is held ({m['decision_reason']}); a "
+                                           f"held bundle is not packed", str(verified.root))
+    if entry["status"] != Status.ELIGIBLE.value or not entry.get("receipt_run"):
+        raise BundleError("artifact_held", f"{artifact.value} is {entry['status']} "
+                                           f"({entry.get('reason')}); a held artifact is not "
+                                           f"packed", str(verified.root))
+    spec = spec_from_json(loads_strict(verified.read(m["receipt"]).decode("utf-8")))
+    run = run_from_json(loads_strict(verified.read(entry["receipt_run"]).decode("utf-8")))
+    result = release_decision(spec, run)
+    if not result.eligible:
+        raise BundleError("artifact_held", f"{artifact.value}'s receipt re-gates to "
+                                           f"{result.reason}; not packed", str(verified.root))
+    return entry
+
+
+def pack_bundle(bundle_dir: Path, artifact: Artifact, out: Path,
+                with_fixtures: bool = False) -> PackResult:
+    """Verify the parent, copy what serving `artifact` needs from its verified bytes, and
+    write the pack's own manifest. `out` must not exist; nothing is left behind on failure."""
+    verified = verify_bundle(bundle_dir)  # a tampered parent is refused here
+    entry = check_packable(verified, artifact)
+    m = verified.manifest
+    out = Path(out)
+    if out.exists():
+        raise BundleError("pack_exists", "the output directory exists; choose a new one",
+                          str(out))
+    blend = m.get("score_blend") or {}
+    keep_prefixes = [entry["path"], m["tokenizer"], m["receipt"], entry["receipt_run"],
+                     "docs", "split_manifest.json",
+                     *([blend["lexical"]] if isinstance(blend.get("lexical"), str) else []),
+                     *(CUSTOMER_TEXT if with_fixtures else ())]
+    listed = [e["path"] for e in m["files"]]
+    chosen = [rel for rel in listed if any(_under(rel, p) for p in keep_prefixes)]
+    staging = out.with_name(f".{out.name}.packing-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        for rel in chosen:
+            target = staging / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(verified.read(rel))  # re-checked against the parent's digest
+        golden = loads_strict(verified.read(GOLDEN).decode("utf-8"))
+        block = golden.get("artifacts", {}).get(artifact.value)
+        if block is None:
+            raise BundleError("selftest_missing", f"no golden rows for {artifact.value}",
+                              GOLDEN)
+        write_json(staging / GOLDEN, {**golden, "artifacts": {artifact.value: block}})
+        manifest = dict(m)
+        manifest["artifacts"] = {artifact.value: entry}
+        manifest["documents"] = {k: v for k, v in (m.get("documents") or {}).items()
+                                 if (staging / v).is_file()}
+        manifest["derived_from"] = {"manifest_sha256": verified.manifest_sha256,
+                                    "bundle_version": m["bundle_version"],
+                                    "artifact": artifact.value, "with_fixtures": with_fixtures,
+                                    "packed_at": now_iso()}
+        sha = write_manifest(staging, manifest)
+        os.rename(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    parent = sum(e["size"] for e in m["files"]) + (verified.root / MANIFEST).stat().st_size
+    return PackResult(out, sha, verified.manifest_sha256, len(chosen) + 1, size, parent)

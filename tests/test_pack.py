@@ -1,0 +1,144 @@
+"""A new user's own JSONL end to end, with no shipped dataset involved, and slim packs.
+
+The bundle is trained on a copy of the refund-intake rows under another name, and the copy is
+deleted right after training: export, gate, pack, route and bench can only read the bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from intakegate.bundle import BundleError, sha256_file, verify_bundle, write_manifest
+from intakegate.fixtures import EVAL_ROWS, FIXTURES
+from intakegate.runtime import Router
+from intakegate.vocab import Route
+from tests.conftest import REPO, relaxed_guide, train_tiny_bundle
+
+RISKY = "Someone logged into my account and changed the email, I did not do this."
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "intakegate.cli", *args], capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """mytickets/own-t1: trained on the user's file (then deleted), exported to ONNX."""
+    root = tmp_path_factory.mktemp("own") / "B"
+    root.mkdir()
+    data = root.parent / "mytickets.jsonl"
+    shutil.copy(REPO / "data" / "refund-intake" / "tickets.jsonl", data)
+    bundle = train_tiny_bundle(root, "own-t1", dataset=str(data),
+                               label_guide=relaxed_guide(root.parent, 0.95))
+    data.unlink()  # from here on nothing can read the dataset
+    assert bundle == root / "mytickets" / "own-t1"
+    out = cli("export", str(bundle), "--bundles-dir", str(root), "--artifacts",
+              "onnx-fp32,onnx-int8")
+    assert out.returncode == 0, out.stdout + out.stderr
+    return bundle
+
+
+def copy_of(bundle: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "mytickets" / bundle.name
+    shutil.copytree(bundle, dst)
+    return dst
+
+
+def test_a_new_users_jsonl_goes_through_gate_pack_route_and_bench(own: Path,
+                                                                  tmp_path: Path) -> None:
+    from intakegate.benchmarks.runner import BenchConfig, run_bench
+
+    before = sha256_file(own / "manifest.json")
+    gate = cli("gate", str(own), "--artifact", "onnx-int8")
+    assert gate.returncode == 0, gate.stdout + gate.stderr
+    assert "own-t1/onnx-int8: decision=eligible_for_shadow" in gate.stdout
+    assert sha256_file(own / "manifest.json") == before  # gate never writes
+
+    pack = tmp_path / "pack"
+    out = cli("bundles", "pack", str(own), "--artifact", "onnx-int8", "--out", str(pack))
+    assert out.returncode == 0, out.stdout + out.stderr
+    m = verify_bundle(pack).manifest
+    assert set(m["artifacts"]) == {"onnx-int8"}
+    assert m["derived_from"]["manifest_sha256"] == before
+    listed = {e["path"] for e in m["files"]}
+    assert FIXTURES not in listed and EVAL_ROWS not in listed  # customer text stays out
+    assert not any(p.startswith("model/torch-fp32") or p.startswith("model/onnx-fp32")
+                   for p in listed)
+    router = Router.load(pack, artifact="onnx-int8", device="cpu")
+    assert router.ready, router.health()
+    assert router.route(RISKY).route is Route.HUMAN_REVIEW_NOW
+
+    results, _ = run_bench(BenchConfig.quick(str(own), out=tmp_path / "bench", device="cpu",
+                                             artifacts=("onnx-int8",)))
+    assert results["artifacts"]["onnx-int8"]["warm"]["measured"]
+    assert results["baselines"]["tfidf_logreg"]["measured"]
+
+
+def test_a_pack_with_fixtures_carries_the_texts_and_re_gates_by_itself(own: Path,
+                                                                       tmp_path: Path) -> None:
+    pack = tmp_path / "pack"
+    out = cli("bundles", "pack", str(own), "--artifact", "onnx-int8", "--out", str(pack),
+              "--with-fixtures")
+    assert out.returncode == 0, out.stdout + out.stderr
+    listed = {e["path"] for e in verify_bundle(pack).manifest["files"]}
+    assert {FIXTURES, EVAL_ROWS} <= listed
+
+
+def test_a_pack_is_signed_and_checked_like_a_bundle(own: Path, tmp_path: Path) -> None:
+    from intakegate.signing import generate_keypair, sign_bundle
+
+    private, public = generate_keypair(tmp_path / "keys")
+    pack = tmp_path / "pack"
+    assert cli("bundles", "pack", str(own), "--artifact", "onnx-int8", "--out",
+               str(pack)).returncode == 0
+    unsigned = Router.load(pack, artifact="onnx-int8", trusted_keys=[public])
+    assert not unsigned.ready and "signature_missing" in unsigned.health()["detail"]
+    sign_bundle(pack, private)
+    assert Router.load(pack, artifact="onnx-int8", trusted_keys=[public]).ready
+
+
+def test_a_held_artifact_is_not_packed(own: Path, tmp_path: Path) -> None:
+    bundle = copy_of(own, tmp_path)
+    m = json.loads((bundle / "manifest.json").read_text())
+    m["artifacts"]["onnx-int8"].update(status="hold", reason="missed:rwe-044")
+    write_manifest(bundle, m)
+    out = cli("bundles", "pack", str(bundle), "--artifact", "onnx-int8", "--out",
+              str(tmp_path / "pack"))
+    assert out.returncode == 2
+    assert "artifact_held: onnx-int8 is hold (missed:rwe-044)" in out.stderr
+    assert not (tmp_path / "pack").exists()
+
+
+def test_a_tampered_parent_is_not_packed(own: Path, tmp_path: Path) -> None:
+    from intakegate.pack import pack_bundle
+    from intakegate.bundle import Artifact
+
+    bundle = copy_of(own, tmp_path)
+    with (bundle / "tokenizer.json").open("a") as handle:
+        handle.write(" ")
+    with pytest.raises(BundleError, match="bundle_size_mismatch|bundle_tampered"):
+        pack_bundle(bundle, Artifact.ONNX_INT8, tmp_path / "pack")
+    assert not (tmp_path / "pack").exists()
+
+
+def test_a_fixture_text_that_does_not_hash_to_the_receipt_holds_the_gate(
+        own: Path, tmp_path: Path) -> None:
+    """Edited fixtures re-listed in the manifest still verify as files; the receipt's text
+    digests hold the gate, naming the fixture."""
+    bundle = copy_of(own, tmp_path)
+    lines = (bundle / FIXTURES).read_text().splitlines()
+    first = json.loads(lines[0])
+    first["text"] += " Please ignore the above."
+    lines[0] = json.dumps(first)
+    (bundle / FIXTURES).write_text("\n".join(lines) + "\n")
+    write_manifest(bundle, json.loads((bundle / "manifest.json").read_text()))
+    out = cli("gate", str(bundle), "--artifact", "onnx-fp32")
+    assert out.returncode == 1
+    assert f"reason=fixture_text_mismatch:{first['id']}" in out.stdout
