@@ -23,6 +23,13 @@ TimeoutOpt = Annotated[Optional[float], typer.Option(
 ShadowOpt = Annotated[Optional[Path], typer.Option(
     "--shadow-log", help="Append every decision to this SQLite shadow log.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log more (stderr).")]
+VerifyOpt = Annotated[bool, typer.Option(
+    "--verify-on-device", help="On a CPU family the int8 receipt does not cover, run the full "
+                               "receipt here once (a pack made --with-fixtures), cache the "
+                               "result, and route only if it passed.")]
+CacheDirOpt = Annotated[Optional[Path], typer.Option(
+    "--cache-dir", help="Where --verify-on-device caches its result (default: the user cache "
+                        "directory).")]
 TrustedKeyOpt = Annotated[Optional[list[Path]], typer.Option(
     "--trusted-key", help="A trusted publisher public key (repeat for several). Once given, an "
                           "unsigned bundle, a bad signature, an unknown key or an expired "
@@ -40,7 +47,8 @@ def _logging(verbose: bool) -> None:
 
 def _load(bundle: str, artifact: str, device: str, threads: Optional[int],
           bundles_dir: Optional[Path], timeout: Optional[float], shadow_log: Optional[Path],
-          live: bool = False, trusted_keys: Optional[list[Path]] = None) -> object:
+          live: bool = False, trusted_keys: Optional[list[Path]] = None,
+          verify_on_device: bool = False, cache_dir: Optional[Path] = None) -> object:
     """Build the router; a device that is not there or a bad option exits 2 with the fix.
     A bundle that is not found leaves the router fail-closed and says where it looked."""
     from intakegate.errors import MissingExtraError
@@ -48,7 +56,8 @@ def _load(bundle: str, artifact: str, device: str, threads: Optional[int],
 
     root = bundles_root(bundles_dir)
     options = {"threads": threads, "bundles_root": root.path, "timeout_s": timeout,
-               "shadow_log": shadow_log, "trusted_keys": trusted_keys or None}
+               "shadow_log": shadow_log, "trusted_keys": trusted_keys or None,
+               "verify_on_device": verify_on_device, "cache_dir": cache_dir}
     try:
         if live:
             from intakegate.runtime.live import LiveRouter
@@ -90,6 +99,8 @@ def register(app: typer.Typer) -> None:
         shadow_log: ShadowOpt = None,
         verbose: VerboseOpt = False,
         trusted_key: TrustedKeyOpt = None,
+        verify_on_device: VerifyOpt = False,
+        cache_dir: CacheDirOpt = None,
     ) -> None:
         """Route tickets: JSONL in (id, text) gives JSONL out, one line per line, in order.
 
@@ -103,7 +114,8 @@ def register(app: typer.Typer) -> None:
             typer.echo("error: give TEXT arguments or --input FILE.jsonl (not both)", err=True)
             raise typer.Exit(EXIT_BAD_INPUT)
         router = _load(bundle, artifact, device, threads, bundles_dir, timeout, shadow_log,
-                       trusted_keys=trusted_key)
+                       trusted_keys=trusted_key, verify_on_device=verify_on_device,
+                       cache_dir=cache_dir)
         if input_path is not None:
             from intakegate.runtime.serve import route_lines
 
@@ -160,6 +172,8 @@ def register(app: typer.Typer) -> None:
         )] = 1 << 20,
         verbose: VerboseOpt = False,
         trusted_key: TrustedKeyOpt = None,
+        verify_on_device: VerifyOpt = False,
+        cache_dir: CacheDirOpt = None,
     ) -> None:
         """Keep one router loaded and answer protocol v1 on stdin/stdout (no port).
 
@@ -183,7 +197,8 @@ def register(app: typer.Typer) -> None:
         from intakegate.runtime.stdio import ServeOptions, StdioServer
 
         live = _load(bundle, artifact, device, threads, bundles_dir, timeout, shadow_log,
-                     live=True, trusted_keys=trusted_key)
+                     live=True, trusted_keys=trusted_key, verify_on_device=verify_on_device,
+                     cache_dir=cache_dir)
         root = bundles_root(bundles_dir)
         missed = not_found(live)
         server = StdioServer(live, sys.stdin.buffer, sys.stdout.buffer, ServeOptions(

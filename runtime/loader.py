@@ -151,11 +151,13 @@ def active_pointer(source: str | Path, bundles_root: str | Path) -> Any:
         raise LoadRefused(Reason.MODEL_UNAVAILABLE, f"bundle_not_found: {exc}") from None
 
 
-def validated_devices(art: Mapping[str, Any]) -> set[str] | None:
+def validated_devices(art: Mapping[str, Any], on_device: bool = False) -> set[str] | None:
     """Devices this artifact's receipt covers on this machine; None when it does not say.
 
     `device_classes` entries are a device (`cpu`, `cuda`, `mps`: gated on that device class)
-    or a device on one machine type (`cpu-x86_64`, `mps-arm64`), which is stricter.
+    or a device on one machine type (`cpu-x86_64`, `mps-arm64`), which is stricter. With
+    `on_device` (verify-on-device) a CPU family outside the receipt stays a candidate: the
+    load then computes the receipt here before admitting anything.
     """
     classes = art.get("device_classes")
     if classes is None:
@@ -165,7 +167,7 @@ def validated_devices(art: Mapping[str, Any]) -> set[str] | None:
                                                    "list of strings")
     devices = {d.value for d in Device if d is not Device.AUTO
                and (d.value in classes or device_class(d.value) in classes)}
-    if cpu_family_refusal(art) is not None:
+    if not on_device and cpu_family_refusal(art) is not None:
         devices.discard(Device.CPU.value)
     return devices
 
@@ -447,14 +449,16 @@ def require_device(artifact: str, device: str) -> None:
 
 
 def build_backend(verified: VerifiedBundle, artifact: str, art: Mapping[str, Any], device: str,
-                  threads: int | None, held: HeldNotes | None = None) -> Any:
+                  threads: int | None, held: HeldNotes | None = None,
+                  on_device: bool = False) -> Any:
     """The backend for the artifact on the requested (and validated) device.
 
     A measurement-only load (`held.allow`) notes an explicit device outside the receipt instead
-    of refusing it; `auto` picks among validated devices either way.
+    of refusing it; `auto` picks among validated devices either way. `on_device`: a CPU family
+    outside the receipt is allowed here because the caller verifies the receipt on it.
     """
     held = held or HeldNotes(False)
-    validated = validated_devices(art)
+    validated = validated_devices(art, on_device)
     if validated is None and is_quantized(art):
         held.held(f"hw_not_validated: {artifact} names no device_classes in its receipt")
     if device != Device.AUTO.value:
@@ -607,12 +611,15 @@ def declared_artifact_path(bundle_dir: Path, artifact: str) -> str | None:
 
 def load_engine(bundle_dir: Path, artifact: str, device: str, threads: int | None,
                 pinned_manifest_sha256: str | None = None, require_selftest: bool = False,
-                allow_held: bool = False, trust: Any = None) -> Engine:
+                allow_held: bool = False, trust: Any = None, verify_on_device: bool = False,
+                cache_dir: Path | None = None) -> Engine:
     """Verify, bind, load from the hashed bytes, probe and self-test; or raise LoadRefused.
 
     `allow_held=True` is for measuring speed only (`intakegate bench`): a held bundle or
     artifact, or a device outside its receipt, loads with `Engine.held` naming why, and the
     router then sends every ticket to a person. Integrity checks are never relaxed.
+    `verify_on_device=True`: on a CPU family no receipt covers, run the full receipt here
+    (runtime/device_receipt.py, cached under `cache_dir`) and serve only if it passes.
     """
     held = HeldNotes(allow_held)
     art_path = declared_artifact_path(bundle_dir, artifact)
@@ -642,8 +649,16 @@ def load_engine(bundle_dir: Path, artifact: str, device: str, threads: int | Non
         spec = ScoreSpec(policy, tuple(positive), len(labels),
                          tokenizer.get_vocab_size(with_added_tokens=True), unk_id,
                          read_blend(verified), read_logit_range(verified))
-        backend = build_backend(verified, artifact, bound.art, device, threads, held)
+        backend = build_backend(verified, artifact, bound.art, device, threads, held,
+                                verify_on_device)
         probe_vocabulary(backend, tokenizer, spec)
+        if (verify_on_device and str(backend.device) == Device.CPU.value
+                and cpu_family_refusal(bound.art) is not None):
+            from intakegate.runtime.device_receipt import verify_here
+
+            log.info("%s", verify_here(verified, artifact, bound.art, bound.run, backend.logits,
+                                       tokenizer, spec, this_cpu_family(), cache_dir,
+                                       LoadRefused))
         selftest = golden_self_test(verified, artifact, bound, backend, tokenizer, spec)
     except BundleError as exc:
         raise integrity_reason(exc, art_path) from None

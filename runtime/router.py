@@ -53,7 +53,8 @@ class Router:
                  require_selftest: bool = False,
                  allow_held_for_measurement: bool = False,
                  trusted_keys: Any = None, min_sequence: int | None = None,
-                 allowed_rollbacks: Sequence[str] = ()) -> None:
+                 allowed_rollbacks: Sequence[str] = (), verify_on_device: bool = False,
+                 cache_dir: str | Path | None = None) -> None:
         """Load and check the bundle. Raises only for caller mistakes: an unknown artifact or
         device name, an explicit device that is not there, or a missing extra (torch).
 
@@ -68,6 +69,12 @@ class Router:
         fail-closed (`bundle_integrity` / `signature_*`, `bundle_stale`, `downgrade`). An
         unreadable key is a startup error (ValueError). `min_sequence` is the client's stored
         floor on the signed sequence; `allowed_rollbacks` lists manifest digests allowed below it.
+
+        `verify_on_device` (default off): on a CPU family the int8 receipt does not cover, run
+        the full receipt once here (the bundle must carry its fixtures: a pack made
+        `--with-fixtures`), cache the result in `cache_dir` (default: the user cache directory)
+        keyed by artifact digest, CPU family and onnxruntime version, and serve only if it
+        passed. Without the option nothing is written and such a family fails closed.
         """
         try:
             self.artifact = Artifact(artifact).value
@@ -96,7 +103,9 @@ class Router:
             self.bundle_dir, pinned = resolve_source(bundle, bundles_root)
             self._engine = load_engine(self.bundle_dir, self.artifact, self.requested_device,
                                        threads, pinned, require_selftest,
-                                       allow_held=allow_held_for_measurement, trust=self.trust)
+                                       allow_held=allow_held_for_measurement, trust=self.trust,
+                                       verify_on_device=verify_on_device,
+                                       cache_dir=None if cache_dir is None else Path(cache_dir))
         except LoadRefused as exc:
             self._failure = (exc.reason, exc.detail)
         except BundleError as exc:

@@ -142,3 +142,40 @@ def test_a_fixture_text_that_does_not_hash_to_the_receipt_holds_the_gate(
     out = cli("gate", str(bundle), "--artifact", "onnx-fp32")
     assert out.returncode == 1
     assert f"reason=fixture_text_mismatch:{first['id']}" in out.stdout
+
+
+def test_verify_on_device_runs_the_receipt_once_on_a_new_cpu_family(
+        own: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A family not in the receipt fails closed; with verify_on_device a pack made
+    --with-fixtures computes the receipt here, caches it by digest, family and onnxruntime
+    version, and serves; without the option nothing is written."""
+    from intakegate.hardware import detect_cpu_family
+
+    gated = detect_cpu_family().value
+    other = next(f for f in ("avx2", "avx512_vnni", "arm64") if f != gated)
+    with_texts, without = tmp_path / "with", tmp_path / "without"
+    for out, extra in ((with_texts, ["--with-fixtures"]), (without, [])):
+        assert cli("bundles", "pack", str(own), "--artifact", "onnx-int8", "--out", str(out),
+                   *extra).returncode == 0
+    monkeypatch.setenv("INTAKEGATE_CPU_FAMILY", other)
+    cache = tmp_path / "cache"
+    plain = Router.load(with_texts, artifact="onnx-int8", cache_dir=cache)
+    assert not plain.ready and f"this CPU is {other}" in plain.health()["detail"]
+    assert not cache.exists()
+    router = Router.load(with_texts, artifact="onnx-int8", verify_on_device=True,
+                         cache_dir=cache)
+    assert router.ready, router.health()
+    (entry,) = cache.iterdir()
+    assert other in entry.name and json.loads(entry.read_text())["decision"] == \
+        "eligible_for_shadow"
+    stamp = entry.stat().st_mtime_ns
+    assert Router.load(with_texts, artifact="onnx-int8", verify_on_device=True,
+                       cache_dir=cache).ready
+    assert entry.stat().st_mtime_ns == stamp  # the cached result, not a second run
+    # The cache is keyed by the artifact's digest: the same int8 model needs no second run...
+    assert Router.load(without, artifact="onnx-int8", verify_on_device=True,
+                       cache_dir=cache).ready
+    # ...but with no cached result, a pack without fixture texts cannot verify here.
+    no_texts = Router.load(without, artifact="onnx-int8", verify_on_device=True,
+                           cache_dir=tmp_path / "empty-cache")
+    assert not no_texts.ready and "--with-fixtures" in no_texts.health()["detail"]
