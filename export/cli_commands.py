@@ -35,9 +35,9 @@ def export_command(
     Core ML predictions run only on macOS. Elsewhere the Core ML artifacts are re-gated by the
     numpy reference executor of the package's ML Program (gated_with mil-reference-numpy) and
     can be eligible or held like any artifact; Apple's runtime on the target device stays the
-    final word, so re-gate on macOS (`intakegate gate BUNDLE --artifact coreml-int8`) before
-    relying on one there. Without coremltools they stay pending_regate: reported, but not by
-    itself exit status 1; `intakegate gate BUNDLE` exits 1 while any artifact is not eligible.
+    final word, so re-gate on macOS (`intakegate gate BUNDLE --artifact coreml-int8 --record`)
+    before relying on one there. Without coremltools they stay pending_regate: reported, but not
+    by itself exit status 1; `intakegate gate BUNDLE` reports them `not_checked: export` (exit 5).
 
     Exit 2 on a tampered, held or unreadable bundle, or a failed conversion (nothing written).
     """

@@ -33,7 +33,8 @@ REFERENCE_NOTE = (
     "Gated by intakegate's numpy reference executor of this package's ML Program "
     "(mil-reference-numpy), not by Apple's Core ML runtime. Apple's runtime on the target device "
     "is the final word: fp16 on the Neural Engine or GPU can compute different scores. Re-gate on "
-    "macOS with `intakegate gate BUNDLE --artifact {artifact}` before relying on it there.")
+    "macOS with `intakegate gate BUNDLE --artifact {artifact} --record` before relying on it "
+    "there.")
 MACOS_NOTE = ("Gated by Apple's Core ML runtime on macOS ({runtime}); Core ML picks CPU, GPU or "
               "Neural Engine per device, so another device class can still compute different "
               "scores.")
