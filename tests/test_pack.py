@@ -179,3 +179,13 @@ def test_verify_on_device_runs_the_receipt_once_on_a_new_cpu_family(
     no_texts = Router.load(without, artifact="onnx-int8", verify_on_device=True,
                            cache_dir=tmp_path / "empty-cache")
     assert not no_texts.ready and "--with-fixtures" in no_texts.health()["detail"]
+
+
+def test_a_format_2_bundle_is_refused_with_what_to_do(own: Path) -> None:
+    """Format 2 read its fixture texts from the shipped dataset; this intakegate says to retrain."""
+    from intakegate.bundle import validate_manifest
+
+    m = dict(verify_bundle(own).manifest)
+    m["format_version"] = 2
+    with pytest.raises(BundleError, match="bundle format 2 is not supported.*retrain"):
+        validate_manifest(m)
