@@ -127,6 +127,15 @@ def render_md(results: Mapping[str, Any]) -> str:
             f"{_fmt(ratio.get('p50_speedup'))}x | "
             + " | ".join(_fmt(block["throughput"][x]["tickets_per_s"], 1) for x in sizes)
             + " | - | - | - |")
+    spans = [(n, (b.get("cold_start") or {}).get("median_spans_s"))
+             for n, b in results["artifacts"].items()]
+    spans = [(n, sp) for n, sp in spans if sp]
+    if spans:
+        steps = list(dict.fromkeys(k for _, sp in spans for k in sp))
+        lines += ["", "## Cold start, per step (median seconds over the fresh processes)", "",
+                  "| Artifact | " + " | ".join(steps) + " |", "|---|" + "---|" * len(steps)]
+        lines += [f"| {n} | " + " | ".join(_fmt(sp.get(k), 4) for k in steps) + " |"
+                  for n, sp in spans]
     costs = [(n, (b.get("warm") or {}).get("segment_cost") or {})
              for n, b in results["artifacts"].items()]
     costs = [(n, c) for n, c in costs if c.get("measured")]

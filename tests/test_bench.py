@@ -82,6 +82,10 @@ def test_results_json_has_every_field(bench: tuple[dict, Path]) -> None:
         assert cold["runs"] == 1 and cold["median_s"] > 0 and cold["ready"]
         assert cold["peak_rss_mb"]["max"] > 0
         assert set(cold["median_split_s"]) == {"import_s", "load_s", "first_route_s"}
+        spans = cold["median_spans_s"]  # one span per load step, in load order
+        assert list(spans)[0] == "import" and list(spans)[-1] == "first_decision"
+        assert {"verify_hashes", "tokenizer", "session", "selftest"} <= set(spans)
+        assert all(v >= 0 for k, v in spans.items() if k != "load_other")
         q = block["quality"]
         assert q["in_bundle"] and q["size_bytes"] > 0
     assert not results["artifacts"]["onnx-fp32"]["cold_start"]["torch_imported"]
