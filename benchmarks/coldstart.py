@@ -84,7 +84,8 @@ print(json.dumps({"import_s": T1 - T0, "load_s": T2 - T1b, "first_route_s": T3 -
                   "spans_s": {"import": T1 - T0, **SPENT, "first_decision": T3 - T2},
                   "ready": router.ready, "route": decision.route.value,
                   "reason": decision.reason.value, "peak_rss_mb": peak_mb, "vmhwm_mb": hwm,
-                  "torch_imported": "torch" in sys.modules}), flush=True)
+                  "torch_imported": "torch" in sys.modules,
+                  "dont_write_bytecode": bool(sys.flags.dont_write_bytecode)}), flush=True)
 """
 
 
@@ -139,4 +140,8 @@ def cold_start(bundle: Path, artifact: str, device: str, threads: int | None, he
         "ready": all(r["ready"] for r in results),
         "first_decision": {"route": results[0]["route"], "reason": results[0]["reason"]},
         "torch_imported": any(r["torch_imported"] for r in results),
+        # PYTHONDONTWRITEBYTECODE: a source checkout then recompiles intakegate in every new
+        # process, which an installed wheel (compiled at install) does not; the import span
+        # is inflated by that compile.
+        "dont_write_bytecode": any(r["dont_write_bytecode"] for r in results),
     }
