@@ -40,6 +40,10 @@ def bench_command(
     soak: Annotated[Optional[int], typer.Option(
         help="Soak mode: route N tickets through one router per artifact (default artifact "
              "onnx-int8) and report latency over time and RSS growth.")] = None,
+    no_optimum_default: Annotated[bool, typer.Option(
+        "--no-optimum-default", help="Skip the side-by-side column (a bare onnxruntime session "
+                                     "on Optimum's default int8 of the onnx-fp32 graph).")
+    ] = False,
     no_baselines: Annotated[bool, typer.Option("--no-baselines",
                                                help="Skip the keyword and TF-IDF baselines.")
                             ] = False,
@@ -97,6 +101,7 @@ def bench_command(
                             if v is not None})
     config = replace(config, artifacts=names, device=device, threads=threads, out=out,
                      bundles_root=bundles_dir, warm=warm, baselines=not no_baselines,
+                     optimum_default=not no_optimum_default,
                      cold_runs=config.cold_runs if cold_runs is None else cold_runs,
                      command=command)
     results, out_dir = run_bench(config)
@@ -114,6 +119,11 @@ def bench_command(
                    f"{(cold.get('peak_rss_mb') or {}).get('max', '-')} MB"
                    + (" [held: measured only]" if warm_block["mode"] == "measurement_only"
                       else ""))
+        versus = warm_block.get("vs_optimum_default") or {}
+        if versus.get("measured"):
+            typer.echo(f"{name}: Router.route p50 / bare Optimum-default int8 p50 = "
+                       f"{versus['p50_ratio']}x ({versus['recipe']['config']}, "
+                       f"{versus['recipe']['cpu_family']})")
         cost = warm_block.get("segment_cost") or {}
         if cost.get("measured"):
             typer.echo(f"{name}: segment scoring ({cost['segmentation']}) p50 "

@@ -6,6 +6,11 @@ vocabulary and runs the golden self-test) and routes one ticket. The parent time
 the moment the decision line arrives on the pipe; the child reports its own import, load and
 first-route split and its peak resident memory (`ru_maxrss`, and `VmHWM` where Linux has it),
 read after the first decision, before it exits.
+
+The load is also split into one span per step (`SPANS`): the child wraps the loader's own step
+functions with a clock before it loads, so the very calls `Router.load` makes are timed and the
+loader carries no timing code. A step the loader no longer has by that name is left out and its
+time stays in `load_other`.
 """
 
 from __future__ import annotations
@@ -21,18 +26,49 @@ from typing import Any
 
 log = logging.getLogger("intakegate.benchmarks")
 
+# (span, module, function): the steps of `Router.load`, in load order.
+SPANS = (
+    ("resolve", "intakegate.runtime.router", "resolve_source"),
+    ("signature", "intakegate.runtime.loader", "read_statement"),
+    ("verify_hashes", "intakegate.runtime.loader", "verify_bundle"),
+    ("bind_receipt", "intakegate.runtime.loader", "check_artifact"),
+    ("no_pickle", "intakegate.runtime.loader", "check_no_pickle"),
+    ("tokenizer", "intakegate.runtime.loader", "read_tokenizer"),
+    ("segmenter_check", "intakegate.runtime.loader", "check_policy_segmenter"),
+    ("lexical_model", "intakegate.runtime.loader", "read_blend"),
+    ("session", "intakegate.runtime.loader", "build_backend"),
+    ("vocab_probe", "intakegate.runtime.loader", "probe_vocabulary"),
+    ("selftest", "intakegate.runtime.loader", "golden_self_test"),
+)
+
 CHILD = r"""
 import time
 T0 = time.perf_counter()
 import json, sys
 from intakegate.runtime import Router
 T1 = time.perf_counter()
+import importlib
+SPENT = {}
+def timed(span, fn):
+    def call(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            SPENT[span] = SPENT.get(span, 0.0) + time.perf_counter() - t
+    return call
+for span, module, name in json.loads(sys.argv[7]):
+    mod = importlib.import_module(module)
+    if callable(getattr(mod, name, None)):
+        setattr(mod, name, timed(span, getattr(mod, name)))
 bundle, artifact, device, threads, held, text = sys.argv[1:7]
+T1b = time.perf_counter()
 router = Router.load(bundle, artifact=artifact, device=device, threads=int(threads) or None,
                      allow_held_for_measurement=held == "1")
 T2 = time.perf_counter()
 decision = router.route(text)
 T3 = time.perf_counter()
+SPENT["load_other"] = (T2 - T1b) - sum(SPENT.values())
 import resource
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 peak_mb = peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
@@ -44,10 +80,12 @@ try:
                 hwm = int(line.split()[1]) / 1024.0
 except OSError:
     pass
-print(json.dumps({"import_s": T1 - T0, "load_s": T2 - T1, "first_route_s": T3 - T2,
+print(json.dumps({"import_s": T1 - T0, "load_s": T2 - T1b, "first_route_s": T3 - T2,
+                  "spans_s": {"import": T1 - T0, **SPENT, "first_decision": T3 - T2},
                   "ready": router.ready, "route": decision.route.value,
                   "reason": decision.reason.value, "peak_rss_mb": peak_mb, "vmhwm_mb": hwm,
-                  "torch_imported": "torch" in sys.modules}), flush=True)
+                  "torch_imported": "torch" in sys.modules,
+                  "dont_write_bytecode": bool(sys.flags.dont_write_bytecode)}), flush=True)
 """
 
 
@@ -55,7 +93,7 @@ def one_run(bundle: Path, artifact: str, device: str, threads: int | None, held:
             text: str, timeout_s: float = 300.0) -> dict[str, Any]:
     """Spawn one child; wall time is spawn -> decision line received."""
     args = [sys.executable, "-c", CHILD, str(bundle), artifact, device, str(threads or 0),
-            "1" if held else "0", text]
+            "1" if held else "0", text, json.dumps(SPANS)]
     start = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -70,6 +108,13 @@ def one_run(bundle: Path, artifact: str, device: str, threads: int | None, held:
         raise RuntimeError(f"cold start of {artifact} failed (exit {proc.returncode}): "
                            f"{(err or '').strip()[-500:]}")
     return {"process_to_first_decision_s": wall, **json.loads(line)}
+
+
+def median_spans(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Per span, the median over the runs, in load order (import, load steps, first decision)."""
+    names = list(dict.fromkeys(name for run in runs for name in run))
+    return {name: round(statistics.median(run.get(name, 0.0) for run in runs), 4)
+            for name in names}
 
 
 def cold_start(bundle: Path, artifact: str, device: str, threads: int | None, held: bool,
@@ -90,8 +135,13 @@ def cold_start(bundle: Path, artifact: str, device: str, threads: int | None, he
         "max_s": round(max(r[keys[0]] for r in results), 4),
         "median_split_s": {k: round(statistics.median(r[k] for r in results), 4)
                            for k in keys[1:]},
+        "median_spans_s": median_spans([r["spans_s"] for r in results]),
         "peak_rss_mb": {"median": round(statistics.median(rss), 1), "max": round(max(rss), 1)},
         "ready": all(r["ready"] for r in results),
         "first_decision": {"route": results[0]["route"], "reason": results[0]["reason"]},
         "torch_imported": any(r["torch_imported"] for r in results),
+        # PYTHONDONTWRITEBYTECODE: a source checkout then recompiles intakegate in every new
+        # process, which an installed wheel (compiled at install) does not; the import span
+        # is inflated by that compile.
+        "dont_write_bytecode": any(r["dont_write_bytecode"] for r in results),
     }

@@ -172,9 +172,27 @@ def segment_cost(router: Any, texts: Sequence[str], settings: WarmSettings) -> d
     return out
 
 
+def versus_optimum_block(router: Any, texts: Sequence[str], settings: WarmSettings,
+                         optimum: dict[str, Any] | None) -> dict[str, Any]:
+    """The Optimum-default column for this artifact, or why there is none."""
+    if optimum is None or not optimum.get("path"):
+        why = (optimum or {}).get("skip_reason") or "not requested"
+        return {"measured": False, "skip_reason": why}
+    from intakegate.benchmarks.optimum_default import versus_optimum
+
+    try:
+        return versus_optimum(router, texts, settings.tickets, settings.warmup, optimum)
+    except Exception as exc:  # noqa: BLE001 - the column is reported missing, with why
+        return {"measured": False, "skip_reason": f"{type(exc).__name__}: {str(exc)[:300]}"}
+
+
 def measure_artifact(bundle: str | Path, artifact: str, device: str, threads: int | None,
-                     texts: Sequence[str], settings: WarmSettings) -> dict[str, Any]:
-    """The warm block of one artifact in results.json (or why it was not measured)."""
+                     texts: Sequence[str], settings: WarmSettings,
+                     optimum: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The warm block of one artifact in results.json (or why it was not measured).
+
+    `optimum` (a built Optimum default int8, `optimum_default.build`) adds the side-by-side
+    column: the router against a bare session on it, interleaved in this process."""
     from intakegate.errors import MissingExtraError
     from intakegate.runtime.onnx_backend import DeviceUnavailable
 
@@ -193,6 +211,7 @@ def measure_artifact(bundle: str | Path, artifact: str, device: str, threads: in
         latency = single_ticket(router, texts, settings, reasons, labelled)
         rates = throughput(router, texts, settings, reasons, labelled)
         segments = segment_cost(router, texts, settings)
+        versus = versus_optimum_block(router, texts, settings, optimum)
     finally:
         router.close()
     decided = sum(reasons.values())
@@ -202,6 +221,7 @@ def measure_artifact(bundle: str | Path, artifact: str, device: str, threads: in
         "threads": health["threads"], "selftest": health["selftest"],
         "load_s_in_worker": round(load_s, 4),
         "latency": latency, "throughput": rates, "segment_cost": segments,
+        "vs_optimum_default": versus,
         "decisions": {"total": decided, "reasons": dict(reasons),
                       "measurement_only_labelled": labelled[0],
                       "failures": sum(v for k, v in reasons.items() if k in FAILURE_REASONS)},

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 LIBRARIES = ("intakegate", "onnxruntime", "numpy", "tokenizers", "torch", "transformers",
-             "scikit-learn", "matplotlib")
+             "scikit-learn", "matplotlib", "optimum", "optimum-onnx")
 
 
 def slug(text: str) -> str:
@@ -84,6 +84,17 @@ def device_name(device: str) -> str:
     return f"cpu-{slug(cpu_model())}-{os.cpu_count() or 0}cores"
 
 
+def cpu_family() -> str:
+    """The int8 kernel family of this CPU (avx512_vnni, avx2, arm64, x86_no_avx2), from the
+    detector export gates int8 artifacts by; `unknown` when it cannot tell."""
+    from intakegate.export.cpu import detect_cpu_family
+
+    try:
+        return detect_cpu_family().value
+    except (OSError, ValueError):
+        return "unknown"
+
+
 def library_versions() -> dict[str, str | None]:
     """Installed versions (from package metadata, so torch is not imported to ask)."""
     out: dict[str, str | None] = {}
@@ -110,6 +121,7 @@ def describe(device: str, threads: int) -> dict[str, Any]:
         "device_name": device_name(device),
         "gpu": gpu_name() if device == "cuda" else None,
         "cpu_model": cpu_model(),
+        "cpu_family": cpu_family(),
         "logical_cores": os.cpu_count(),
         "physical_cores": physical_cores(),
         "threads_requested": threads,

@@ -127,6 +127,31 @@ def render_md(results: Mapping[str, Any]) -> str:
             f"{_fmt(ratio.get('p50_speedup'))}x | "
             + " | ".join(_fmt(block["throughput"][x]["tickets_per_s"], 1) for x in sizes)
             + " | - | - | - |")
+    versus = [(n, (b.get("warm") or {}).get("vs_optimum_default") or {})
+              for n, b in results["artifacts"].items()]
+    versus = [(n, v) for n, v in versus if v.get("measured")]
+    if versus:
+        recipe = versus[0][1]["recipe"]
+        lines += ["", "## Against what a user would build by hand (same process, interleaved)",
+                  "", f"A bare onnxruntime session + tokenizers (truncated, whole ticket) on "
+                  f"Optimum's default `{recipe['config']}` of this bundle's onnx-fp32 graph "
+                  f"(CPU family `{recipe['cpu_family']}`), against `Router.route` (segment "
+                  f"scoring on), blocks of 50 tickets in rotating order. Ratio < 1: the router "
+                  f"is faster.", "",
+                  "| Artifact | Router p50 ms | Optimum-default bare p50 ms | p50 ratio | "
+                  "p95 ratio |", "|---|---|---|---|---|"]
+        lines += [f"| {n} | {_fmt(v['router']['p50_ms'], 3)} | "
+                  f"{_fmt(v['optimum_default_bare']['p50_ms'], 3)} | {_fmt(v['p50_ratio'], 3)}x "
+                  f"| {_fmt(v['p95_ratio'], 3)}x |" for n, v in versus]
+    spans = [(n, (b.get("cold_start") or {}).get("median_spans_s"))
+             for n, b in results["artifacts"].items()]
+    spans = [(n, sp) for n, sp in spans if sp]
+    if spans:
+        steps = list(dict.fromkeys(k for _, sp in spans for k in sp))
+        lines += ["", "## Cold start, per step (median seconds over the fresh processes)", "",
+                  "| Artifact | " + " | ".join(steps) + " |", "|---|" + "---|" * len(steps)]
+        lines += [f"| {n} | " + " | ".join(_fmt(sp.get(k), 4) for k in steps) + " |"
+                  for n, sp in spans]
     costs = [(n, (b.get("warm") or {}).get("segment_cost") or {})
              for n, b in results["artifacts"].items()]
     costs = [(n, c) for n, c in costs if c.get("measured")]
@@ -172,7 +197,8 @@ def render_md(results: Mapping[str, Any]) -> str:
                      f"{met} |")
     libs = ", ".join(f"{k} {v}" for k, v in m["libraries"].items() if v)
     lines += ["", "## Machine", "",
-              f"- {m['cpu_model']}, {m['logical_cores']} logical cores "
+              f"- {m['cpu_model']} (int8 family `{m.get('cpu_family')}`), "
+              f"{m['logical_cores']} logical cores "
               f"({_fmt(m['physical_cores'])} physical), device `{m['device']}`"
               + (f" ({m['gpu']})" if m.get("gpu") else "")
               + f", threads per router {_fmt(s['threads'])}",

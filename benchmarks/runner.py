@@ -34,6 +34,8 @@ class BenchConfig:
     warm: WarmSettings = field(default_factory=WarmSettings)
     cold_runs: int = 5
     baselines: bool = True
+    # The side-by-side column: a bare session on Optimum's default int8 of the onnx-fp32 graph.
+    optimum_default: bool = True
     charts: bool = True
     command: str = ""  # how this run was started, recorded so it can be rerun
 
@@ -138,6 +140,10 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
         "artifacts": {}, "baselines": {},
         "test_set": bundle_test_figures(verified),
     }
+    optimum = (optimum_default_model(bundle_dir, verified.manifest, results["machine"])
+               if config.optimum_default and any(a.startswith("onnx-") for a in config.artifacts)
+               else None)
+    results["optimum_default"] = optimum
     for artifact in config.artifacts:
         block: dict[str, Any] = {"quality": artifact_quality(verified, artifact), "warm": None,
                                  "cold_start": None, "skip_reason": None}
@@ -150,7 +156,8 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
             continue
         log.info("%s: warm latency and throughput (fresh process)", artifact)
         job = {"kind": "warm", "bundle": str(bundle_dir), "artifact": artifact, "device": device,
-               "threads": threads, "texts": list(texts.test), "settings": asdict(config.warm)}
+               "threads": threads, "texts": list(texts.test), "settings": asdict(config.warm),
+               "optimum": optimum if artifact.startswith("onnx-") else None}
         try:
             block["warm"] = run_in_worker(job)
         except RuntimeError as exc:
@@ -182,6 +189,24 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
     (out_dir / "results.md").write_text(report.render_md(results), encoding="utf-8")
     log.info("wrote %s (%.0fs)", out_dir, results["elapsed_s"])
     return results, out_dir
+
+
+def optimum_default_model(bundle_dir: Path, manifest: Any, machine_block: dict[str, Any]
+                          ) -> dict[str, Any]:
+    """Build (or find cached) Optimum's default int8 of the bundle's onnx-fp32, in a worker."""
+    from intakegate.benchmarks.worker import run_in_worker
+
+    art = manifest["artifacts"].get("onnx-fp32")
+    if art is None:
+        return {"skip_reason": "the bundle has no onnx-fp32 graph to quantize"}
+    log.info("Optimum default int8 of onnx-fp32 for %s (fresh process)",
+             machine_block["cpu_family"])
+    try:
+        return run_in_worker({"kind": "optimum_int8", "artifact": "optimum-default-int8",
+                              "fp32": str(bundle_dir / art["path"]),
+                              "cpu_family": machine_block["cpu_family"]})
+    except RuntimeError as exc:
+        return {"skip_reason": str(exc)}
 
 
 def _charts(results: dict[str, Any], out_dir: Path) -> list[str]:

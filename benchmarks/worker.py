@@ -21,14 +21,20 @@ log = logging.getLogger("intakegate.benchmarks")
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
-    """Dispatch a job dict (kind `warm` or `soak`) in this process."""
+    """Dispatch a job dict (kind `warm`, `optimum_int8` or `soak`) in this process."""
     if job["kind"] == "warm":
         from intakegate.benchmarks.latency import WarmSettings, measure_artifact
 
         settings = WarmSettings(**{k: tuple(v) if k == "batch_sizes" else v
                                    for k, v in job["settings"].items()})
         return measure_artifact(job["bundle"], job["artifact"], job["device"], job["threads"],
-                                job["texts"], settings)
+                                job["texts"], settings, job.get("optimum"))
+    if job["kind"] == "optimum_int8":
+        from dataclasses import asdict
+
+        from intakegate.benchmarks.optimum_default import build
+
+        return asdict(build(Path(job["fp32"]), job["cpu_family"]))
     if job["kind"] == "soak":
         from intakegate.benchmarks.soak import soak
 

@@ -102,12 +102,14 @@ class LiveRouter:
             return last_resort(self, exc, 1)[0]
 
     def route_batch(self, texts: Iterable[object],
-                    ticket_ids: Sequence[str | int | None] | None = None) -> list[Decision]:
+                    ticket_ids: Sequence[str | int | None] | None = None,
+                    workers: int | None = None) -> list[Decision]:
+        """`Router.route_batch` on the router serving now (`workers`: tickets at once)."""
         try:
             router = self._router
             if router is None:
                 return self._loading_batch(texts, ticket_ids)
-            return router.route_batch(texts, ticket_ids)
+            return router.route_batch(texts, ticket_ids, workers=workers)
         except BaseException as exc:  # noqa: BLE001
             return last_resort(self, exc, None)
 

@@ -8,18 +8,22 @@ Every route starts as `human_review_now`; only a valid score below the bundle's 
 `intakegate.routing.route_for_score`, can change it. A router whose bundle failed to load stays
 up and sends every ticket to a person with the load failure's reason (`health()` says why).
 Tokenizers are per thread (a shared `tokenizers.Tokenizer` can raise "Already borrowed"); the
-ONNX session and the torch model are shared, and both are safe to call concurrently.
+ONNX session and the torch model are shared, and both are safe to call concurrently. That is
+what `route_batch` uses: its tickets are scored side by side on every core (onnxruntime and
+tokenizers release the GIL), each still on its own through `score_ticket`, so a ticket's score
+does not depend on the batch it came in or on how many workers scored it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from intakegate.bounds import window_overflow
 from intakegate.bundle import Artifact, BundleError
@@ -241,17 +245,20 @@ class Router:
 
     def route_batch(self, texts: Iterable[object],
                     ticket_ids: Sequence[str | int | None] | None = None,
-                    with_text: bool = False) -> list[Decision]:
+                    with_text: bool = False, workers: int | None = None) -> list[Decision]:
         """Route many tickets, in order, one decision each. Never raises. Each ticket is
-        scored on its own (its score never depends on the other tickets of the batch)."""
+        scored on its own (its score never depends on the other tickets of the batch).
+
+        `workers` tickets are scored at once (default: one per CPU core; 1: all in the calling
+        thread). A fault while scoring one ticket sends that ticket alone to a person."""
         try:
-            return self._route_batch(texts, ticket_ids, with_text)
+            return self._route_batch(texts, ticket_ids, with_text, workers)
         except BaseException as exc:  # noqa: BLE001 - see contained()
             return last_resort(self, exc, None)
 
     def _route_batch(self, texts: Iterable[object],
                      ticket_ids: Sequence[str | int | None] | None = None,
-                     with_text: bool = False) -> list[Decision]:
+                     with_text: bool = False, workers: int | None = 1) -> list[Decision]:
         if isinstance(texts, (str, bytes, bytearray)):
             log.warning("route_batch got one %s, not a list of tickets; routing it as one "
                         "ticket", type(texts).__name__)
@@ -283,7 +290,8 @@ class Router:
                 decisions = [self._fallback(Reason.INPUT_NOT_TEXT, "ticket_ids length != texts",
                                             None, t) for t in chunk]
             else:
-                decisions = self._route_chunk(chunk, chunk_ids, with_text)
+                decisions = self._route_chunk(chunk, chunk_ids, with_text,
+                                              worker_count(workers))
             self._record(decisions, chunk)
             out.extend(decisions)
         return out
@@ -318,9 +326,9 @@ class Router:
     # Internals
 
     def _route_chunk(self, chunk: list[object], ids: list[str | int | None],
-                     with_text: bool = False) -> list[Decision]:
+                     with_text: bool = False, workers: int = 1) -> list[Decision]:
         try:
-            return self._route_chunk_unsafe(chunk, ids, with_text)
+            return self._route_chunk_unsafe(chunk, ids, with_text, workers)
         except MemoryError:
             return [self._fallback(Reason.MODEL_ERROR, "resource_exhausted: MemoryError", i, t)
                     for t, i in zip(chunk, ids)]
@@ -333,7 +341,7 @@ class Router:
                                    i, t) for t, i in zip(chunk, ids)]
 
     def _route_chunk_unsafe(self, chunk: list[object], ids: list[str | int | None],
-                            with_text: bool) -> list[Decision]:
+                            with_text: bool, workers: int = 1) -> list[Decision]:
         e = self._engine
         if e is None:
             reason, detail = self._failure
@@ -358,7 +366,7 @@ class Router:
                           prepared.stripped_controls, ticket_id)
             to_score.append((k, prepared.text))
         if to_score:
-            scored = self._score(e, [t for _, t in to_score])
+            scored = self._score(e, [t for _, t in to_score], workers)
             for (k, prepared_text), s in zip(to_score, scored):
                 results[k] = self._decide(e, prepared_text, s, ids[k], chunk[k], with_text)
         return [r if r is not None else self._fallback(Reason.MODEL_ERROR, "router_error: "
@@ -419,27 +427,62 @@ class Router:
             local.engine = e
         return local.tokenizer
 
-    def _score(self, e: Engine, texts: list[str]) -> list[Scored]:
-        """Score prepared texts one ticket at a time (`score_ticket`); with `timeout_s`, each
-        ticket's segmentation, tokenization and model work share one budget
-        (`runtime/budget.py`)."""
+    def _score(self, e: Engine, texts: list[str], workers: int = 1) -> list[Scored]:
+        """Score prepared texts one ticket at a time (`score_ticket`), `workers` of them at
+        once; with `timeout_s`, each ticket's segmentation, tokenization and model work share
+        one budget (`runtime/budget.py`)."""
 
         def one(text: str) -> Scored:  # on this thread, or a worker's (its own tokenizer)
-            tokenizer = self._tokenizer(e)
-            over = window_overflow(tokenizer, text, e.spec.policy.max_windows)
-            if over is not None:
-                return Scored(None, Reason.OVER_LENGTH_CAP, detail=over)
-            return score_ticket(e.backend.logits, tokenizer, text, e.spec)
+            try:
+                tokenizer = self._tokenizer(e)
+                over = window_overflow(tokenizer, text, e.spec.policy.max_windows)
+                if over is not None:
+                    return Scored(None, Reason.OVER_LENGTH_CAP, detail=over)
+                return score_ticket(e.backend.logits, tokenizer, text, e.spec)
+            except MemoryError:
+                return Scored(None, Reason.MODEL_ERROR, detail="resource_exhausted: MemoryError")
+            except BaseException as exc:  # noqa: BLE001 - this ticket alone goes to a person
+                if not contained(exc):
+                    raise
+                log.exception("scoring fault (%s); the ticket goes to human review",
+                              type(exc).__name__)
+                return Scored(None, Reason.MODEL_ERROR,
+                              detail=f"router_error: {type(exc).__name__}")
 
-        if self.timeout_s is None:
+        if self.timeout_s is not None:
+            return score_within_budget(self._worker_pool(), one, texts, self.timeout_s)
+        if workers <= 1 or len(texts) <= 1:
             return [one(text) for text in texts]
-        return score_within_budget(self._worker_pool(), one, texts, self.timeout_s)
+        return self._map(one, texts, workers)
+
+    def _map(self, fn: Callable[[str], Scored], texts: list[str], workers: int
+             ) -> list[Scored]:
+        """`fn` over `texts` on `workers` threads (the caller's among them), each taking the
+        next ticket when it is free, so long and short tickets even out; results in order."""
+        results: list[Scored | None] = [None] * len(texts)
+        queue = iter(range(len(texts)))
+        lock = threading.Lock()
+
+        def drain() -> None:
+            while True:
+                with lock:
+                    k = next(queue, None)
+                if k is None:
+                    return
+                results[k] = fn(texts[k])
+
+        helpers = [self._worker_pool().submit(drain) for _ in range(min(workers, len(texts))
+                                                                     - 1)]
+        drain()
+        for helper in helpers:
+            helper.result()
+        return cast("list[Scored]", results)  # every index was drained
 
     def _worker_pool(self) -> ThreadPoolExecutor:
         if self._pool is None:
             with self._count_lock:
                 if self._pool is None:
-                    self._pool = ThreadPoolExecutor(max_workers=4,
+                    self._pool = ThreadPoolExecutor(max_workers=max(4, os.cpu_count() or 1),
                                                     thread_name_prefix="intakegate-infer")
         return self._pool
 
@@ -463,6 +506,18 @@ class Router:
                 "dataset": e.verified.manifest["dataset"], "bundle_dir": str(self.bundle_dir),
                 "threshold": e.threshold, "floors": floors, "floors_source": source})
         return log_obj
+
+
+def worker_count(workers: object) -> int:
+    """Tickets scored at once: one per CPU core by default; a bad value means 1 (routing never
+    raises for it)."""
+    if workers is None:
+        return os.cpu_count() or 1
+    if isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1:
+        return workers
+    log.warning("route_batch: workers=%r is not a positive int; scoring one ticket at a time",
+                workers)
+    return 1
 
 
 def _deciding_segment(e: Engine, s: Scored, prepared_text: str, raw: object,

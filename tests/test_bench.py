@@ -45,11 +45,49 @@ def held_bundle(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture(scope="module")
 def bench(held_bundle: Path, tmp_path_factory: pytest.TempPathFactory
           ) -> tuple[dict, Path]:
+    import os
+
+    from intakegate.benchmarks.optimum_default import CACHE_ENV
+
     out = tmp_path_factory.mktemp("bench-out")
     config = BenchConfig.quick(str(held_bundle), out=out, device="cpu", threads=1)
-    results, out_dir = run_bench(config)
+    saved = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("optimum-cache"))
+    try:
+        results, out_dir = run_bench(config)
+    finally:
+        if saved is None:
+            os.environ.pop(CACHE_ENV)
+        else:
+            os.environ[CACHE_ENV] = saved
     assert out_dir == out
     return results, out_dir
+
+
+def test_optimum_default_column_is_timed_beside_the_router(bench: tuple[dict, Path],
+                                                           held_bundle: Path) -> None:
+    """Each onnx artifact has the side-by-side ratio (router p50 / bare session on Optimum's
+    default int8 of the bundle's onnx-fp32), the recipe names the detected CPU family, and the
+    built graph lives in the cache, never in the gated bundle (which still verifies)."""
+    from intakegate.benchmarks.machine import cpu_family
+    from intakegate.benchmarks.optimum_default import RECIPES
+
+    results, _ = bench
+    family = results["machine"]["cpu_family"]
+    assert family == cpu_family()
+    built = results["optimum_default"]
+    assert built["recipe"] == {"cpu_family": family, "config": f"AutoQuantizationConfig."
+                               f"{RECIPES[family]}(is_static=False, per_channel=True)"}
+    assert held_bundle.resolve() not in Path(built["path"]).resolve().parents
+    verify_bundle(held_bundle)
+    for name in ("onnx-fp32", "onnx-int8"):
+        versus = results["artifacts"][name]["warm"]["vs_optimum_default"]
+        assert versus["measured"], versus
+        assert versus["router"]["n"] == versus["optimum_default_bare"]["n"] == \
+            results["settings"]["tickets"]
+        assert versus["p50_ratio"] == round(versus["router"]["p50_ms"]
+                                            / versus["optimum_default_bare"]["p50_ms"], 3)
+    assert not results["artifacts"]["torch-fp32"]["warm"]["vs_optimum_default"]["measured"]
 
 
 def test_results_json_has_every_field(bench: tuple[dict, Path]) -> None:
@@ -82,6 +120,10 @@ def test_results_json_has_every_field(bench: tuple[dict, Path]) -> None:
         assert cold["runs"] == 1 and cold["median_s"] > 0 and cold["ready"]
         assert cold["peak_rss_mb"]["max"] > 0
         assert set(cold["median_split_s"]) == {"import_s", "load_s", "first_route_s"}
+        spans = cold["median_spans_s"]  # one span per load step, in load order
+        assert list(spans)[0] == "import" and list(spans)[-1] == "first_decision"
+        assert {"verify_hashes", "tokenizer", "session", "selftest"} <= set(spans)
+        assert all(v >= 0 for k, v in spans.items() if k != "load_other")
         q = block["quality"]
         assert q["in_bundle"] and q["size_bytes"] > 0
     assert not results["artifacts"]["onnx-fp32"]["cold_start"]["torch_imported"]
@@ -230,3 +272,16 @@ def test_bench_command_is_registered() -> None:
     assert result.exit_code == 0
     for option in ("--device", "--artifacts", "--out", "--quick", "--soak", "--cold-runs"):
         assert option in result.output
+
+
+def test_interleaved_blocks_give_each_variant_the_same_tickets_in_rotating_order() -> None:
+    """Load drift must hit the router and the hand-built session alike: same tickets per
+    block, and the variant that goes first changes every block."""
+    from intakegate.benchmarks.optimum_default import interleaved
+
+    calls: list[tuple[str, str]] = []
+    variants = {v: (lambda t, v=v: calls.append((v, t))) for v in ("router", "bare")}
+    seconds = interleaved(variants, ["x", "y", "z"], tickets=6, warmup=0, block=3)
+    assert [len(s) for s in seconds.values()] == [6, 6]
+    assert [v for v, _ in calls] == ["router"] * 3 + ["bare"] * 3 + ["bare"] * 3 + ["router"] * 3
+    assert [t for v, t in calls if v == "router"] == [t for v, t in calls if v == "bare"]

@@ -42,6 +42,17 @@ def texts_of(text: str, policy: SegmentPolicy = POLICY) -> list[str]:
 # The segmenter
 
 
+def test_segmenter_version_read_fast_agrees_with_importlib_metadata() -> None:
+    """The router's start-up check reads the dist-info folder name; it must say what
+    importlib.metadata says, and a missing segmenter is None (the bundle is refused)."""
+    from importlib.metadata import version
+
+    from intakegate.segments import installed_version
+
+    assert installed_version("sentencex") == version("sentencex")
+    assert installed_version("no_such_segmenter_installed") is None
+
+
 def test_sentences_lines_and_pairs_are_segments() -> None:
     text = "Where is my parcel now? Someone changed my password.\nI never placed order 5521."
     segs = segment_ticket(text, POLICY)

@@ -35,10 +35,18 @@ def _say(message: str) -> None:
     sys.stderr.flush()
 
 
+def user_errors() -> tuple[type[Exception], ...]:
+    """The errors a user can fix. `BundleError` only once `intakegate.bundle` is loaded (no
+    bundle error can be raised before), so `--help` and light commands do not import it."""
+    from intakegate.errors import InputError, MissingExtraError
+
+    bundle = sys.modules.get("intakegate.bundle")
+    return (InputError, MissingExtraError, *((bundle.BundleError,) if bundle else ()))
+
+
 def run(app: Any, argv: Sequence[str] | None = None, prog_name: str = "intakegate") -> int:
     """Run the typer app without its own exit handling; map every outcome to an exit code."""
-    from intakegate.bundle import BundleError
-    from intakegate.errors import InputError, MissingExtraError
+    from intakegate.errors import MissingExtraError
 
     try:
         result = app(args=list(sys.argv[1:] if argv is None else argv), prog_name=prog_name,
@@ -58,7 +66,7 @@ def run(app: Any, argv: Sequence[str] | None = None, prog_name: str = "intakegat
     except click_exc.ClickException as exc:
         _say(exc.format_message())
         return int(exc.exit_code)
-    except (InputError, BundleError, MissingExtraError) as exc:
+    except user_errors() as exc:  # evaluated only when an exception is raised
         _say(str(exc))
         return ExitCode.BAD_INPUT
     except ImportError as exc:
