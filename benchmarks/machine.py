@@ -87,7 +87,7 @@ def device_name(device: str) -> str:
 def cpu_family() -> str:
     """The int8 kernel family of this CPU (avx512_vnni, avx2, arm64, x86_no_avx2), from the
     detector export gates int8 artifacts by; `unknown` when it cannot tell."""
-    from intakegate.export.cpu import detect_cpu_family
+    from intakegate.hardware import detect_cpu_family
 
     try:
         return detect_cpu_family().value

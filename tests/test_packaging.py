@@ -38,7 +38,7 @@ def test_cli_help_is_fast_and_light() -> None:
 # plotting, the python `onnx` package (onnxruntime reads the bytes), schema validation, the CLI
 # framework (typer pulls pydantic), and the stages the runtime must not depend on.
 NOT_FOR_ROUTING = (*HEAVY, "matplotlib", "onnx", "jsonschema", "pydantic", "typer", "PySide6",
-                   "intakegate.train", "intakegate.benchmarks", "intakegate.dataset",
+                   "intakegate.train", "intakegate.export", "intakegate.benchmarks", "intakegate.dataset",
                    "intakegate.label_guide")
 
 
