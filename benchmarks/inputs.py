@@ -29,7 +29,8 @@ def load_texts(verified: Any) -> BenchTexts:
     """The bundle's own test rows (`eval/rows.json`, written by train and hashed in the
     manifest); an InputError when the bundle lacks them or they are not of its split."""
     from intakegate.bundle import BundleError
-    from intakegate.fixtures import EVAL_ROWS, parse_eval_rows
+    from intakegate.bundle.paths import EVAL_ROWS
+    from intakegate.fixtures import parse_eval_rows
 
     manifest = verified.manifest
     try:

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from intakegate.bundle import (POINTER, BundleError, VerifiedBundle, atomic_write, file_table,
-                               read_pointer, sha256_file, write_manifest)
+from intakegate.bundle import (MANIFEST, POINTER, BundleError, VerifiedBundle, atomic_write,
+                               file_table, read_pointer, sha256_file, write_manifest)
 from intakegate.jsonio import dumps_canonical
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def commit_manifest(bundle_dir: Path, manifest: Mapping[str, Any], before: Verif
 
 
 def manifest_sha(bundle_dir: Path) -> str:
-    return sha256_file(bundle_dir / "manifest.json")
+    return sha256_file(bundle_dir / MANIFEST)
 
 
 def swap_into_place(staging: Path, bundle_dir: Path, expected_sha: str) -> None:

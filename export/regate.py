@@ -19,7 +19,8 @@ from typing import Any
 from intakegate.bundle import (SIGNATURE, Artifact, BundleError, Status, VerifiedBundle,
                                resolve_bundle, verify_bundle)
 from intakegate.encoding import InputPolicy, tokenizer_matches_policy
-from intakegate.fixtures import FIXTURES, fixture_texts
+from intakegate.bundle.paths import FIXTURES
+from intakegate.fixtures import fixture_texts
 from intakegate.export.artifacts import parse_artifacts
 from intakegate.export.backends import BackendUnavailable, gate_backend
 from intakegate.export.drift import MARGIN_TOLERANCE, drift_report

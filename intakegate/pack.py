@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from intakegate.bundle.paths import DOCS_DIR, EVAL_ROWS, FIXTURES, GOLDEN, SPLIT_MANIFEST
 from intakegate.bundle import (MANIFEST, Artifact, BundleError, Status, VerifiedBundle,
                                now_iso, verify_bundle, write_manifest)
-from intakegate.fixtures import EVAL_ROWS, FIXTURES
 from intakegate.gate import release_decision, run_from_json, spec_from_json
-from intakegate.golden import GOLDEN
 from intakegate.jsonio import loads_strict, write_json
 from intakegate.vocab import GateDecision
 
@@ -82,7 +81,7 @@ def pack_bundle(bundle_dir: Path, artifact: Artifact, out: Path,
                           str(out))
     blend = m.get("score_blend") or {}
     keep_prefixes = [entry["path"], m["tokenizer"], m["receipt"], entry["receipt_run"],
-                     "docs", "split_manifest.json",
+                     DOCS_DIR, SPLIT_MANIFEST,
                      *([blend["lexical"]] if isinstance(blend.get("lexical"), str) else []),
                      *(CUSTOMER_TEXT if with_fixtures else ())]
     listed = [e["path"] for e in m["files"]]

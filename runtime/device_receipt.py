@@ -19,7 +19,8 @@ from typing import Any
 
 from intakegate.bundle import BundleError, VerifiedBundle, atomic_write, now_iso
 from intakegate.errors import InputError
-from intakegate.fixtures import FIXTURES, fixture_texts
+from intakegate.bundle.paths import FIXTURES
+from intakegate.fixtures import fixture_texts
 from intakegate.gate import GateRow, Run, release_decision, spec_from_json
 from intakegate.jsonio import dumps_canonical, loads_strict
 from intakegate.routing import Reason

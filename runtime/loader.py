@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from intakegate.bundle.paths import GOLDEN, MANIFEST
 from intakegate.bundle import Artifact, BundleError, Status, VerifiedBundle, verify_bundle
 from intakegate.encoding import InputPolicy, Windows, prepare_text, tokenizer_matches_policy
 from intakegate.errors import InputError
@@ -35,7 +36,6 @@ from intakegate.tokenizer_pins import check_tokenizer
 from intakegate.vocab import GateDecision
 
 log = logging.getLogger(__name__)
-GOLDEN = "receipt/golden.json"
 DEFAULT_TOLERANCE = {"fp32": 1e-4, "fp16": 5e-3, "int8": 5e-3}
 MAX_TOLERANCE = 0.05
 PICKLE_MAGIC = tuple(bytes([0x80, proto]) for proto in range(2, 6))
@@ -122,7 +122,7 @@ def resolve_source(source: str | Path, bundles_root: str | Path) -> tuple[Path, 
     directory (which will fail verification with its own reason).
     """
     path = Path(source)
-    if (path / "manifest.json").exists():
+    if (path / MANIFEST).exists():
         return path, None
     pointer = active_pointer(source, bundles_root)
     if pointer is not None:
@@ -135,9 +135,9 @@ def resolve_source(source: str | Path, bundles_root: str | Path) -> tuple[Path, 
 
 
 def active_pointer(source: str | Path, bundles_root: str | Path) -> Any:
-    """The dataset's ACTIVE pointer, checked like `bundles activate` (intakegate.pointer):
+    """The dataset's ACTIVE pointer, checked like `bundles activate` (intakegate.bundle.registry):
     a plain version name inside the dataset's folder and a manifest digest, or LoadRefused."""
-    from intakegate.pointer import NAME, read_active
+    from intakegate.bundle.registry import NAME, read_active
 
     if not NAME.fullmatch(str(source)):
         return None  # not a dataset name: a path, verified (and refused) as a directory
@@ -602,7 +602,7 @@ def declared_artifact_path(bundle_dir: Path, artifact: str) -> str | None:
     """Where the (not yet verified) manifest says the artifact is; only used to tell a missing
     model (`model_unavailable`) from another missing file (`bundle_integrity`)."""
     try:
-        raw = json.loads((Path(bundle_dir) / "manifest.json").read_bytes()[:8 << 20])
+        raw = json.loads((Path(bundle_dir) / MANIFEST).read_bytes()[:8 << 20])
         path = raw["artifacts"][artifact]["path"]
     except Exception:  # noqa: BLE001 - unknown: the integrity reason applies
         return None

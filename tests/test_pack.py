@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from intakegate.bundle import BundleError, sha256_file, verify_bundle, write_manifest
-from intakegate.fixtures import EVAL_ROWS, FIXTURES
+from intakegate.bundle.paths import EVAL_ROWS, FIXTURES
 from intakegate.runtime import Router
 from intakegate.vocab import Route
 from tests.conftest import REPO, relaxed_guide, train_tiny_bundle

@@ -29,7 +29,9 @@ from intakegate.composed import (PREFIX, ComposedRecipe, composed_fixtures,
                                  routine_segment_rows)
 from intakegate.encoding import InputPolicy, configure_tokenizer, policy_digest, prepare_text
 from intakegate.evaluation import build_run, lowest_required_positives, receipt_spec
-from intakegate.fixtures import EVAL_ROWS, FIXTURES, EvalRows, fixtures_jsonl
+from intakegate.bundle.paths import (EVAL_ROWS, FIXTURES, MANIFEST, RECEIPT_SPEC, SPLIT_MANIFEST,
+                                     run_path)
+from intakegate.fixtures import EvalRows, fixtures_jsonl
 from intakegate.gate import GateResult, release_decision
 from intakegate.golden import pick_golden_ids, set_golden_block
 from intakegate.jsonio import write_json
@@ -285,7 +287,7 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
                        "libraries": _library_versions(), "train_rows": len(train_rows),
                        "train_seconds": round(seconds, 1), "weights_sha256": weights_sha}
     write_json(staging / DOCS / "training_config.json", training_config)
-    write_json(staging / "split_manifest.json", split.manifest)
+    write_json(staging / SPLIT_MANIFEST, split.manifest)
     (staging / DOCS / "label_guide.md").write_text(render_label_guide_md(guide))
     (staging / DOCS / "data_card.md").write_text(render_data_card(dataset, split))
     (staging / DOCS / "shadow_monitor_plan.md").write_text(
@@ -318,7 +320,7 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
         "tokenizer": "tokenizer.json",
         "tokenizer_pins": tokenizer_pins((staging / "tokenizer.json").read_text("utf-8")),
         "logit_range": recorder.range().to_json(),
-        "receipt": "receipt/spec.json",
+        "receipt": RECEIPT_SPEC,
         "score_head": {"labels": [id2label[i] for i in sorted(id2label)],
                        "positive": positive},
         **({"score_blend": {"rule": "log_odds_weighted_mean", "lexical": LEXICAL,
@@ -331,7 +333,7 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
                 "sha256": weights_sha, "model_sha256": weights_sha,
                 "size_bytes": sum(p.stat().st_size for p in model_dir.iterdir()),
                 "status": status.value, "reason": gate.reason,
-                "receipt_run": f"receipt/runs/{Artifact.TORCH_FP32.value}.json",
+                "receipt_run": run_path(Artifact.TORCH_FP32.value),
                 "gated_with": "torch-cpu",
                 "tool_versions": {k: v for k, v in _library_versions().items()
                                   if k in ("torch", "transformers", "tokenizers")},
@@ -525,7 +527,7 @@ def publish_reports(bundle_dir: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for p in (bundle_dir / DOCS).iterdir():
         shutil.copy2(p, out / p.name)
-    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    manifest = json.loads((bundle_dir / MANIFEST).read_text())
     summary = {k: manifest[k] for k in ("bundle_version", "dataset_version", "label_version",
                                         "split_manifest_version", "model_version", "threshold",
                                         "decision", "decision_reason")}
