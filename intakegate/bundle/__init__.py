@@ -14,15 +14,17 @@ from here.
 from intakegate.bundle.errors import BundleError
 from intakegate.bundle.hashing import (FileEntry, atomic_write, file_table, sha256_bytes,
                                        sha256_file, tree_sha256, walk_files)
-from intakegate.bundle.manifest import (FORMAT_VERSION, Artifact, Status, now_iso,
-                                        validate_manifest, write_manifest)
+from intakegate.bundle.manifest import (FORMAT_VERSION, Artifact, ArtifactEntry, DerivedFrom,
+                                        GateEntry, Manifest, ScoreBlendEntry, ScoreHead, Status,
+                                        now_iso, write_manifest)
 from intakegate.bundle.paths import MANIFEST, POINTER, SIGNATURE
-from intakegate.bundle.registry import (activate, dataset_root, list_bundles, read_pointer,
-                                        resolve_bundle, rollback)
+from intakegate.bundle.registry import (ResolvedBundle, activate, dataset_root, list_bundles,
+                                        read_pointer, resolve_bundle, rollback)
 from intakegate.bundle.verify import VerifiedBundle, verify_bundle
 
-__all__ = ["FORMAT_VERSION", "MANIFEST", "POINTER", "SIGNATURE", "Artifact", "BundleError",
-           "FileEntry", "Status", "VerifiedBundle", "activate", "atomic_write", "dataset_root",
-           "file_table", "list_bundles", "now_iso", "read_pointer", "resolve_bundle", "rollback",
-           "sha256_bytes", "sha256_file", "tree_sha256", "validate_manifest", "verify_bundle",
-           "walk_files", "write_manifest"]
+__all__ = ["FORMAT_VERSION", "MANIFEST", "POINTER", "SIGNATURE", "Artifact", "ArtifactEntry",
+           "BundleError", "DerivedFrom", "FileEntry", "GateEntry", "Manifest", "ResolvedBundle",
+           "ScoreBlendEntry", "ScoreHead", "Status", "VerifiedBundle", "activate",
+           "atomic_write", "dataset_root", "file_table", "list_bundles", "now_iso",
+           "read_pointer", "resolve_bundle", "rollback", "sha256_bytes", "sha256_file",
+           "tree_sha256", "verify_bundle", "walk_files", "write_manifest"]

@@ -11,6 +11,9 @@ from pathlib import PurePosixPath
 from intakegate.bundle.errors import BundleError
 
 MANIFEST = "manifest.json"
+TOKENIZER = "tokenizer.json"
+TORCH_MODEL_DIR = "model/torch-fp32"
+LEXICAL = "lexical.json"  # the score blend's lexical model (intakegate.lexical)
 # The detached signature over the manifest digest (intakegate.signing); it cannot be listed in
 # the manifest it signs, and it is only ever parsed as a small strict JSON signature.
 SIGNATURE = "manifest.sig"

@@ -22,12 +22,11 @@ from typing import Any
 
 from intakegate.bundle.errors import BundleError
 from intakegate.bundle.hashing import atomic_write
-from intakegate.bundle.manifest import now_iso
+from intakegate.bundle.manifest import now_iso, parse_manifest_bytes
 from intakegate.bundle.paths import MANIFEST, POINTER, POINTER_LOCK
 from intakegate.bundle.verify import verify_bundle
 from intakegate.errors import InputError
 from intakegate.jsonio import dumps_canonical, loads_strict
-from intakegate.vocab import GateDecision
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -157,11 +156,13 @@ def list_bundles(bundles_root: str | Path) -> list[dict[str, Any]]:
         dataset = bundle_dir.parent.name
         pointer = read_pointer(root, dataset)
         try:
-            m = json.loads(manifest_path.read_text(encoding="utf-8"))
-            decision, reason, thr = m.get("decision"), m.get("decision_reason"), m.get("threshold")
-            artifacts = {k: v.get("status") for k, v in m.get("artifacts", {}).items()}
-        except (OSError, ValueError):
+            m = parse_manifest_bytes(manifest_path.read_bytes(), str(manifest_path))
+            decision, reason, thr = m.decision.value, m.decision_reason, m.threshold
+            artifacts = {k: v.status.value for k, v in m.artifacts.items()}
+        except OSError:
             decision, reason, thr, artifacts = "unreadable", "", None, {}
+        except BundleError as exc:
+            decision, reason, thr, artifacts = "invalid", str(exc), None, {}
         out.append({"dataset": dataset, "bundle_version": bundle_dir.name, "decision": decision,
                     "reason": reason, "threshold": thr, "artifacts": artifacts,
                     "active": bool(pointer and pointer["bundle_version"] == bundle_dir.name),
@@ -178,9 +179,9 @@ def activate(bundles_root: str | Path, dataset: str, bundle_version: str) -> dic
     if not target.is_dir() or target.is_symlink() or target.parent != root:
         raise BundleError("model_unavailable", f"no bundle {bundle_version!r}", str(root))
     verified = verify_bundle(target)
-    if verified.manifest["decision"] != GateDecision.ELIGIBLE_FOR_SHADOW.value:
+    if not verified.manifest.eligible:
         raise BundleError("artifact_held", f"bundle {bundle_version} is held: "
-                                           f"{verified.manifest['decision_reason']}", str(target))
+                                           f"{verified.manifest.decision_reason}", str(target))
     with pointer_lock(root):  # read-modify-write: one activation at a time per dataset
         current = read_pointer(bundles_root, dataset)
         history = []
@@ -219,15 +220,28 @@ def _rollback_locked(bundles_root: str | Path, dataset: str) -> dict[str, Any]:
     return pointer
 
 
-def resolve_bundle(name_or_path: str | Path, bundles_root: str | Path = "bundles") -> Path:
-    """A bundle directory, or a dataset name resolved through its ACTIVE pointer."""
-    path = Path(name_or_path)
+@dataclass(frozen=True)
+class ResolvedBundle:
+    """Where a bundle is, and the manifest digest its ACTIVE pointer pins (None: named by path)."""
+
+    path: Path
+    pinned_manifest_sha256: str | None
+
+
+def resolve_bundle(source: str | Path, bundles_root: str | Path = "bundles") -> ResolvedBundle:
+    """The one resolver: a bundle directory, or a dataset name through its ACTIVE pointer.
+
+    A directory holding a manifest wins; then a dataset with an ACTIVE pointer (checked by
+    `read_active`, whose BundleError propagates); then any other directory, which verification
+    refuses with its own reason. Anything else is `model_unavailable`.
+    """
+    path = Path(source)
     if (path / MANIFEST).exists():
-        return path
-    pointer = read_active(bundles_root, str(name_or_path)) if NAME.fullmatch(
-        str(name_or_path)) else None
-    if pointer is None:
-        raise BundleError("model_unavailable",
-                          f"{name_or_path!s} is neither a bundle directory nor a dataset with an "
-                          f"active bundle under {bundles_root}")
-    return pointer.bundle_dir
+        return ResolvedBundle(path, None)
+    pointer = read_active(bundles_root, str(source)) if NAME.fullmatch(str(source)) else None
+    if pointer is not None:
+        return ResolvedBundle(pointer.bundle_dir, pointer.manifest_sha256)
+    if path.is_dir():
+        return ResolvedBundle(path, None)
+    raise BundleError("model_unavailable", f"{source!s} is neither a bundle directory nor a "
+                                           f"dataset with an active bundle under {bundles_root}")

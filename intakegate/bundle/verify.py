@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from intakegate.bundle.errors import BundleError
 from intakegate.bundle.hashing import sha256_bytes, sha256_files, walk_files
-from intakegate.bundle.manifest import parse_manifest_bytes
+from intakegate.bundle.manifest import Manifest, parse_manifest_bytes
 from intakegate.bundle.paths import FORBIDDEN_SUFFIXES, MANIFEST, SIGNATURE, check_relpath
 
 
@@ -25,32 +23,32 @@ class VerifiedBundle:
     """A bundle whose every file matched its manifest entry at verification time."""
 
     root: Path
-    manifest: Mapping[str, Any]
+    manifest: Manifest
     manifest_sha256: str
 
     def read(self, rel: str) -> bytes:
         """Read a listed file and re-check its digest: callers load from these very bytes."""
-        entry = next((e for e in self.manifest["files"] if e["path"] == rel), None)
+        entry = self.manifest.file(rel)
         if entry is None:
             raise BundleError("bundle_missing_file", "not listed in the manifest", rel)
         path = self.root / rel
         st = os.lstat(path)
         if not stat.S_ISREG(st.st_mode):
             raise BundleError("bundle_special_file", "not a regular file", rel)
-        if st.st_size != entry["size"]:
+        if st.st_size != entry.size:
             raise BundleError("bundle_size_mismatch", "size changed", rel)
         data = path.read_bytes()
-        if sha256_bytes(data) != entry["sha256"]:
+        if sha256_bytes(data) != entry.sha256:
             raise BundleError("bundle_tampered", "sha256 mismatch", rel)
         return data
 
     @property
     def threshold(self) -> float:
-        return float(self.manifest["threshold"])
+        return self.manifest.threshold
 
     @property
     def bundle_version(self) -> str:
-        return str(self.manifest["bundle_version"])
+        return self.manifest.bundle_version
 
 
 def verify_bundle(bundle_dir: str | Path) -> VerifiedBundle:
@@ -70,7 +68,7 @@ def verify_bundle(bundle_dir: str | Path) -> VerifiedBundle:
     on_disk = walk_files(root)
     on_disk.pop(MANIFEST, None)
     on_disk.pop(SIGNATURE, None)
-    listed = {e["path"]: e for e in manifest["files"]}
+    listed = {e.path: e for e in manifest.files}
     for rel in sorted(on_disk):
         if rel not in listed:
             raise BundleError("bundle_unlisted_file", "file not listed in the manifest", rel)
@@ -82,11 +80,11 @@ def verify_bundle(bundle_dir: str | Path) -> VerifiedBundle:
         if Path(rel).suffix in FORBIDDEN_SUFFIXES:
             raise BundleError("format_not_allowed", "pickle-capable and code files are never "
                                                     "loaded", rel)
-        if path.stat().st_size != listed[rel]["size"]:
+        if path.stat().st_size != listed[rel].size:
             raise BundleError("bundle_size_mismatch", "size differs from the manifest", rel)
     digests = sha256_files(on_disk)
     for rel in sorted(on_disk):
-        if digests[rel] != listed[rel]["sha256"]:
+        if digests[rel] != listed[rel].sha256:
             raise BundleError("bundle_tampered", "sha256 differs from the manifest", rel)
     return VerifiedBundle(root, manifest, sha256_bytes(data))
 
