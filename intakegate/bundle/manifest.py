@@ -21,16 +21,18 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from intakegate.bundle.errors import BundleError
 from intakegate.bundle.hashing import FileEntry, atomic_write, file_table, sha256_bytes
 from intakegate.bundle.paths import FORBIDDEN_SUFFIXES, MANIFEST, MAX_MANIFEST_BYTES, check_relpath
-from intakegate.encoding import InputPolicy
 from intakegate.errors import InputError
 from intakegate.hardware import CPU_GATE_PREFIX
 from intakegate.jsonio import dumps_canonical, loads_strict
 from intakegate.vocab import FALLBACK_ROUTE, GateDecision, Route
+
+if TYPE_CHECKING:  # intakegate.encoding imports numpy; the CLI reads bundles without it
+    from intakegate.encoding import InputPolicy
 
 # 2: the input policy carries the segmentation (every segment of a ticket is scored).
 # 3: self-contained: receipt/fixtures.jsonl, eval/rows.json, text digests and shadow floors in
@@ -474,6 +476,8 @@ def _parse_policy(obj: dict[str, Any], max_length: int, where: str) -> InputPoli
                                                       "every segment of a ticket")
     if obj.get("max_length") != max_length or not 8 <= max_length <= 4096:
         raise _bad(where, "input_policy.max_length", "must equal max_length, in [8, 4096]")
+    from intakegate.encoding import InputPolicy
+
     try:
         return InputPolicy.from_json(obj)
     except (TypeError, ValueError, KeyError) as exc:
