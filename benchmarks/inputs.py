@@ -29,7 +29,8 @@ def load_texts(verified: Any) -> BenchTexts:
     """The bundle's own test rows (`eval/rows.json`, written by train and hashed in the
     manifest); an InputError when the bundle lacks them or they are not of its split."""
     from intakegate.bundle import BundleError
-    from intakegate.fixtures import EVAL_ROWS, parse_eval_rows
+    from intakegate.bundle.paths import EVAL_ROWS
+    from intakegate.fixtures import parse_eval_rows
 
     manifest = verified.manifest
     try:
@@ -37,13 +38,13 @@ def load_texts(verified: Any) -> BenchTexts:
     except BundleError as exc:
         raise InputError(f"the bundle has no benchmark rows ({exc}); bench a full bundle, or "
                          f"a pack made --with-fixtures", path=str(verified.root)) from None
-    if rows.dataset_version != manifest["dataset_version"]:
+    if rows.dataset_version != manifest.dataset_version:
         raise InputError(f"{EVAL_ROWS} holds rows of {rows.dataset_version}, the bundle was "
-                         f"built on {manifest['dataset_version']}: its test rows are not this "
+                         f"built on {manifest.dataset_version}: its test rows are not this "
                          f"bundle's", path=str(verified.root))
-    if rows.split_manifest_version != manifest["split_manifest_version"]:
+    if rows.split_manifest_version != manifest.split_manifest_version:
         raise InputError(f"split {rows.split_manifest_version} != the bundle's "
-                         f"{manifest['split_manifest_version']}", path=str(verified.root))
+                         f"{manifest.split_manifest_version}", path=str(verified.root))
     if not rows.test:
         raise InputError(f"{EVAL_ROWS} has no test rows to route", path=str(verified.root))
     return BenchTexts(tuple(r.text for r in rows.test), rows.train, rows.baseline_keywords,

@@ -29,23 +29,23 @@ def _read_json(verified: VerifiedBundle, rel: str | None) -> dict[str, Any] | No
 
 def artifact_quality(verified: VerifiedBundle, artifact: str) -> dict[str, Any]:
     """The gate receipt summary of one artifact (None fields where the bundle has no record)."""
-    art = verified.manifest["artifacts"].get(artifact)
+    art = verified.manifest.artifacts.get(artifact)
     if art is None:
         return {"in_bundle": False}
-    drift = art.get("drift") if isinstance(art.get("drift"), Mapping) else None
+    drift = art.drift
     report_rel = drift.get("report") if drift else None
     report = _read_json(verified, report_rel)
     flips = (report or drift or {}).get("route_flips") or []
     flip_ids = [f.get("id") if isinstance(f, Mapping) else f for f in flips]
     return {
         "in_bundle": True,
-        "status": art.get("status"),
-        "reason": art.get("reason"),
-        "gated_with": art.get("gated_with"),
-        "precision": art.get("precision"),
-        "size_bytes": art.get("size_bytes"),
-        "size_mb": round(art["size_bytes"] / 1e6, 2) if art.get("size_bytes") else None,
-        "device_classes": art.get("device_classes"),
+        "status": art.status.value,
+        "reason": art.reason,
+        "gated_with": art.gated_with,
+        "precision": art.precision,
+        "size_bytes": art.size_bytes,
+        "size_mb": round(art.size_bytes / 1e6, 2) if art.size_bytes else None,
+        "device_classes": None if art.device_classes is None else list(art.device_classes),
         "drift_reference": (report or drift or {}).get("reference"),
         "max_abs_score_delta": (report or drift or {}).get("max_abs_delta"),
         "route_flips": len(flip_ids) if (report or drift) else None,
@@ -57,7 +57,7 @@ def artifact_quality(verified: VerifiedBundle, artifact: str) -> dict[str, Any]:
 
 def bundle_test_figures(verified: VerifiedBundle) -> dict[str, Any]:
     """Required missed, FP rate and ROC-AUC on the test split, for the encoder and baselines."""
-    documents = verified.manifest.get("documents") or {}
+    documents = verified.manifest.documents or {}
     report = _read_json(verified, documents.get("test_report.json"))
     if report is None:
         return {"available": False, "note": "no docs/test_report.json (test split not opened)"}

@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -72,9 +73,9 @@ def resolve_device(device: str) -> str:
     return pick_provider("auto", list(ort.get_available_providers()))[0]
 
 
-def skip_reason(artifact: str, manifest: dict[str, Any]) -> str | None:
+def skip_reason(artifact: str, present: Collection[str]) -> str | None:
     """Why an artifact cannot be timed through the router here (None: it can be tried)."""
-    absent = artifact not in manifest["artifacts"]
+    absent = artifact not in present
     if artifact in COREML:
         if sys.platform != "darwin":
             return (f"Core ML runs only on macOS (this platform is {sys.platform})"
@@ -82,18 +83,18 @@ def skip_reason(artifact: str, manifest: dict[str, Any]) -> str | None:
         return ("the router does not run Core ML (the macOS client does); there is no "
                 "Router.route path to time")
     if absent:
-        return (f"not in bundle (has {', '.join(sorted(manifest['artifacts']))}); run "
+        return (f"not in bundle (has {', '.join(sorted(present))}); run "
                 f"`intakegate export`")
     return None
 
 
 def _bundle_block(verified: Any) -> dict[str, Any]:
     m = verified.manifest
-    return {"path": str(verified.root), "bundle_version": m["bundle_version"],
-            "dataset": m["dataset"], "dataset_version": m["dataset_version"],
-            "split_manifest_version": m["split_manifest_version"],
-            "manifest_sha256": verified.manifest_sha256, "threshold": m["threshold"],
-            "base_model": m.get("base_model")}
+    return {"path": str(verified.root), "bundle_version": m.bundle_version,
+            "dataset": m.dataset, "dataset_version": m.dataset_version,
+            "split_manifest_version": m.split_manifest_version,
+            "manifest_sha256": verified.manifest_sha256, "threshold": m.threshold,
+            "base_model": m.base_model}
 
 
 def _out_dir(out: Path | None, device: str, bundle_version: str) -> Path:
@@ -116,7 +117,7 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
     from intakegate.runtime.onnx_backend import default_threads
 
     started = time.perf_counter()
-    bundle_dir = resolve_bundle(config.bundle, config.bundles_root).resolve()
+    bundle_dir = resolve_bundle(config.bundle, config.bundles_root).path.resolve()
     verified = verify_bundle(bundle_dir)
     texts = load_texts(verified)
     device = resolve_device(config.device)
@@ -148,7 +149,7 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
         block: dict[str, Any] = {"quality": artifact_quality(verified, artifact), "warm": None,
                                  "cold_start": None, "skip_reason": None}
         results["artifacts"][artifact] = block
-        why = skip_reason(artifact, dict(verified.manifest))
+        why = skip_reason(artifact, verified.manifest.artifacts)
         if why is not None:
             log.info("%s: skipped (%s)", artifact, why)
             block["skip_reason"] = why
@@ -231,12 +232,12 @@ def run_soak(config: SoakConfig) -> tuple[list[dict[str, Any]], Path]:
     from intakegate.bundle import resolve_bundle, verify_bundle
     from intakegate.runtime.onnx_backend import default_threads
 
-    bundle_dir = resolve_bundle(config.bundle, config.bundles_root).resolve()
+    bundle_dir = resolve_bundle(config.bundle, config.bundles_root).path.resolve()
     verified = verify_bundle(bundle_dir)
     texts = load_texts(verified)
     device = resolve_device(config.device)
     threads = config.threads or default_threads()
-    present = verified.manifest["artifacts"]
+    present = verified.manifest.artifacts
     artifacts = config.artifacts or tuple(
         a for a in ("onnx-int8", "onnx-fp32", "torch-fp32") if a in present)[:1]
     out_dir = _out_dir(config.out, device, verified.bundle_version)

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from enum import Enum
 
 from intakegate.bundle import Artifact
+from intakegate.bundle.paths import run_path
 from intakegate.errors import InputError
 
 MODEL_ROOT = "model"
-RUNS_DIR = "receipt/runs"
 DOCS_DIR = "docs"
 
 
@@ -44,7 +44,7 @@ class ArtifactSpec:
 
     @property
     def receipt_run(self) -> str:
-        return f"{RUNS_DIR}/{self.name}.json"
+        return run_path(self.name)
 
     @property
     def drift_report(self) -> str:

@@ -74,11 +74,11 @@ class GateBackend:
 
 def artifact_path(bundle: VerifiedBundle, artifact: Artifact) -> str:
     """The artifact's path as the manifest records it."""
-    entry = bundle.manifest["artifacts"].get(artifact.value)
+    entry = bundle.manifest.artifacts.get(artifact.value)
     if entry is None:
         raise BundleError("artifact_missing", f"{artifact.value} is not in the manifest's "
                                               "artifacts; run `intakegate export` first")
-    return str(entry["path"])
+    return entry.path
 
 
 def gate_backend(artifact: Artifact, bundle: VerifiedBundle) -> GateBackend:

@@ -55,7 +55,7 @@ def export_command(
     names = parse_artifacts([artifacts], EXPORTABLE)
     if not names:
         raise typer.BadParameter("name at least one artifact", param_hint="--artifacts")
-    bundle_dir = resolve_bundle(bundle, bundles_dir)
+    bundle_dir = resolve_bundle(bundle, bundles_dir).path
     logging.getLogger(__name__).info("exporting %s from %s", ",".join(a.value for a in names),
                                      bundle_dir)
     try:

@@ -12,12 +12,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-from intakegate.bundle import (POINTER, BundleError, VerifiedBundle, atomic_write, file_table,
-                               read_pointer, sha256_file, write_manifest)
+from intakegate.bundle import (MANIFEST, POINTER, BundleError, Manifest, VerifiedBundle,
+                               atomic_write, file_table, read_pointer, sha256_file, write_manifest)
 from intakegate.jsonio import dumps_canonical
 
 log = logging.getLogger(__name__)
@@ -27,11 +26,11 @@ def _inside(path: str, prefixes: Iterable[str]) -> bool:
     return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
 
 
-def commit_manifest(bundle_dir: Path, manifest: Mapping[str, Any], before: VerifiedBundle,
+def commit_manifest(bundle_dir: Path, manifest: Manifest, before: VerifiedBundle,
                     written: Iterable[str]) -> str:
     """Write the manifest after checking that only `written` paths changed; returns its sha256."""
     written = list(written)
-    old = {e["path"]: e for e in before.manifest["files"]}
+    old = {e.path: e.to_json() for e in before.manifest.files}
     now = {e.path: e.to_json() for e in file_table(bundle_dir)}
     for path in sorted(old.keys() | now.keys()):
         if _inside(path, written):
@@ -43,7 +42,7 @@ def commit_manifest(bundle_dir: Path, manifest: Mapping[str, Any], before: Verif
 
 
 def manifest_sha(bundle_dir: Path) -> str:
-    return sha256_file(bundle_dir / "manifest.json")
+    return sha256_file(bundle_dir / MANIFEST)
 
 
 def swap_into_place(staging: Path, bundle_dir: Path, expected_sha: str) -> None:

@@ -10,8 +10,8 @@ from intakegate.bundle import BundleError, VerifiedBundle
 
 def listed_under(bundle: VerifiedBundle, prefix: str) -> list[str]:
     """Manifest paths equal to `prefix` or inside the directory `prefix`."""
-    return sorted(e["path"] for e in bundle.manifest["files"]
-                  if e["path"] == prefix or e["path"].startswith(prefix.rstrip("/") + "/"))
+    return sorted(e.path for e in bundle.manifest.files
+                  if e.path == prefix or e.path.startswith(prefix.rstrip("/") + "/"))
 
 
 def materialize(bundle: VerifiedBundle, prefix: str, dest: Path) -> Path:

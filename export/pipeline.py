@@ -14,12 +14,12 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from intakegate.bundle import (Artifact, BundleError, Status, VerifiedBundle, tree_sha256,
-                               verify_bundle)
+from intakegate.bundle import (Artifact, ArtifactEntry, BundleError, Manifest, Status,
+                               VerifiedBundle, tree_sha256, verify_bundle)
 from intakegate.export.artifacts import (COREML_ARTIFACTS, EXPORTABLE, SPECS, ArtifactSpec,
                                          tool_versions)
 from intakegate.export.commit import (commit_manifest, manifest_sha, refresh_active_pointer,
@@ -30,7 +30,6 @@ from intakegate.export.materialize import materialize
 from intakegate.export.regate import load_inventory, regate_artifact
 from intakegate.export.results import (REFERENCE, ArtifactGate, updated_manifest,
                                        write_gate_files, write_golden_rows)
-from intakegate.vocab import GateDecision
 
 log = logging.getLogger(__name__)
 NOT_GATED = "not_gated_yet"
@@ -51,14 +50,13 @@ class ExportResult:
 def check_exportable(bundle: VerifiedBundle) -> None:
     """Only a model whose reference artifact passed its receipt is exported."""
     m = bundle.manifest
-    ref = m["artifacts"].get(REFERENCE.value)
+    ref = m.artifacts.get(REFERENCE.value)
     if ref is None:
         raise BundleError("artifact_missing", "the bundle has no torch-fp32 reference artifact",
                           str(bundle.root))
-    if ref["status"] != Status.ELIGIBLE.value or m["decision"] != \
-            GateDecision.ELIGIBLE_FOR_SHADOW.value:
-        raise BundleError("artifact_held", f"torch-fp32 is {ref['status']} "
-                                           f"({ref.get('reason') or m['decision_reason']}); a held "
+    if not ref.eligible or not m.eligible:
+        raise BundleError("artifact_held", f"torch-fp32 is {ref.status.value} "
+                                           f"({ref.reason or m.decision_reason}); a held "
                                            "model is not exported", str(bundle.root))
 
 
@@ -89,8 +87,8 @@ def export_bundle(bundle_dir: Path, artifacts: Sequence[Artifact] = EXPORTABLE,
             log.info("%s", gate.line())
             gates.append(gate)
         written = write_gate_files(staging, gates)
-        written += sorted(set(write_golden_rows(staging, dict(exported.manifest), gates)))
-        commit_manifest(staging, updated_manifest(dict(exported.manifest), gates), exported,
+        written += sorted(set(write_golden_rows(staging, exported.manifest, gates)))
+        commit_manifest(staging, updated_manifest(exported.manifest, gates), exported,
                         written)
         verify_bundle(staging)
         swap_into_place(staging, bundle_dir, verified.manifest_sha256)
@@ -107,23 +105,21 @@ def _export_into(staging: Path, staged: VerifiedBundle, artifacts: list[Artifact
     """Write the artifacts into the staging copy and list them (status pending_regate)."""
     m = staged.manifest
     touched = _clear_previous(staging, artifacts)
-    entries: dict[str, dict[str, Any]] = {}
+    entries: dict[str, ArtifactEntry] = {}
     with tempfile.TemporaryDirectory(prefix="intakegate-export-") as work:
         work_dir = Path(work)
-        model_dir = materialize(staged, m["artifacts"][REFERENCE.value]["path"],
+        model_dir = materialize(staged, m.artifacts[REFERENCE.value].path,
                                 work_dir / "reference")
         settings = _export_onnx(staging, work_dir, model_dir, m, artifacts, cpu_family)
         settings.update(_export_coreml(staging, model_dir, m, artifacts))
-    source_sha = m["artifacts"][REFERENCE.value]["sha256"]
+    source_sha = m.artifacts[REFERENCE.value].sha256
     for artifact in artifacts:
         spec = SPECS[artifact]
         entries[artifact.value] = _entry(staging, spec, settings[artifact], source_sha)
-    manifest = dict(m)
-    manifest["artifacts"] = {**m["artifacts"], **entries}
-    documents = {k: v for k, v in m.get("documents", {}).items()
-                 if v not in {SPECS[a].drift_report for a in artifacts}}
-    if "documents" in m:
-        manifest["documents"] = documents
+    dropped = {SPECS[a].drift_report for a in artifacts}
+    manifest = replace(m, artifacts={**m.artifacts, **entries},
+                       documents=None if m.documents is None else
+                       {k: v for k, v in m.documents.items() if v not in dropped})
     commit_manifest(staging, manifest, staged, touched)
     return verify_bundle(staging)
 
@@ -143,7 +139,7 @@ def _clear_previous(staging: Path, artifacts: list[Artifact]) -> list[str]:
     return touched
 
 
-def _export_onnx(staging: Path, work_dir: Path, model_dir: Path, m: dict[str, Any],
+def _export_onnx(staging: Path, work_dir: Path, model_dir: Path, m: Manifest,
                  artifacts: list[Artifact], cpu_family: CpuFamily | None
                  ) -> dict[Artifact, dict[str, Any]]:
     from intakegate.export.onnx_export import export_onnx_fp32, quantize_onnx_int8
@@ -152,9 +148,9 @@ def _export_onnx(staging: Path, work_dir: Path, model_dir: Path, m: dict[str, An
     if not {Artifact.ONNX_FP32, Artifact.ONNX_INT8} & set(artifacts):
         return out
     fp32 = work_dir / "onnx-fp32.onnx"
-    log.info("exporting onnx-fp32 (%s)", m["model_kind"])
+    log.info("exporting onnx-fp32 (%s)", m.model_kind)
     t = time.monotonic()
-    fp32_settings = export_onnx_fp32(model_dir, m["model_kind"], fp32)
+    fp32_settings = export_onnx_fp32(model_dir, m.model_kind, fp32)
     fp32_settings["export_seconds"] = round(time.monotonic() - t, 2)
     if Artifact.ONNX_FP32 in artifacts:
         target = staging / SPECS[Artifact.ONNX_FP32].path
@@ -172,7 +168,7 @@ def _export_onnx(staging: Path, work_dir: Path, model_dir: Path, m: dict[str, An
     return out
 
 
-def _export_coreml(staging: Path, model_dir: Path, m: dict[str, Any],
+def _export_coreml(staging: Path, model_dir: Path, m: Manifest,
                    artifacts: list[Artifact]) -> dict[Artifact, dict[str, Any]]:
     from intakegate.export.coreml_export import convert_coreml
 
@@ -184,7 +180,7 @@ def _export_coreml(staging: Path, model_dir: Path, m: dict[str, Any],
             if Artifact.COREML_FP16 in wanted else None)
     int8 = (staging / SPECS[Artifact.COREML_INT8].path
             if Artifact.COREML_INT8 in wanted else None)
-    settings = convert_coreml(model_dir, m["model_kind"], int(m["max_length"]), fp16, int8)
+    settings = convert_coreml(model_dir, m.model_kind, m.max_length, fp16, int8)
     out = {}
     if fp16 is not None:
         out[Artifact.COREML_FP16] = settings["fp16"]
@@ -194,17 +190,13 @@ def _export_coreml(staging: Path, model_dir: Path, m: dict[str, Any],
 
 
 def _entry(staging: Path, spec: ArtifactSpec, settings: dict[str, Any], source_sha: str
-           ) -> dict[str, Any]:
+           ) -> ArtifactEntry:
     """The manifest entry of a freshly exported, not yet gated artifact."""
     digest, size = tree_sha256(staging, spec.path)
     coreml = spec.artifact in COREML_ARTIFACTS
-    entry: dict[str, Any] = {
-        "format": spec.format, "precision": spec.precision, "path": spec.path,
-        "sha256": digest, "model_sha256": digest, "size_bytes": size,
-        "status": Status.PENDING_REGATE.value, "reason": NOT_GATED,
-        "receipt_run": None, "gated_with": None, "drift": None,
-        "tool_versions": tool_versions(*(COREML_TOOLS if coreml else ONNX_TOOLS)),
-        "export_settings": {**settings, "source_artifact": REFERENCE.value,
-                            "source_sha256": source_sha},
-    }
-    return entry
+    return ArtifactEntry(
+        spec.format, spec.precision, spec.path, digest, Status.PENDING_REGATE, reason=NOT_GATED,
+        model_sha256=digest, size_bytes=size,
+        tool_versions=tool_versions(*(COREML_TOOLS if coreml else ONNX_TOOLS)),
+        export_settings={**settings, "source_artifact": REFERENCE.value,
+                         "source_sha256": source_sha})

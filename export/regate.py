@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from intakegate.bundle import (SIGNATURE, Artifact, BundleError, Status, VerifiedBundle,
-                               resolve_bundle, verify_bundle)
-from intakegate.encoding import InputPolicy, tokenizer_matches_policy
-from intakegate.fixtures import FIXTURES, fixture_texts
+from intakegate.bundle import (MANIFEST, SIGNATURE, Artifact, BundleError, Status,
+                               VerifiedBundle, resolve_bundle, verify_bundle)
+from intakegate.bundle.paths import FIXTURES
+from intakegate.encoding import tokenizer_matches_policy
+from intakegate.fixtures import fixture_texts
 from intakegate.export.artifacts import parse_artifacts
 from intakegate.export.backends import BackendUnavailable, gate_backend
 from intakegate.export.drift import MARGIN_TOLERANCE, drift_report
@@ -28,7 +29,7 @@ from intakegate.export.results import (REFERENCE, ArtifactGate, updated_manifest
 from intakegate.gate import (IDENTITY_FIELDS, GateRow, ReceiptSpec, Run, release_decision,
                              run_from_json, spec_from_json)
 from intakegate.jsonio import loads_strict
-from intakegate.lexical import blend_from_manifest
+from intakegate.lexical import blend_from_entry
 from intakegate.ticket_score import ScoreSpec, progress_log, score_texts
 from intakegate.vocab import GateDecision
 
@@ -57,14 +58,14 @@ def load_inventory(bundle: VerifiedBundle) -> Inventory:
     """The receipt spec, the reference run (slice and gold per fixture) and the fixture texts,
     all from the bundle itself (receipt/fixtures.jsonl): no dataset is opened."""
     m = bundle.manifest
-    spec = spec_from_json(_read_json(bundle, m["receipt"]), Path(m["receipt"]))
-    ref_entry = m["artifacts"].get(REFERENCE.value)
-    if ref_entry is None or not ref_entry.get("receipt_run"):
+    spec = spec_from_json(_read_json(bundle, m.receipt), Path(m.receipt))
+    ref_entry = m.artifacts.get(REFERENCE.value)
+    if ref_entry is None or not ref_entry.receipt_run:
         raise BundleError("manifest_invalid", "the bundle has no torch-fp32 receipt run to "
-                                              "compare with", "manifest.json")
-    reference = run_from_json(_read_json(bundle, ref_entry["receipt_run"]),
-                              Path(ref_entry["receipt_run"]))
-    if FIXTURES not in {e["path"] for e in m["files"]}:
+                                              "compare with", MANIFEST)
+    reference = run_from_json(_read_json(bundle, ref_entry.receipt_run),
+                              Path(ref_entry.receipt_run))
+    if FIXTURES not in m.listed:
         return Inventory(spec, reference, {}, f"fixtures_absent:{FIXTURES}")
     fixtures, problem = fixture_texts(spec.fixture_ids, spec.fixture_sha256, bundle.read)
     if problem:
@@ -88,11 +89,11 @@ def regate_artifact(bundle: VerifiedBundle, artifact: Artifact, inventory: Inven
     if inventory.hold_reason:
         return _hold(artifact, bundle, inventory.hold_reason)
     m = bundle.manifest
-    policy = InputPolicy.from_json(m["input_policy"])
-    tokenizer_json = bundle.read(m["tokenizer"]).decode("utf-8")
+    policy = m.input_policy
+    tokenizer_json = bundle.read(m.tokenizer).decode("utf-8")
     mismatch = tokenizer_matches_policy(tokenizer_json, policy)
     if mismatch:
-        log.error("%s: %s", m["tokenizer"], mismatch)
+        log.error("%s: %s", m.tokenizer, mismatch)
         return _hold(artifact, bundle, "tokenizer_policy_mismatch")
     from tokenizers import Tokenizer
 
@@ -100,9 +101,9 @@ def regate_artifact(bundle: VerifiedBundle, artifact: Artifact, inventory: Inven
     ref_rows = {r.fixture_id: r for r in inventory.reference.rows}
     scorable = [fid for fid in inventory.spec.fixture_ids
                 if fid in ref_rows and fid in inventory.texts]
-    spec = ScoreSpec(policy, tuple(m["score_head"]["positive"]), len(m["score_head"]["labels"]),
+    spec = ScoreSpec(policy, m.score_head.positive, len(m.score_head.labels),
                      tokenizer.get_vocab_size(with_added_tokens=True), None,
-                     blend_from_manifest(m, bundle.read))
+                     blend_from_entry(m.score_blend, bundle.read))
     try:
         backend = gate_backend(artifact, bundle)
     except BackendUnavailable as exc:
@@ -127,7 +128,7 @@ def regate_artifact(bundle: VerifiedBundle, artifact: Artifact, inventory: Inven
                          gated_with=backend.gated_with)
     rows = tuple(GateRow(fid, ref_rows[fid].slice, ref_rows[fid].gold, _finite(s))
                  for fid, s in zip(scorable, scores))
-    identity = {k: str(m[k]) for k in IDENTITY_FIELDS}
+    identity = {k: str(getattr(m, k)) for k in IDENTITY_FIELDS}
     run = Run(bundle.bundle_version, identity, bundle.threshold, rows)
     result = release_decision(inventory.spec, run)
     drift = drift_report(artifact.value, rows, inventory.reference_scores, bundle.threshold,
@@ -172,11 +173,11 @@ def check_bundle(bundle_dir: Path, artifacts: Sequence[Artifact] | None = None
     """
     verified = verify_bundle(bundle_dir)
     if artifacts is None:
-        artifacts = [a for a in Artifact if a.value in verified.manifest["artifacts"]]
+        artifacts = [a for a in Artifact if a.value in verified.manifest.artifacts]
     inventory = load_inventory(verified)
     gates = []
     for artifact in artifacts:
-        if artifact.value not in verified.manifest["artifacts"]:
+        if artifact.value not in verified.manifest.artifacts:
             gates.append(_hold(artifact, verified, "not_exported"))
             continue
         gates.append(regate_artifact(verified, artifact, inventory))
@@ -202,9 +203,9 @@ def record_gates(bundle_dir: Path, verified: VerifiedBundle, gates: Sequence[Art
     from intakegate.export.commit import commit_manifest
 
     recorded = [g for g in gates if g.reason != "not_exported"]
-    written = write_gate_files(bundle_dir, recorded, verified.manifest["artifacts"])
-    written += sorted(set(write_golden_rows(bundle_dir, dict(verified.manifest), recorded)))
-    return commit_manifest(bundle_dir, updated_manifest(dict(verified.manifest), recorded),
+    written = write_gate_files(bundle_dir, recorded, verified.manifest.artifacts)
+    written += sorted(set(write_golden_rows(bundle_dir, verified.manifest, recorded)))
+    return commit_manifest(bundle_dir, updated_manifest(verified.manifest, recorded),
                            verified, written)
 
 
@@ -218,7 +219,7 @@ def gate_bundle_command(bundle: Path, artifacts: list[str], bundles_root: Path,
 
     import typer
 
-    bundle_dir = resolve_bundle(bundle, bundles_root)
+    bundle_dir = resolve_bundle(bundle, bundles_root).path
     verified, gates = check_bundle(bundle_dir, parse_artifacts(artifacts) if artifacts else None)
     recorded = record_gates(bundle_dir, verified, gates) if record else None
     report = GateReport(bundle_dir, verified.manifest_sha256, tuple(gates), recorded)
@@ -226,7 +227,7 @@ def gate_bundle_command(bundle: Path, artifacts: list[str], bundles_root: Path,
     if recorded is not None:
         notes.append(f"recorded: new manifest {recorded[:12]} (was "
                      f"{verified.manifest_sha256[:12]}); ACTIVE still pins the old one: run "
-                     f"`intakegate bundles activate {verified.manifest['dataset']} "
+                     f"`intakegate bundles activate {verified.manifest.dataset} "
                      f"{verified.bundle_version}` to serve it")
         if (bundle_dir / SIGNATURE).exists():
             notes.append(f"the signature in {SIGNATURE} covers the old manifest and no longer "

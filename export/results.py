@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-from intakegate.bundle import Artifact, Status
+from intakegate.bundle import Artifact, ArtifactEntry, GateEntry, Manifest, Status
 from intakegate.export.artifacts import SPECS
 from intakegate.export.drift import drift_summary
 from intakegate.export.mil_reference import MIL_REFERENCE
@@ -76,24 +77,24 @@ class ArtifactGate:
                 "seconds": round(self.seconds, 2)}
 
 
-def entry_update(gate: ArtifactGate) -> dict[str, Any]:
-    """The manifest fields a re-gate sets on the artifact's entry (the receipt in force)."""
+def apply_gate(entry: ArtifactEntry, gate: ArtifactGate) -> ArtifactEntry:
+    """The entry with the fields a re-gate sets (the receipt in force)."""
     spec = SPECS[gate.artifact]
     if gate.status is Status.PENDING_REGATE:
-        return {"status": gate.status.value, "reason": gate.reason, "receipt_run": None,
-                "gated_with": None, "drift": None}
-    out: dict[str, Any] = {"status": gate.status.value, "reason": gate.reason,
-                           "gated_with": gate.gated_with}
+        return replace(entry, status=gate.status, reason=gate.reason, receipt_run=None,
+                       gated_with=None, drift=None, note=None)
+    changes: dict[str, Any] = {"status": gate.status, "reason": gate.reason,
+                               "gated_with": gate.gated_with}
     note = gate_note(gate)
     if note:
-        out["note"] = note
+        changes["note"] = note
     if gate.run is not None and gate.details and gate.details.get("device_class"):
-        out["device_classes"] = [gate.details["device_class"]]
+        changes["device_classes"] = (str(gate.details["device_class"]),)
     if gate.run is not None and gate.artifact is not REFERENCE:
-        out["receipt_run"] = spec.receipt_run
+        changes["receipt_run"] = spec.receipt_run
     if gate.drift is not None:
-        out["drift"] = drift_summary(gate.drift, spec.drift_report)
-    return out
+        changes["drift"] = MappingProxyType(drift_summary(gate.drift, spec.drift_report))
+    return replace(entry, **changes)
 
 
 def gate_note(gate: ArtifactGate) -> str | None:
@@ -106,34 +107,31 @@ def gate_note(gate: ArtifactGate) -> str | None:
     return None
 
 
-def gated_by_core_ml(entry: Mapping[str, Any]) -> bool:
+def gated_by_core_ml(entry: ArtifactEntry) -> bool:
     """The entry's receipt in force was computed by Core ML itself."""
-    return bool(entry.get("receipt_run")) and str(entry.get("gated_with") or "").startswith(
-        COREML_MACOS)
+    return bool(entry.receipt_run) and (entry.gated_with or "").startswith(COREML_MACOS)
 
 
-def keeps_earlier_receipt(entry: Mapping[str, Any], gate: ArtifactGate) -> bool:
+def keeps_earlier_receipt(entry: ArtifactEntry, gate: ArtifactGate) -> bool:
     """A machine that cannot run an artifact does not erase a receipt from one that did, and the
     reference executor does not replace a receipt from Core ML (it is recorded beside it)."""
     if gate.status is Status.PENDING_REGATE:
-        return bool(entry.get("receipt_run"))
+        return bool(entry.receipt_run)
     return gate.gated_with == MIL_REFERENCE and gated_by_core_ml(entry)
 
 
-def gate_record(gate: ArtifactGate, when: str, in_force: bool) -> dict[str, Any]:
+def gate_record(gate: ArtifactGate, when: str, in_force: bool) -> GateEntry:
     """One runtime's result in the entry's `gates` map."""
-    record: dict[str, Any] = {
-        "decision": gate.status.value, "reason": gate.reason, "when": when,
-        "receipt_run": SPECS[gate.artifact].receipt_run
-        if in_force and gate.run is not None and gate.artifact is not REFERENCE else None}
-    if gate.drift is not None:
-        record["max_abs_delta"] = gate.drift.get("max_abs_delta")
-        record["route_flips"] = [f["id"] for f in gate.drift.get("route_flips", [])]
-    return record
+    run = (SPECS[gate.artifact].receipt_run
+           if in_force and gate.run is not None and gate.artifact is not REFERENCE else None)
+    if gate.drift is None:
+        return GateEntry(gate.status.value, gate.reason, when, run)
+    return GateEntry(gate.status.value, gate.reason, when, run, gate.drift.get("max_abs_delta"),
+                     tuple(f["id"] for f in gate.drift.get("route_flips", [])))
 
 
 def write_gate_files(bundle_dir: Path, gates: Sequence[ArtifactGate],
-                     entries: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
+                     entries: Mapping[str, ArtifactEntry] | None = None) -> list[str]:
     """Write run and drift files for the gates that produced them; return the paths written.
 
     The reference's re-run is kept in its drift report, not over its training run. With the
@@ -157,7 +155,7 @@ def write_gate_files(bundle_dir: Path, gates: Sequence[ArtifactGate],
     return written
 
 
-def write_golden_rows(bundle_dir: Path, manifest: dict[str, Any],
+def write_golden_rows(bundle_dir: Path, manifest: Manifest,
                       gates: Sequence[ArtifactGate]) -> list[str]:
     """Add each re-gated artifact's own golden rows (texts from the reference block)."""
     doc = read_golden(bundle_dir)
@@ -173,17 +171,16 @@ def write_golden_rows(bundle_dir: Path, manifest: dict[str, Any],
         own = {r.fixture_id: r.score for r in gate.run.rows}
         rows = [{"fixture_id": r["fixture_id"], "text": r["text"], "score": own[r["fixture_id"]]}
                 for r in reference["rows"] if own.get(r["fixture_id"]) is not None]
-        entry = manifest["artifacts"][gate.artifact.value]
-        set_golden_block(bundle_dir, gate.artifact.value, entry["model_sha256"], rows)
+        entry = manifest.artifacts[gate.artifact.value]
+        set_golden_block(bundle_dir, gate.artifact.value, str(entry.model_sha256), rows)
         written.append(GOLDEN)
     return written
 
 
-def updated_manifest(manifest: dict[str, Any], gates: Sequence[ArtifactGate]) -> dict[str, Any]:
-    """A copy of the manifest with each gated artifact's entry and drift document updated."""
-    out = dict(manifest)
-    artifacts = {k: dict(v) for k, v in manifest["artifacts"].items()}
-    documents = dict(manifest.get("documents", {}))
+def updated_manifest(manifest: Manifest, gates: Sequence[ArtifactGate]) -> Manifest:
+    """The manifest with each gated artifact's entry and drift document updated."""
+    artifacts = dict(manifest.artifacts)
+    documents = dict(manifest.documents or {})
     when = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     for gate in gates:
         entry = artifacts.get(gate.artifact.value)
@@ -192,20 +189,16 @@ def updated_manifest(manifest: dict[str, Any], gates: Sequence[ArtifactGate]) ->
         kept = keeps_earlier_receipt(entry, gate)
         if gate.status is not Status.PENDING_REGATE and gate.gated_with:
             record = gate_record(gate, when, not kept)
-            others = {runtime: ({**r, "receipt_run": None}  # its run file was just replaced
-                                if record["receipt_run"] and r.get("receipt_run")
-                                == record["receipt_run"] else r)
-                      for runtime, r in entry.get("gates", {}).items()}
-            entry["gates"] = {**others, gate.gated_with: record}
-        if kept:
-            continue
-        if gate.status is Status.PENDING_REGATE:
-            entry.pop("note", None)
-        entry.update(entry_update(gate))
-        if gate.drift is not None:
-            path = SPECS[gate.artifact].drift_report
-            documents[Path(path).name] = path
-    out["artifacts"] = artifacts
-    if documents:
-        out["documents"] = documents
-    return out
+            others = {runtime: (replace(r, receipt_run=None)  # its run file was just replaced
+                                if record.receipt_run and r.receipt_run == record.receipt_run
+                                else r)
+                      for runtime, r in entry.gates.items()}
+            entry = replace(entry, gates=MappingProxyType({**others, gate.gated_with: record}))
+        if not kept:
+            entry = apply_gate(entry, gate)
+            if gate.drift is not None:
+                path = SPECS[gate.artifact].drift_report
+                documents[Path(path).name] = path
+        artifacts[gate.artifact.value] = entry
+    return replace(manifest, artifacts=MappingProxyType(artifacts),
+                   documents=MappingProxyType(documents) if documents else manifest.documents)

@@ -17,13 +17,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from intakegate.bundle.paths import EVAL_ROWS, FIXTURES
 from intakegate.dataset import TicketRow
 from intakegate.errors import InputError
 from intakegate.jsonio import dumps_canonical, loads_strict
 from intakegate.vocab import Route
 
-FIXTURES = "receipt/fixtures.jsonl"
-EVAL_ROWS = "eval/rows.json"
 _FIXTURE_FIELDS = {"id", "slice", "gold", "text", "account", "month"}
 
 

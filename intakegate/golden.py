@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from intakegate.bundle.paths import GOLDEN
 from intakegate.jsonio import write_json
 
-GOLDEN = "receipt/golden.json"
 GOLDEN_ROWS = 8
 
 

@@ -88,12 +88,3 @@ def detect_cpu_family(machine: str | None = None, flags: set[str] | None = None)
 def cpu_gate_key(family: str) -> str:
     """The `gates` key of a quantized artifact's receipt computed on one CPU family."""
     return f"{CPU_GATE_PREFIX}{family}"
-
-
-def gated_cpu_families(gates: object) -> list[str]:
-    """The CPU families whose receipt in an artifact's `gates` map passed (sorted)."""
-    if not isinstance(gates, dict):
-        return []
-    return sorted(key[len(CPU_GATE_PREFIX):] for key, record in gates.items()
-                  if isinstance(key, str) and key.startswith(CPU_GATE_PREFIX)
-                  and isinstance(record, dict) and record.get("decision") == "eligible_for_shadow")

@@ -19,9 +19,12 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from intakegate.bundle import ScoreBlendEntry
 
 LEXICAL_FORMAT = "intakegate-lexical-v1"
 # scikit-learn's default word pattern: runs of two or more word characters.
@@ -164,18 +167,10 @@ class ScoreBlend:
 
 
 
-def blend_from_manifest(manifest: Mapping[str, Any], read: Any) -> ScoreBlend | None:
-    """The bundle's blend, read through `read(rel) -> bytes` (verified bytes), or None."""
-    entry = manifest.get("score_blend")
+def blend_from_entry(entry: ScoreBlendEntry | None, read: Any) -> ScoreBlend | None:
+    """The bundle's blend (its manifest entry, already validated), with the lexical model read
+    through `read(rel) -> bytes` (verified bytes); None when the bundle has no blend."""
     if entry is None:
         return None
-    if not isinstance(entry, Mapping) or not isinstance(entry.get("lexical"), str):
-        raise LexicalFormatError("manifest.json: score_blend", "needs a 'lexical' path")
-    rel = entry["lexical"]
-    try:
-        weight = float(entry["encoder_weight"])
-    except (KeyError, TypeError, ValueError):
-        raise LexicalFormatError("manifest.json: score_blend.encoder_weight",
-                                 "missing or not a number") from None
-    obj = json.loads(read(rel).decode("utf-8"))
-    return ScoreBlend(LexicalModel.from_json(obj, rel), weight)
+    obj = json.loads(read(entry.lexical).decode("utf-8"))
+    return ScoreBlend(LexicalModel.from_json(obj, entry.lexical), entry.encoder_weight)

@@ -56,12 +56,6 @@ class LogitRange:
         return cls(float(low), float(high), float(factor), obj["rows"], obj["recorded_on"])
 
 
-def range_from_manifest(manifest: Mapping[str, Any]) -> LogitRange | None:
-    """The bundle's recorded range, or None when it has none (raises ValueError if malformed)."""
-    raw = manifest.get("logit_range")
-    return None if raw is None else LogitRange.from_json(raw)
-
-
 def rows_out_of_range(logits: np.ndarray, recorded: LogitRange | None) -> np.ndarray:
     """Per row: True when a finite logit is outside the accepted range (NaN/inf rows are the
     caller's own failure and are not flagged here)."""

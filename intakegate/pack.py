@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
-from intakegate.bundle import (MANIFEST, Artifact, BundleError, Status, VerifiedBundle,
-                               now_iso, verify_bundle, write_manifest)
-from intakegate.fixtures import EVAL_ROWS, FIXTURES
+from intakegate.bundle.paths import DOCS_DIR, EVAL_ROWS, FIXTURES, GOLDEN, SPLIT_MANIFEST
+from intakegate.bundle import (MANIFEST, Artifact, ArtifactEntry, BundleError, DerivedFrom,
+                               VerifiedBundle, now_iso, verify_bundle, write_manifest)
 from intakegate.gate import release_decision, run_from_json, spec_from_json
-from intakegate.golden import GOLDEN
 from intakegate.jsonio import loads_strict, write_json
-from intakegate.vocab import GateDecision
 
 CUSTOMER_TEXT = (FIXTURES, EVAL_ROWS)
 
@@ -44,24 +41,24 @@ def _under(rel: str, prefix: str) -> bool:
     return rel == prefix or rel.startswith(prefix.rstrip("/") + "/")
 
 
-def check_packable(verified: VerifiedBundle, artifact: Artifact) -> dict[str, Any]:
+def check_packable(verified: VerifiedBundle, artifact: Artifact) -> ArtifactEntry:
     """The artifact's entry, when the bundle and the artifact may ship; else BundleError
     `artifact_held` (or `artifact_missing`) with the reason."""
     m = verified.manifest
-    entry = m["artifacts"].get(artifact.value)
+    entry = m.artifacts.get(artifact.value)
     if entry is None:
         raise BundleError("artifact_missing", f"the bundle has no {artifact.value} (has "
-                                              f"{sorted(m['artifacts'])}); run `intakegate "
+                                              f"{sorted(m.artifacts)}); run `intakegate "
                                               f"export` first", str(verified.root))
-    if m["decision"] != GateDecision.ELIGIBLE_FOR_SHADOW.value:
-        raise BundleError("artifact_held", f"the bundle is held ({m['decision_reason']}); a "
+    if not m.eligible:
+        raise BundleError("artifact_held", f"the bundle is held ({m.decision_reason}); a "
                                            f"held bundle is not packed", str(verified.root))
-    if entry["status"] != Status.ELIGIBLE.value or not entry.get("receipt_run"):
-        raise BundleError("artifact_held", f"{artifact.value} is {entry['status']} "
-                                           f"({entry.get('reason')}); a held artifact is not "
+    if not entry.eligible or not entry.receipt_run:
+        raise BundleError("artifact_held", f"{artifact.value} is {entry.status.value} "
+                                           f"({entry.reason}); a held artifact is not "
                                            f"packed", str(verified.root))
-    spec = spec_from_json(loads_strict(verified.read(m["receipt"]).decode("utf-8")))
-    run = run_from_json(loads_strict(verified.read(entry["receipt_run"]).decode("utf-8")))
+    spec = spec_from_json(loads_strict(verified.read(m.receipt).decode("utf-8")))
+    run = run_from_json(loads_strict(verified.read(entry.receipt_run).decode("utf-8")))
     result = release_decision(spec, run)
     if not result.eligible:
         raise BundleError("artifact_held", f"{artifact.value}'s receipt re-gates to "
@@ -80,12 +77,11 @@ def pack_bundle(bundle_dir: Path, artifact: Artifact, out: Path,
     if out.exists():
         raise BundleError("pack_exists", "the output directory exists; choose a new one",
                           str(out))
-    blend = m.get("score_blend") or {}
-    keep_prefixes = [entry["path"], m["tokenizer"], m["receipt"], entry["receipt_run"],
-                     "docs", "split_manifest.json",
-                     *([blend["lexical"]] if isinstance(blend.get("lexical"), str) else []),
+    keep_prefixes = [entry.path, m.tokenizer, m.receipt, str(entry.receipt_run),
+                     DOCS_DIR, SPLIT_MANIFEST,
+                     *([m.score_blend.lexical] if m.score_blend is not None else []),
                      *(CUSTOMER_TEXT if with_fixtures else ())]
-    listed = [e["path"] for e in m["files"]]
+    listed = [e.path for e in m.files]
     chosen = [rel for rel in listed if any(_under(rel, p) for p in keep_prefixes)]
     staging = out.with_name(f".{out.name}.packing-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
@@ -100,19 +96,16 @@ def pack_bundle(bundle_dir: Path, artifact: Artifact, out: Path,
             raise BundleError("selftest_missing", f"no golden rows for {artifact.value}",
                               GOLDEN)
         write_json(staging / GOLDEN, {**golden, "artifacts": {artifact.value: block}})
-        manifest = dict(m)
-        manifest["artifacts"] = {artifact.value: entry}
-        manifest["documents"] = {k: v for k, v in (m.get("documents") or {}).items()
-                                 if (staging / v).is_file()}
-        manifest["derived_from"] = {"manifest_sha256": verified.manifest_sha256,
-                                    "bundle_version": m["bundle_version"],
-                                    "artifact": artifact.value, "with_fixtures": with_fixtures,
-                                    "packed_at": now_iso()}
+        manifest = replace(
+            m, artifacts={artifact.value: entry},
+            documents={k: v for k, v in (m.documents or {}).items() if (staging / v).is_file()},
+            derived_from=DerivedFrom(verified.manifest_sha256, m.bundle_version, artifact.value,
+                                     with_fixtures, now_iso()))
         sha = write_manifest(staging, manifest)
         os.rename(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    parent = sum(e["size"] for e in m["files"]) + (verified.root / MANIFEST).stat().st_size
+    parent = sum(e.size for e in m.files) + (verified.root / MANIFEST).stat().st_size
     return PackResult(out, sha, verified.manifest_sha256, len(chosen) + 1, size, parent)

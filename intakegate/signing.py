@@ -150,8 +150,8 @@ def sign_bundle(bundle_dir: str | Path, private_key_path: str | Path,
         raise BundleError("signature_invalid", "expires_at needs a time zone")
     statement = Statement(
         manifest_sha256=verified.manifest_sha256,
-        bundle_version=str(verified.manifest["bundle_version"]),
-        dataset=str(verified.manifest["dataset"]),
+        bundle_version=verified.manifest.bundle_version,
+        dataset=verified.manifest.dataset,
         key_id=key_id(key.public_key()), signed_at=now.isoformat(),
         expires_at=None if expires_at is None else expires_at.isoformat(),
         sequence=int(now.timestamp()) if sequence is None else int(sequence))
@@ -260,8 +260,8 @@ def bind_statement(statement: Statement, verified: VerifiedBundle) -> None:
     """The verified manifest is the one that was signed, and names the same bundle."""
     if verified.manifest_sha256 != statement.manifest_sha256:
         raise BundleError("signature_invalid", "the manifest changed during verification")
-    if (verified.manifest["bundle_version"] != statement.bundle_version
-            or verified.manifest["dataset"] != statement.dataset):
+    if (verified.manifest.bundle_version != statement.bundle_version
+            or verified.manifest.dataset != statement.dataset):
         raise BundleError("signature_invalid", "the signature names another bundle")
 
 

@@ -20,7 +20,7 @@ BundlesRoot = Annotated[Path, typer.Option("--bundles-dir", envvar="INTAKEGATE_B
 def _bundle_dir(bundle: str, bundles_dir: Path) -> Path:
     from intakegate.bundle import resolve_bundle
 
-    return resolve_bundle(bundle, bundles_dir)
+    return resolve_bundle(bundle, bundles_dir).path
 
 
 def keygen(out: Annotated[Path, typer.Option("--out", help="Folder for the key pair.")],

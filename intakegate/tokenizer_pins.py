@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 PIN_FIELDS = ("format", "model_type", "vocab_size", "vocab_sha256", "added_tokens_sha256",
@@ -66,7 +67,7 @@ def check_tokenizer(tokenizer_json: str, pins: object) -> str | None:
         actual = tokenizer_pins(tokenizer_json)
     except (ValueError, AttributeError, TypeError) as exc:
         return f"tokenizer.json unreadable ({type(exc).__name__})"
-    if not isinstance(pins, dict):
+    if not isinstance(pins, Mapping):
         return ("the manifest pins no tokenizer settings (tokenizer_pins); rebuild the bundle "
                 "with this intakegate")
     if pins.get("format") != PINS_FORMAT or set(pins) != set(PIN_FIELDS):

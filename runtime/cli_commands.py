@@ -231,7 +231,7 @@ def register(app: typer.Typer) -> None:
             from intakegate.runtime.shadow import bundle_floors
 
             root = bundles_root(bundles_dir).path
-            override = bundle_floors(verify_bundle(resolve_bundle(bundle, root)))
+            override = bundle_floors(verify_bundle(resolve_bundle(bundle, root).path))
         report = shadow_report(log, decisions, override)
         for line in render_report(report):
             typer.echo(line)

@@ -17,9 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from intakegate.bundle import BundleError, VerifiedBundle, atomic_write, now_iso
+from intakegate.bundle import ArtifactEntry, BundleError, VerifiedBundle, atomic_write, now_iso
 from intakegate.errors import InputError
-from intakegate.fixtures import FIXTURES, fixture_texts
+from intakegate.bundle.paths import FIXTURES
+from intakegate.fixtures import fixture_texts
 from intakegate.gate import GateRow, Run, release_decision, spec_from_json
 from intakegate.jsonio import dumps_canonical, loads_strict
 from intakegate.routing import Reason
@@ -45,13 +46,13 @@ def cache_path(cache_dir: Path, model_sha256: str, family: str) -> Path:
                               f"{ort.__version__}.json")
 
 
-def verify_here(verified: VerifiedBundle, artifact: str, art: Any, own_run: Run, logits: Any,
-                tokenizer: Any, spec: ScoreSpec, family: str, cache_dir: Path | None,
+def verify_here(verified: VerifiedBundle, artifact: str, art: ArtifactEntry, own_run: Run,
+                logits: Any, tokenizer: Any, spec: ScoreSpec, family: str, cache_dir: Path | None,
                 refused: type[Exception]) -> str:
     """The cached or freshly computed receipt of `artifact` on this CPU family; raises
     `refused(reason, detail)` when it holds or cannot be computed."""
-    path = cache_path(cache_dir or default_cache_dir(), art["model_sha256"], family)
-    cached = _read_cache(path, art["model_sha256"], family)
+    path = cache_path(cache_dir or default_cache_dir(), str(art.model_sha256), family)
+    cached = _read_cache(path, str(art.model_sha256), family)
     if cached is None:
         cached = _compute(verified, artifact, own_run, logits, tokenizer, spec, family, refused)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,12 +86,12 @@ def _compute(verified: VerifiedBundle, artifact: str, own_run: Run, logits: Any,
     import onnxruntime as ort
 
     m = verified.manifest
-    if FIXTURES not in {e["path"] for e in m["files"]}:
+    if FIXTURES not in m.listed:
         raise refused(Reason.ARTIFACT_HELD, f"hw_not_validated: this CPU is {family} and the "
                                             f"bundle carries no {FIXTURES} to verify on device; "
                                             f"make the pack --with-fixtures")
     try:
-        receipt = spec_from_json(loads_strict(verified.read(m["receipt"]).decode("utf-8")))
+        receipt = spec_from_json(loads_strict(verified.read(m.receipt).decode("utf-8")))
         fixtures, problem = fixture_texts(receipt.fixture_ids, receipt.fixture_sha256,
                                           verified.read)
     except (BundleError, InputError, UnicodeDecodeError) as exc:
@@ -105,8 +106,8 @@ def _compute(verified: VerifiedBundle, artifact: str, own_run: Run, logits: Any,
                  for fid, s in zip(ids, scored))
     result = release_decision(receipt, Run(own_run.bundle_version, own_run.identity,
                                            own_run.threshold, rows))
-    return {"format": CACHE_FORMAT, "model_sha256": verified.manifest["artifacts"][artifact]
-            ["model_sha256"], "artifact": artifact, "cpu_family": family,
+    return {"format": CACHE_FORMAT, "model_sha256": verified.manifest.artifacts[artifact]
+            .model_sha256, "artifact": artifact, "cpu_family": family,
             "onnxruntime": ort.__version__, "bundle_version": own_run.bundle_version,
             "manifest_sha256": verified.manifest_sha256, "decision": result.decision.value,
             "reason": result.reason, "fixtures": len(rows), "when": now_iso()}

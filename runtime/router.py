@@ -33,8 +33,9 @@ from intakegate.routing import Reason, route_for_score
 from intakegate.runtime.decision import (DecidingSegment, Decision, Device, input_digest,
                                          is_safe_agent_decision)
 from intakegate.signing import trust_policy
-from intakegate.runtime.loader import (Engine, LoadRefused, integrity_reason, load_engine,
-                                       resolve_source)
+from intakegate.runtime.loader import Engine, load_engine
+from intakegate.runtime.refusal import LoadRefused, integrity_reason
+from intakegate.runtime.resolve import resolve_source
 from intakegate.runtime.budget import score_within_budget
 from intakegate.runtime.guard import contained, last_resort
 from intakegate.runtime.onnx_backend import DeviceUnavailable
@@ -503,7 +504,7 @@ class Router:
             floors, source = bundle_floors(e.verified)
             log_obj.register_bundle({
                 "manifest_sha256": e.manifest_sha256, "bundle_version": e.bundle_version,
-                "dataset": e.verified.manifest["dataset"], "bundle_dir": str(self.bundle_dir),
+                "dataset": e.verified.manifest.dataset, "bundle_dir": str(self.bundle_dir),
                 "threshold": e.threshold, "floors": floors, "floors_source": source})
         return log_obj
 

@@ -58,14 +58,14 @@ def bundle_floors(verified: Any) -> tuple[dict[str, float], str]:
     from intakegate.gate import spec_from_json
 
     try:
-        spec = spec_from_json(loads_strict(verified.read(verified.manifest["receipt"])
+        spec = spec_from_json(loads_strict(verified.read(verified.manifest.receipt)
                                            .decode("utf-8")))
     except Exception as exc:  # noqa: BLE001 - an unreadable receipt: the default floor applies
         log.warning("shadow: cannot read the receipt's floors: %s", exc)
         return {}, "default:100%"
     required = sorted(s for s in spec.required_slices if not is_composed_slice(s))
     floors = dict(spec.shadow_floors)
-    source = f"receipt:{verified.manifest['receipt']}" if floors else "default:100%"
+    source = f"receipt:{verified.manifest.receipt}" if floors else "default:100%"
     for name in required:
         floors.setdefault(name, 1.0)
     return floors, source

@@ -22,10 +22,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from intakegate.bundle import MANIFEST, Status, sha256_bytes, write_manifest
+from intakegate.bundle import MANIFEST, Manifest, Status, sha256_bytes, write_manifest
 from intakegate.composed import composed_fixtures, is_composed_slice
-from intakegate.encoding import InputPolicy
-from intakegate.lexical import blend_from_manifest
+from intakegate.lexical import blend_from_entry
 from intakegate.gate import GateRow, Run, load_spec, release_decision
 from intakegate.ticket_score import ScoreSpec, score_texts
 from intakegate.jsonio import write_json
@@ -45,7 +44,7 @@ def rewrite(bundle: Path, mutate: Callable[[dict[str, Any]], None]) -> str:
     """Change the manifest, recompute the file table, validate and write (a consistent bundle)."""
     m = manifest(bundle)
     mutate(m)
-    return write_manifest(bundle, m)
+    return write_manifest(bundle, Manifest.parse(m))
 
 
 def write_raw_manifest(bundle: Path, obj: Any) -> None:
@@ -120,10 +119,9 @@ def quantize_bytes(fp32: bytes) -> bytes:
 
 
 def bundle_score_spec(bundle: Path) -> ScoreSpec:
-    m = manifest(bundle)
-    blend = blend_from_manifest(m, lambda rel: (bundle / rel).read_bytes())
-    return ScoreSpec(InputPolicy.from_json(m["input_policy"]),
-                     tuple(m["score_head"]["positive"]), len(m["score_head"]["labels"]),
+    m = Manifest.parse(manifest(bundle))
+    blend = blend_from_entry(m.score_blend, lambda rel: (bundle / rel).read_bytes())
+    return ScoreSpec(m.input_policy, m.score_head.positive, len(m.score_head.labels),
                      bundle_tokenizer(bundle).get_vocab_size(with_added_tokens=True), None,
                      blend)
 

@@ -21,9 +21,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from intakegate.bundle import (Artifact, BundleError, Status, activate, read_pointer,
-                               sha256_file, tree_sha256, validate_manifest, verify_bundle,
-                               write_manifest)
+from intakegate.bundle import (Artifact, BundleError, Manifest, Status, activate, read_pointer,
+                               sha256_file, tree_sha256, verify_bundle, write_manifest)
 from intakegate.export.artifacts import EXPORTABLE, SPECS
 from intakegate.export.backends import gate_backend
 from intakegate.export.mil_reference import MIL_REFERENCE
@@ -56,7 +55,7 @@ def repin_threshold(bundle: Path, margin: float) -> float:
     run = json.loads(run_path.read_text())
     run["threshold"] = threshold
     write_json(run_path, run)
-    write_manifest(bundle, m)
+    write_manifest(bundle, Manifest.parse(m))
     assert release_decision(load_spec(bundle / m["receipt"]), load_run(run_path)).eligible
     return threshold
 
@@ -67,7 +66,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def manifest(bundle: Path) -> dict:
-    return verify_bundle(bundle).manifest
+    return verify_bundle(bundle).manifest.to_json()
 
 
 @pytest.fixture(scope="module")
@@ -165,11 +164,11 @@ def test_onnx_graph_is_single_file_with_dynamic_axes(exported: Path) -> None:
 def test_onnx_fp32_logits_match_torch_on_validation(exported: Path) -> None:
     from tokenizers import Tokenizer
 
-    from intakegate.encoding import InputPolicy, encode_windows, prepare_text
+    from intakegate.encoding import encode_windows, prepare_text
 
     bundle = verify_bundle(exported)
     inventory = load_inventory(bundle)
-    policy = InputPolicy.from_json(bundle.manifest["input_policy"])
+    policy = bundle.manifest.input_policy
     tokenizer = Tokenizer.from_str(bundle.read("tokenizer.json").decode())
     texts = [prepare_text(inventory.texts[f], policy).text for f in inventory.spec.fixture_ids]
     windows = encode_windows(tokenizer, texts, policy)
@@ -205,7 +204,7 @@ def test_int8_config_is_portable_and_its_receipt_names_the_cpu_family(exported: 
 
 def test_runtime_accepts_the_exported_artifacts(exported: Path) -> None:
     """The router's own receipt check binds each ONNX artifact to its re-gated run."""
-    from intakegate.runtime.loader import check_artifact
+    from intakegate.runtime.binding import check_artifact
 
     bundle = verify_bundle(exported)
     for artifact in ONNX:
@@ -277,7 +276,7 @@ def test_coreml_is_gated_by_core_ml_on_macos(tiny_exported: Path, tmp_path: Path
 
 def test_manifest_artifact_entries_validate(exported: Path) -> None:
     m = manifest(exported)
-    validate_manifest(m)
+    Manifest.parse(m)
     listed = {e["path"] for e in m["files"]}
     for artifact in EXPORTABLE:
         entry = m["artifacts"][artifact.value]
@@ -426,7 +425,7 @@ def test_held_or_unverifiable_bundles_are_not_exported(tiny_bundle: Path, tmp_pa
     m = json.loads((bundle / "manifest.json").read_text())
     m["artifacts"]["torch-fp32"].update(status="hold", reason="missed:rwe-044")
     m.update(decision="hold", decision_reason="missed:rwe-044")
-    write_manifest(bundle, m)
+    write_manifest(bundle, Manifest.parse(m))
     before = sha256_file(bundle / "manifest.json")
     with pytest.raises(BundleError) as info:
         export_bundle(bundle, [Artifact.ONNX_FP32])
@@ -530,7 +529,7 @@ def test_linux_regate_keeps_a_core_ml_receipt_from_macos(tiny_exported: Path,
     m["artifacts"]["coreml-int8"].update(status="eligible_for_shadow", reason="exact_receipt_pass",
                                          receipt_run="receipt/runs/coreml-int8.json",
                                          gated_with="coreml-macos-all")
-    write_manifest(bundle, m)
+    write_manifest(bundle, Manifest.parse(m))
     gates = regate_bundle(bundle, [Artifact.COREML_FP16, Artifact.COREML_INT8], record=True)
     assert [g.gated_with for g in gates] == [MIL_REFERENCE] * 2
     after = manifest(bundle)["artifacts"]

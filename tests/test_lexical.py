@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from intakegate.lexical import (LexicalFormatError, LexicalModel, ScoreBlend, blend_from_manifest,
+from intakegate.bundle import BundleError, ScoreBlendEntry
+from intakegate.lexical import (LexicalFormatError, LexicalModel, ScoreBlend, blend_from_entry,
                                 blend_scores)
 
 TEXTS = ["I lost my card yesterday", "Where is my card? It has not arrived",
@@ -60,9 +61,10 @@ def test_blend_is_a_weighted_mean_in_log_odds() -> None:
 def test_manifest_blend_reads_verified_bytes() -> None:
     _, lexical = fitted()
     files = {"lexical.json": json.dumps(lexical.to_json()).encode()}
-    manifest = {"score_blend": {"lexical": "lexical.json", "encoder_weight": 0.6}}
-    blend = blend_from_manifest(manifest, files.__getitem__)
+    entry = ScoreBlendEntry.parse({"lexical": "lexical.json", "encoder_weight": 0.6},
+                                  "manifest.json")
+    blend = blend_from_entry(entry, files.__getitem__)
     assert blend is not None and blend.encoder_weight == 0.6
-    assert blend_from_manifest({}, files.__getitem__) is None
-    with pytest.raises(LexicalFormatError, match="encoder_weight"):
-        blend_from_manifest({"score_blend": {"lexical": "lexical.json"}}, files.__getitem__)
+    assert blend_from_entry(None, files.__getitem__) is None
+    with pytest.raises(BundleError, match="encoder_weight"):
+        ScoreBlendEntry.parse({"lexical": "lexical.json"}, "manifest.json")

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from intakegate.bundle import Artifact, Status, tree_sha256, verify_bundle, write_manifest
+from intakegate.bundle import (Artifact, Manifest, Status, tree_sha256, verify_bundle,
+                               write_manifest)
 from intakegate.export.artifacts import SPECS
 from intakegate.export.backends import (COREML_NO_TOOLS, MIL_UNSUPPORTED_OP, BackendUnavailable,
                                         GateBackend, gate_backend)
@@ -55,12 +56,12 @@ def lower_threshold(bundle: Path, margin: float) -> None:
     run = json.loads(run_path.read_text())
     run["threshold"] = m["threshold"]
     write_json(run_path, run)
-    write_manifest(bundle, m)
+    write_manifest(bundle, Manifest.parse(m))
     assert release_decision(load_spec(bundle / m["receipt"]), load_run(run_path)).eligible
 
 
 def entry(bundle: Path, artifact: Artifact) -> dict[str, Any]:
-    return verify_bundle(bundle).manifest["artifacts"][artifact.value]
+    return verify_bundle(bundle).manifest.to_json()["artifacts"][artifact.value]
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,7 @@ def coreml_bundle(request: pytest.FixtureRequest) -> Path:
 
 
 def test_export_gates_core_ml_with_the_reference_executor(coreml_bundle: Path) -> None:
-    m = verify_bundle(coreml_bundle).manifest
+    m = verify_bundle(coreml_bundle).manifest.to_json()
     spec = load_spec(coreml_bundle / m["receipt"])
     for artifact in COREML:
         e = m["artifacts"][artifact.value]
@@ -122,7 +123,7 @@ def test_executor_scores_match_torch_on_the_receipt(coreml_bundle: Path) -> None
     inventory = load_inventory(bundle)
     ref = inventory.reference_scores
     for artifact in COREML:
-        run = load_run(coreml_bundle / bundle.manifest["artifacts"][artifact.value]["receipt_run"])
+        run = load_run(coreml_bundle / str(bundle.manifest.artifacts[artifact.value].receipt_run))
         got = {r.fixture_id: r.score for r in run.rows}
         deltas = [abs(got[f] - ref[f]) for f in ref]
         assert max(deltas) <= TOLERANCE[artifact]
@@ -135,7 +136,7 @@ def test_gate_cli_regates_core_ml_with_the_reference(tiny_coreml: Path, tmp_path
     from intakegate.export.regate import gate_bundle_command
 
     bundle = copy_bundle(tiny_coreml, tmp_path, "tiny-cli")
-    bv = verify_bundle(bundle).manifest["bundle_version"]
+    bv = verify_bundle(bundle).manifest.to_json()["bundle_version"]
     assert gate_bundle_command(bundle, ["coreml-int8"], tmp_path, record=True) == 0
     e = entry(bundle, Artifact.COREML_INT8)
     assert (e["status"], e["gated_with"]) == ("eligible_for_shadow", MIL_REFERENCE)
@@ -170,7 +171,7 @@ def test_macos_receipt_is_kept_beside_the_reference(tiny_coreml: Path, tmp_path:
     m["artifacts"]["coreml-int8"]["gates"] = {"coreml-macos-all": {
         "decision": "eligible_for_shadow", "reason": "exact_receipt_pass",
         "when": "2026-01-01T00:00:00+00:00", "receipt_run": "receipt/runs/coreml-int8.json"}}
-    write_manifest(bundle, m)
+    write_manifest(bundle, Manifest.parse(m))
     (gate,) = regate_bundle(bundle, [Artifact.COREML_INT8], record=True)
     assert gate.gated_with == MIL_REFERENCE and gate.status is Status.ELIGIBLE
     e = entry(bundle, Artifact.COREML_INT8)
@@ -182,11 +183,11 @@ def test_macos_receipt_is_kept_beside_the_reference(tiny_coreml: Path, tmp_path:
 
     later = ArtifactGate(Artifact.COREML_INT8, gate.bundle_version, Status.HOLD,
                          "missed:rwe-044", "coreml-macos-all", gate.run, gate.drift)
-    after = updated_manifest(verify_bundle(bundle).manifest, [later])["artifacts"]["coreml-int8"]
-    assert (after["status"], after["gated_with"]) == ("hold", "coreml-macos-all")
-    assert after["gates"]["coreml-macos-all"]["decision"] == "hold"
-    assert after["gates"][MIL_REFERENCE]["decision"] == "eligible_for_shadow"
-    assert "Core ML runtime on macOS" in after["note"]
+    after = updated_manifest(verify_bundle(bundle).manifest, [later]).artifacts["coreml-int8"]
+    assert (after.status.value, after.gated_with) == ("hold", "coreml-macos-all")
+    assert after.gates["coreml-macos-all"].decision == "hold"
+    assert after.gates[MIL_REFERENCE].decision == "eligible_for_shadow"
+    assert "Core ML runtime on macOS" in str(after.note)
 
 
 def test_without_coremltools_core_ml_stays_pending(tiny_coreml: Path, tmp_path: Path,
@@ -231,7 +232,7 @@ def _rehash(bundle: Path, artifact: Artifact) -> None:
     m = json.loads((bundle / "manifest.json").read_text())
     digest, size = tree_sha256(bundle, SPECS[artifact].path)
     m["artifacts"][artifact.value].update(sha256=digest, model_sha256=digest, size_bytes=size)
-    write_manifest(bundle, m)
+    write_manifest(bundle, Manifest.parse(m))
 
 
 def test_corrupted_int8_scales_are_held_with_missed_ids(tiny_coreml: Path,
@@ -251,7 +252,7 @@ def test_corrupted_int8_scales_are_held_with_missed_ids(tiny_coreml: Path,
     assert gate.gated_with == MIL_REFERENCE
     assert (e["status"], e["reason"]) == ("hold", gate.reason)
     assert gate.reason.startswith("missed:"), gate.reason
-    m = verify_bundle(bundle).manifest
+    m = verify_bundle(bundle).manifest.to_json()
     spec = load_spec(bundle / m["receipt"])
     after = {r.fixture_id: r for r in load_run(bundle / e["receipt_run"]).rows}
     for fid in gate.reason.removeprefix("missed:").split(","):
@@ -269,7 +270,7 @@ def test_one_changed_scale_changes_only_tickets_with_that_token(tiny_coreml: Pat
 
     bundle = copy_bundle(tiny_coreml, tmp_path, "tiny-one-scale")
     verified = verify_bundle(bundle)
-    policy = InputPolicy.from_json(verified.manifest["input_policy"])
+    policy = verified.manifest.input_policy
     tokenizer = Tokenizer.from_str(verified.read("tokenizer.json").decode())
     inventory = load_inventory(verified)
     texts = [prepare_text(inventory.texts[f], policy).text for f in inventory.spec.fixture_ids]
@@ -332,7 +333,7 @@ def test_fp32_program_matches_torch_logits(tiny_bert_bundle: Path, tmp_path: Pat
     from intakegate.runtime.torch_backend import TorchLogits, load_torch_model
 
     verified = verify_bundle(tiny_bert_bundle)
-    model_dir = materialize(verified, verified.manifest["artifacts"]["torch-fp32"]["path"],
+    model_dir = materialize(verified, verified.manifest.artifacts["torch-fp32"].path,
                             tmp_path / "ref")
     model = load_torch_model(model_dir)
     names = input_names(model, "hf-sequence-classification")
@@ -349,7 +350,7 @@ def test_fp32_program_matches_torch_logits(tiny_bert_bundle: Path, tmp_path: Pat
                          minimum_deployment_target=ct.target.macOS13)
     mlmodel.save(str(tmp_path / "fp32.mlpackage"))
     executor = MilReference.from_package(tmp_path / "fp32.mlpackage")
-    policy = InputPolicy.from_json(verified.manifest["input_policy"])
+    policy = verified.manifest.input_policy
     tokenizer = Tokenizer.from_str(verified.read("tokenizer.json").decode())
     texts = ["Where is my refund?", "ok",
              ("The tablet arrived cracked after the return window closed, please make an "

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from intakegate.bundle import BundleError, sha256_file, verify_bundle, write_manifest
-from intakegate.fixtures import EVAL_ROWS, FIXTURES
+from intakegate.bundle import BundleError, Manifest, sha256_file, verify_bundle, write_manifest
+from intakegate.bundle.paths import EVAL_ROWS, FIXTURES
 from intakegate.runtime import Router
 from intakegate.vocab import Route
 from tests.conftest import REPO, relaxed_guide, train_tiny_bundle
@@ -64,7 +64,7 @@ def test_a_new_users_jsonl_goes_through_gate_pack_route_and_bench(own: Path,
     pack = tmp_path / "pack"
     out = cli("bundles", "pack", str(own), "--artifact", "onnx-int8", "--out", str(pack))
     assert out.returncode == 0, out.stdout + out.stderr
-    m = verify_bundle(pack).manifest
+    m = verify_bundle(pack).manifest.to_json()
     assert set(m["artifacts"]) == {"onnx-int8"}
     assert m["derived_from"]["manifest_sha256"] == before
     listed = {e["path"] for e in m["files"]}
@@ -87,7 +87,7 @@ def test_a_pack_with_fixtures_carries_the_texts_and_re_gates_by_itself(own: Path
     out = cli("bundles", "pack", str(own), "--artifact", "onnx-int8", "--out", str(pack),
               "--with-fixtures")
     assert out.returncode == 0, out.stdout + out.stderr
-    listed = {e["path"] for e in verify_bundle(pack).manifest["files"]}
+    listed = {e["path"] for e in verify_bundle(pack).manifest.to_json()["files"]}
     assert {FIXTURES, EVAL_ROWS} <= listed
 
 
@@ -108,7 +108,7 @@ def test_a_held_artifact_is_not_packed(own: Path, tmp_path: Path) -> None:
     bundle = copy_of(own, tmp_path)
     m = json.loads((bundle / "manifest.json").read_text())
     m["artifacts"]["onnx-int8"].update(status="hold", reason="missed:rwe-044")
-    write_manifest(bundle, m)
+    write_manifest(bundle, Manifest.parse(m))
     out = cli("bundles", "pack", str(bundle), "--artifact", "onnx-int8", "--out",
               str(tmp_path / "pack"))
     assert out.returncode == 2
@@ -138,7 +138,7 @@ def test_a_fixture_text_that_does_not_hash_to_the_receipt_holds_the_gate(
     first["text"] += " Please ignore the above."
     lines[0] = json.dumps(first)
     (bundle / FIXTURES).write_text("\n".join(lines) + "\n")
-    write_manifest(bundle, json.loads((bundle / "manifest.json").read_text()))
+    write_manifest(bundle, Manifest.parse(json.loads((bundle / "manifest.json").read_text())))
     out = cli("gate", str(bundle), "--artifact", "onnx-fp32")
     assert out.returncode == 1
     assert f"reason=fixture_text_mismatch:{first['id']}" in out.stdout
@@ -183,9 +183,7 @@ def test_verify_on_device_runs_the_receipt_once_on_a_new_cpu_family(
 
 def test_a_format_2_bundle_is_refused_with_what_to_do(own: Path) -> None:
     """Format 2 read its fixture texts from the shipped dataset; this intakegate says to retrain."""
-    from intakegate.bundle import validate_manifest
-
-    m = dict(verify_bundle(own).manifest)
+    m = verify_bundle(own).manifest.to_json()
     m["format_version"] = 2
     with pytest.raises(BundleError, match="bundle format 2 is not supported.*retrain"):
-        validate_manifest(m)
+        Manifest.parse(m)

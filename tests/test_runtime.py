@@ -593,7 +593,7 @@ def test_serving_ids_equal_training_ids_hugging_face(tiny_bert_bundle: Path,
     from intakegate.runtime.loader import read_tokenizer
 
     verified = verify_bundle(tiny_bert_bundle)
-    policy = InputPolicy.from_json(verified.manifest["input_policy"])
+    policy = verified.manifest.input_policy
     tokenizer_json, _, _ = read_tokenizer(verified, policy)
     serving = Tokenizer.from_str(tokenizer_json)  # what Router._tokenizer builds per thread
     hf = AutoTokenizer.from_pretrained(str(tiny_bert_dir))

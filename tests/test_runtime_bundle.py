@@ -478,7 +478,7 @@ def test_router_by_dataset_name_follows_active_and_rollback(tmp_path: Path, onnx
     assert v1.bundle_dir == root / DATASET / "v1"
     assert v1.threshold == manifest(onnx_bundle)["threshold"] != v2.threshold
     assert v1.engine.tokenizer_json == (onnx_bundle / "tokenizer.json").read_text()  # type: ignore[union-attr]
-    assert v1.engine.verified.manifest["fallback_route"] == "human_review_now"  # type: ignore[union-attr]
+    assert v1.engine.verified.manifest.fallback_route == "human_review_now"  # type: ignore[union-attr]
     assert v1.route(ROUTINE).bundle_version == manifest(onnx_bundle)["bundle_version"]
 
 

@@ -45,7 +45,7 @@ def test_threshold_margin_is_applied_in_log_odds() -> None:
 
 def test_tiny_bundle_round_trip(tiny_bundle: Path) -> None:
     verified = verify_bundle(tiny_bundle)
-    m = verified.manifest
+    m = verified.manifest.to_json()
     for key in ("bundle_version", "label_version", "validation_receipt_version",
                 "split_manifest_version", "tokenizer_version", "model_version",
                 "input_policy_version", "threshold", "fallback_route", "downstream_consumer"):
@@ -81,7 +81,7 @@ def test_training_is_repeatable(tiny_bundle: Path, tmp_path: Path) -> None:
 
 def test_over_fp_budget_bundle_is_written_and_held(tmp_path: Path) -> None:
     held = train_tiny_bundle(tmp_path, "tiny-strict", label_guide=relaxed_guide(tmp_path, 0.0))
-    m = verify_bundle(held).manifest
+    m = verify_bundle(held).manifest.to_json()
     assert m["decision"] == "hold" and m["decision_reason"].startswith("fp_budget:")
     assert m["artifacts"]["torch-fp32"]["status"] == "hold"
     with pytest.raises(BundleError, match="held"):
@@ -99,12 +99,12 @@ def test_activate_and_rollback_restore_the_whole_bundle(tiny_bundle: Path, tmp_p
 
     activate(root, "refund-intake", "v1")
     activate(root, "refund-intake", "v2")
-    assert resolve_bundle("refund-intake", root) == v2
+    assert resolve_bundle("refund-intake", root).path == v2
     pointer = rollback(root, "refund-intake")
     assert pointer["bundle_version"] == "v1"
-    active = verify_bundle(resolve_bundle("refund-intake", root))
+    active = verify_bundle(resolve_bundle("refund-intake", root).path)
     assert active.threshold == m1["threshold"]
-    assert active.manifest["tokenizer_version"] == m1["tokenizer_version"]
+    assert active.manifest.to_json()["tokenizer_version"] == m1["tokenizer_version"]
     assert active.read("tokenizer.json") == (v1 / "tokenizer.json").read_bytes()
     assert [b["bundle_version"] for b in list_bundles(root) if b["active"]] == ["v1"]
     with pytest.raises(BundleError, match="no earlier bundle"):
@@ -113,7 +113,7 @@ def test_activate_and_rollback_restore_the_whole_bundle(tiny_bundle: Path, tmp_p
 
 
 def test_hugging_face_path_trains_a_tiny_bert(tiny_bert_bundle: Path) -> None:
-    m = verify_bundle(tiny_bert_bundle).manifest
+    m = verify_bundle(tiny_bert_bundle).manifest.to_json()
     assert m["model_kind"] == "hf-sequence-classification"
     cfg = json.loads((tiny_bert_bundle / "model/torch-fp32/config.json").read_text())
     assert cfg["id2label"] == {"0": "guarded_agent", "1": "human_review_now"}
@@ -123,7 +123,7 @@ def test_hugging_face_path_trains_a_tiny_bert(tiny_bert_bundle: Path) -> None:
 
 def test_intent_objective_derives_the_route_from_slices(tmp_path: Path) -> None:
     bundle = train_tiny_bundle(tmp_path, "tiny-intents", objective="intents")
-    m = verify_bundle(bundle).manifest
+    m = verify_bundle(bundle).manifest.to_json()
     labels, positive = m["score_head"]["labels"], m["score_head"]["positive"]
     assert len(labels) == 7
     assert sorted(labels[i] for i in positive) == ["account_takeover",

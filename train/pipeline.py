@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from intakegate.bundle import (FORMAT_VERSION, Artifact, Status, now_iso, sha256_file,
+from intakegate.bundle import (FORMAT_VERSION, Artifact, ArtifactEntry, Manifest,
+                               ScoreBlendEntry, ScoreHead, Status, now_iso, sha256_file,
                                write_manifest)
 from intakegate.datacard import render_data_card
 from intakegate.dataset import Dataset, TicketRow, load_dataset
@@ -29,7 +30,11 @@ from intakegate.composed import (PREFIX, ComposedRecipe, composed_fixtures,
                                  routine_segment_rows)
 from intakegate.encoding import InputPolicy, configure_tokenizer, policy_digest, prepare_text
 from intakegate.evaluation import build_run, lowest_required_positives, receipt_spec
-from intakegate.fixtures import EVAL_ROWS, FIXTURES, EvalRows, fixtures_jsonl
+from intakegate.bundle.manifest import parse_manifest_bytes
+from intakegate.bundle.paths import (DOCS_DIR, EVAL_ROWS, FIXTURES, LEXICAL, MANIFEST,
+                                     RECEIPT_SPEC, SPLIT_MANIFEST, TOKENIZER, TORCH_MODEL_DIR,
+                                     run_path)
+from intakegate.fixtures import EvalRows, fixtures_jsonl
 from intakegate.gate import GateResult, release_decision
 from intakegate.golden import pick_golden_ids, set_golden_block
 from intakegate.jsonio import write_json
@@ -52,9 +57,6 @@ from intakegate.vocab import ID2LABEL, Route, Split
 log = logging.getLogger(__name__)
 MIN_THRESHOLD = 1e-9
 TINY_DEFAULTS = {"epochs": 20, "learning_rate": 0.01, "batch_size": 32, "tiny_dim": 128}
-MODEL_DIR = "model/torch-fp32"
-DOCS = "docs"
-LEXICAL = "lexical.json"
 # Scored on validation and test for the reports, never shipped: whole-ticket scoring is the
 # behaviour segment scoring replaces (a long routine text dilutes any risk in it).
 COMPARISON_ONLY = ("whole",)
@@ -137,7 +139,7 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
     staging = bundles_root / dataset.name / f".staging-{version}"
     shutil.rmtree(staging, ignore_errors=True)
     register_staging(staging)
-    (staging / DOCS).mkdir(parents=True)
+    (staging / DOCS_DIR).mkdir(parents=True)
 
     train_rows = split.rows(dataset, Split.TRAIN)
     val_rows = split.rows(dataset, Split.VALIDATION)
@@ -170,7 +172,7 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
             shutil.rmtree(old.model_dir, ignore_errors=True)
         candidates.insert(0, candidate)
     chosen = candidates[0]
-    model_dir = staging / MODEL_DIR
+    model_dir = staging / TORCH_MODEL_DIR
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     chosen.model_dir.rename(model_dir)
     shutil.rmtree(staging / "candidates", ignore_errors=True)
@@ -180,9 +182,9 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
                                                                   seg_version))
     blend = (ScoreBlend(chosen.lexical, chosen.best.encoder_weight)
              if chosen.lexical is not None and chosen.best.encoder_weight < 1.0 else None)
-    tokenizer.save(str(staging / "tokenizer.json"))
+    tokenizer.save(str(staging / TOKENIZER))
     weights_sha = sha256_file(model_dir / "model.safetensors")
-    tokenizer_sha = sha256_file(staging / "tokenizer.json")
+    tokenizer_sha = sha256_file(staging / TOKENIZER)
     if blend is not None:
         write_json(staging / LEXICAL, blend.lexical.to_json())
 
@@ -221,7 +223,7 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
     set_golden_block(staging, Artifact.TORCH_FP32.value, weights_sha,
                      [{"fixture_id": r.id, "text": r.text, "score": s}
                       for r, s in zip(val_all, vs) if r.id in golden_ids])
-    reports.write_sweep(val_all, vs, required_all, threshold, staging / DOCS,
+    reports.write_sweep(val_all, vs, required_all, threshold, staging / DOCS_DIR,
                         f"{dataset.name} validation sweep ({version})")
     setters = lowest_required_positives(val_all, vs, required_all, k=5)
     blend_doc = {"rule": "log_odds_weighted_mean, per segment, then max over segments",
@@ -239,7 +241,7 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
                     "segment_train_rows": c.segment_rows,
                     "best": c.best.to_json(), "candidates": [x.to_json() for x in c.tried]}
                    for c in sorted(candidates, key=lambda c: (c.share, c.segment_share))]}
-    write_json(staging / DOCS / "selection_report.json", selection_doc)
+    write_json(staging / DOCS_DIR / "selection_report.json", selection_doc)
     gate_report = {**gate.to_json(), "threshold": threshold, "fp_budget": guide.fp_budget,
                    "lowest_required_positive_score": lowest_required,
                    "threshold_margin_logit": cfg.threshold_margin,
@@ -249,7 +251,7 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
                    "note": "fp_rate_if_threshold_were_next: the validation FP rate if this row "
                            "and every lower one were adjudicated away (threshold moves to the "
                            "next required positive)."}
-    write_json(staging / DOCS / "gate_report.json", gate_report)
+    write_json(staging / DOCS_DIR / "gate_report.json", gate_report)
 
     # --- baselines (train only) and the test split, opened once ------------------------------
     base = baseline_scores(dataset, split, cfg.seed)
@@ -259,22 +261,22 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
     baseline_doc = {"dataset": dataset.name, "dataset_version": dataset.dataset_version,
                     "label_version": guide.label_version, "split_manifest_version": split.version,
                     "fp_budget": guide.fp_budget, "split": "validation", "baselines": base_val}
-    write_json(staging / DOCS / "baseline_report.json", baseline_doc)
-    (staging / DOCS / "baseline_report.md").write_text(render_baseline_md(dataset, baseline_doc))
+    write_json(staging / DOCS_DIR / "baseline_report.json", baseline_doc)
+    (staging / DOCS_DIR / "baseline_report.md").write_text(render_baseline_md(dataset, baseline_doc))
 
     if open_test:
         test_report = _test_report(dataset, split, version, threshold, logits_fn, tokenizer,
                                    spec_score, required, base, base_val, val_all, vs, chosen,
                                    recipe)
-        (staging / DOCS / "test_report.md").write_text(
+        (staging / DOCS_DIR / "test_report.md").write_text(
             reports.render_test_report(dataset, test_report))
-        reports.write_reliability_png(test_report["calibration"], staging / DOCS /
+        reports.write_reliability_png(test_report["calibration"], staging / DOCS_DIR /
                                       "reliability.png", f"{dataset.name} test reliability")
     else:
         # Candidate search: choices are made on validation; the test split stays closed.
         test_report = {"bundle_version": version, "opened": False,
                        "note": "test split not opened for this candidate (--validation-only)"}
-    write_json(staging / DOCS / "test_report.json", test_report)
+    write_json(staging / DOCS_DIR / "test_report.json", test_report)
 
     # --- release-checklist documents -------------------------------------------------------
     seconds = time.monotonic() - started
@@ -284,63 +286,43 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
                        "positive_label_ids": positive, "policy": policy.to_json(),
                        "libraries": _library_versions(), "train_rows": len(train_rows),
                        "train_seconds": round(seconds, 1), "weights_sha256": weights_sha}
-    write_json(staging / DOCS / "training_config.json", training_config)
-    write_json(staging / "split_manifest.json", split.manifest)
-    (staging / DOCS / "label_guide.md").write_text(render_label_guide_md(guide))
-    (staging / DOCS / "data_card.md").write_text(render_data_card(dataset, split))
-    (staging / DOCS / "shadow_monitor_plan.md").write_text(
+    write_json(staging / DOCS_DIR / "training_config.json", training_config)
+    write_json(staging / SPLIT_MANIFEST, split.manifest)
+    (staging / DOCS_DIR / "label_guide.md").write_text(render_label_guide_md(guide))
+    (staging / DOCS_DIR / "data_card.md").write_text(render_data_card(dataset, split))
+    (staging / DOCS_DIR / "shadow_monitor_plan.md").write_text(
         reports.render_shadow_plan(dataset, version))
 
     status = Status.ELIGIBLE if gate.eligible else Status.HOLD
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "bundle_version": version,
-        "dataset": dataset.name,
-        "dataset_version": dataset.dataset_version,
-        "label_version": guide.label_version,
-        "validation_receipt_version": dataset.receipt_version,
-        "split_manifest_version": split.version,
-        "tokenizer_version": f"tok-{tokenizer_sha[:12]}",
-        "model_version": model_version,
-        "base_model": base_name,
-        "model_kind": "tiny" if cfg.base_model == "tiny" else "hf-sequence-classification",
-        "input_policy_version": guide.input_policy_version,
-        "input_policy": policy.to_json(),
-        "max_length": policy.max_length,
-        "threshold": threshold,
-        "tie_rule": ">=",
-        "fallback_route": Route.HUMAN_REVIEW_NOW.value,
-        "allowed_routes": [r.value for r in Route],
-        "downstream_consumer": guide.downstream_consumer,
-        "decision": gate.decision.value,
-        "decision_reason": gate.reason,
-        "created_at": now_iso(),
-        "tokenizer": "tokenizer.json",
-        "tokenizer_pins": tokenizer_pins((staging / "tokenizer.json").read_text("utf-8")),
-        "logit_range": recorder.range().to_json(),
-        "receipt": "receipt/spec.json",
-        "score_head": {"labels": [id2label[i] for i in sorted(id2label)],
-                       "positive": positive},
-        **({"score_blend": {"rule": "log_odds_weighted_mean", "lexical": LEXICAL,
-                            "lexical_kind": "tfidf-logreg", "encoder_weight":
-                                blend.encoder_weight, "chosen_on": "validation"}}
-           if blend is not None else {}),
-        "artifacts": {
-            Artifact.TORCH_FP32.value: {
-                "format": "safetensors", "precision": "fp32", "path": MODEL_DIR,
-                "sha256": weights_sha, "model_sha256": weights_sha,
-                "size_bytes": sum(p.stat().st_size for p in model_dir.iterdir()),
-                "status": status.value, "reason": gate.reason,
-                "receipt_run": f"receipt/runs/{Artifact.TORCH_FP32.value}.json",
-                "gated_with": "torch-cpu",
-                "tool_versions": {k: v for k, v in _library_versions().items()
-                                  if k in ("torch", "transformers", "tokenizers")},
-            }
-        },
-        "documents": {name: f"{DOCS}/{name}" for name in sorted(
-            p.name for p in (staging / DOCS).iterdir())},
-        "files": [],
-    }
+    manifest = Manifest(
+        format_version=FORMAT_VERSION, bundle_version=version, dataset=dataset.name,
+        dataset_version=dataset.dataset_version, label_version=guide.label_version,
+        validation_receipt_version=dataset.receipt_version,
+        split_manifest_version=split.version, tokenizer_version=f"tok-{tokenizer_sha[:12]}",
+        model_version=model_version, base_model=base_name,
+        model_kind="tiny" if cfg.base_model == "tiny" else "hf-sequence-classification",
+        input_policy_version=guide.input_policy_version, input_policy=policy,
+        max_length=policy.max_length, threshold=threshold, tie_rule=">=",
+        fallback_route=Route.HUMAN_REVIEW_NOW.value,
+        allowed_routes=tuple(r.value for r in Route),
+        downstream_consumer=guide.downstream_consumer, decision=gate.decision,
+        decision_reason=gate.reason, created_at=now_iso(), tokenizer=TOKENIZER,
+        tokenizer_pins=tokenizer_pins((staging / TOKENIZER).read_text("utf-8")),
+        logit_range=recorder.range().to_json(), receipt=RECEIPT_SPEC,
+        score_head=ScoreHead(tuple(id2label[i] for i in sorted(id2label)), tuple(positive)),
+        score_blend=None if blend is None else ScoreBlendEntry(
+            LEXICAL, blend.encoder_weight, rule="log_odds_weighted_mean",
+            lexical_kind="tfidf-logreg", chosen_on="validation"),
+        artifacts={Artifact.TORCH_FP32.value: ArtifactEntry(
+            "safetensors", "fp32", TORCH_MODEL_DIR, weights_sha, status, reason=gate.reason,
+            receipt_run=run_path(Artifact.TORCH_FP32.value), gated_with="torch-cpu",
+            model_sha256=weights_sha,
+            size_bytes=sum(p.stat().st_size for p in model_dir.iterdir()),
+            tool_versions={k: v for k, v in _library_versions().items()
+                           if k in ("torch", "transformers", "tokenizers")})},
+        documents={name: f"{DOCS_DIR}/{name}" for name in sorted(
+            p.name for p in (staging / DOCS_DIR).iterdir())},
+        files=())
     manifest_sha = write_manifest(staging, manifest)
     staging.rename(final_dir)
     if reports_root is not None:
@@ -523,12 +505,14 @@ def _test_report(dataset: Dataset, split: SplitResult, version: str, threshold: 
 def publish_reports(bundle_dir: Path, out: Path) -> None:
     """Copy the bundle's documents (no weights) to the committed reports folder."""
     out.mkdir(parents=True, exist_ok=True)
-    for p in (bundle_dir / DOCS).iterdir():
+    for p in (bundle_dir / DOCS_DIR).iterdir():
         shutil.copy2(p, out / p.name)
-    manifest = json.loads((bundle_dir / "manifest.json").read_text())
-    summary = {k: manifest[k] for k in ("bundle_version", "dataset_version", "label_version",
-                                        "split_manifest_version", "model_version", "threshold",
-                                        "decision", "decision_reason")}
+    m = parse_manifest_bytes((bundle_dir / MANIFEST).read_bytes())
+    summary = {"bundle_version": m.bundle_version, "dataset_version": m.dataset_version,
+               "label_version": m.label_version,
+               "split_manifest_version": m.split_manifest_version,
+               "model_version": m.model_version, "threshold": m.threshold,
+               "decision": m.decision.value, "decision_reason": m.decision_reason}
     write_json(out / "bundle_summary.json", summary)
 
 

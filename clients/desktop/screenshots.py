@@ -63,7 +63,7 @@ def main() -> None:
     from intakegate.bundle import resolve_bundle
     from intakegate.bundles_root import resolve_root
 
-    bundle_dir = resolve_bundle(args.bundle, resolve_root(args.bundles_dir).path)
+    bundle_dir = resolve_bundle(args.bundle, resolve_root(args.bundles_dir).path).path
     OUT.mkdir(parents=True, exist_ok=True)
     base = ["--bundle", str(bundle_dir)]
     desk(*base, "--ticket", TICKET, "--screenshot", str(OUT / "desk-ticket.png"))

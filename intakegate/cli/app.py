@@ -136,7 +136,7 @@ def bundles_path(name: str, bundles_dir: BundlesDirOpt = None) -> None:
 
     root = bundles_root(bundles_dir)
     try:
-        typer.echo(str(resolve_bundle(name, root.path)))
+        typer.echo(str(resolve_bundle(name, root.path).path))
     except BundleError as exc:
         raise InputError(f"bundle_not_found: {name}: {root.miss_hint(name)}") from exc
 
@@ -161,7 +161,7 @@ def bundles_pack(
     except ValueError:
         raise InputError(f"unknown artifact {artifact!r}; choose from "
                          f"{[a.value for a in Artifact]}", field="--artifact") from None
-    result = pack_bundle(resolve_bundle(bundle, bundles_root(bundles_dir).path), chosen, out,
+    result = pack_bundle(resolve_bundle(bundle, bundles_root(bundles_dir).path).path, chosen, out,
                          with_fixtures)
     mb = 1024 * 1024
     typer.echo(f"packed: {result.out} manifest_sha256={result.manifest_sha256} "
