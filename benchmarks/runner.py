@@ -14,6 +14,7 @@ from typing import Any
 
 from intakegate.benchmarks import machine
 from intakegate.benchmarks.latency import WarmSettings
+from intakegate.bundle.manifest import Manifest
 
 log = logging.getLogger("intakegate.benchmarks")
 SCHEMA = "intakegate-bench/1"
@@ -192,19 +193,19 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
     return results, out_dir
 
 
-def optimum_default_model(bundle_dir: Path, manifest: Any, machine_block: dict[str, Any]
+def optimum_default_model(bundle_dir: Path, manifest: Manifest, machine_block: dict[str, Any]
                           ) -> dict[str, Any]:
     """Build (or find cached) Optimum's default int8 of the bundle's onnx-fp32, in a worker."""
     from intakegate.benchmarks.worker import run_in_worker
 
-    art = manifest["artifacts"].get("onnx-fp32")
+    art = manifest.artifacts.get("onnx-fp32")
     if art is None:
         return {"skip_reason": "the bundle has no onnx-fp32 graph to quantize"}
     log.info("Optimum default int8 of onnx-fp32 for %s (fresh process)",
              machine_block["cpu_family"])
     try:
         return run_in_worker({"kind": "optimum_int8", "artifact": "optimum-default-int8",
-                              "fp32": str(bundle_dir / art["path"]),
+                              "fp32": str(bundle_dir / art.path),
                               "cpu_family": machine_block["cpu_family"]})
     except RuntimeError as exc:
         return {"skip_reason": str(exc)}
