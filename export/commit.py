@@ -13,11 +13,13 @@ import logging
 import os
 import shutil
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
-from intakegate.bundle import (MANIFEST, POINTER, BundleError, Manifest, VerifiedBundle,
-                               atomic_write, file_table, read_pointer, sha256_file, write_manifest)
-from intakegate.jsonio import dumps_canonical
+from intakegate.bundle import (MANIFEST, POINTER, BundleError, Manifest, PointerEntry,
+                               VerifiedBundle, file_table, parse_pointer, sha256_file,
+                               write_manifest, write_pointer)
+from intakegate.bundle.registry import pointer_lock
 
 log = logging.getLogger(__name__)
 
@@ -73,18 +75,17 @@ def refresh_active_pointer(bundle_dir: Path, old_sha: str, new_sha: str) -> bool
     root = bundle_dir.parent
     if not (root / POINTER).exists() or old_sha == new_sha:
         return False
-    pointer = read_pointer(root.parent, root.name)
-    if pointer is None:
-        return False
-    changed = False
-    entries = [pointer, *pointer.get("previous", [])]
-    for entry in entries:
-        if (entry.get("bundle_version") == bundle_dir.name
-                and entry.get("manifest_sha256") == old_sha):
-            entry["manifest_sha256"] = new_sha
-            changed = True
-    if changed:
-        atomic_write(root / POINTER, dumps_canonical(pointer).encode("utf-8"))
-        log.info("ACTIVE pointer of %s re-pinned to the new manifest of %s", root.name,
-                 bundle_dir.name)
-    return changed
+    with pointer_lock(root):
+        pointer = parse_pointer(root.parent, root.name)
+        if pointer is None:
+            return False
+        old = PointerEntry(bundle_dir.name, old_sha)
+        new = PointerEntry(bundle_dir.name, new_sha)
+        entries = [pointer.current, *pointer.previous]
+        if old not in entries:
+            return False
+        moved = [new if e == old else e for e in entries]
+        write_pointer(replace(pointer, current=moved[0], previous=tuple(moved[1:])))
+    log.info("ACTIVE pointer of %s re-pinned to the new manifest of %s", root.name,
+             bundle_dir.name)
+    return True

@@ -6,16 +6,16 @@ traceback)."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
-
 import pytest
 
-from intakegate.bundle import activate, read_pointer, rollback, verify_bundle
+from intakegate.bundle import (POINTER, BundleError, Pointer, activate, list_bundles,
+                               parse_pointer, rollback, verify_bundle)
 from intakegate.runtime import Router
 from tests.runtime_helpers import cached_onnx_bundle, copy_bundle, rewrite
 
@@ -36,13 +36,12 @@ def root(tmp_path: Path, onnx_bundle: Path) -> Path:
     return root
 
 
-def _check_pointer(root: Path) -> dict[str, Any]:
-    pointer = read_pointer(root, DATASET)
+def _check_pointer(root: Path) -> Pointer:
+    pointer = parse_pointer(root, DATASET)
     assert pointer is not None
     digests = {v: verify_bundle(root / DATASET / v).manifest_sha256 for v in ("a", "b")}
-    assert pointer["manifest_sha256"] == digests[pointer["bundle_version"]]
-    for entry in pointer["previous"]:
-        assert entry["manifest_sha256"] == digests[entry["bundle_version"]]
+    for entry in (pointer.current, *pointer.previous):
+        assert entry.manifest_sha256 == digests[entry.bundle_version]
     assert not [p.name for p in (root / DATASET).iterdir() if ".tmp-" in p.name]
     return pointer
 
@@ -66,8 +65,8 @@ def test_eight_threads_activating_in_one_process(root: Path) -> None:
         th.join()
     assert errors == []
     pointer = _check_pointer(root)
-    assert len(pointer["previous"]) == 10  # 48 activations, none lost the history
-    assert rollback(root, DATASET)["bundle_version"] in ("a", "b")
+    assert len(pointer.previous) == 10  # 48 activations, none lost the history
+    assert rollback(root, DATASET).bundle_version in ("a", "b")
 
 
 ACTIVATOR = """
@@ -107,7 +106,33 @@ def test_activate_on_a_full_disk_prints_a_message_not_a_traceback(
     err = capsys.readouterr().err
     assert info.value.code == 2 and "No space left on device" in err
     assert "Traceback" not in err
-    assert read_pointer(root, DATASET)["bundle_version"] == "a"  # type: ignore[index]
+    assert parse_pointer(root, DATASET).bundle_version == "a"  # type: ignore[index]
+
+
+def test_activate_repairs_a_truncated_pointer_and_listing_survives_it(root: Path) -> None:
+    """One parser reads ACTIVE everywhere: a pointer cut to 0 bytes is `model_unavailable` for
+    rollback, shows no bundle as active in the listing (no crash), and `activate` replaces it
+    (with no history, since nothing in it can be trusted)."""
+    activate(root, DATASET, "a")
+    (root / DATASET / POINTER).write_bytes(b"")
+    with pytest.raises(BundleError) as info:
+        rollback(root, DATASET)
+    assert info.value.code == "model_unavailable"
+    assert not [b for b in list_bundles(root) if b["active"]]
+    pointer = activate(root, DATASET, "b")
+    assert pointer.previous == () and _check_pointer(root).bundle_version == "b"
+
+
+def test_a_pointer_history_entry_without_a_digest_is_refused(root: Path) -> None:
+    activate(root, DATASET, "a")
+    activate(root, DATASET, "b")
+    path = root / DATASET / POINTER
+    obj = json.loads(path.read_text())
+    del obj["previous"][0]["manifest_sha256"]
+    path.write_text(json.dumps(obj))
+    with pytest.raises(BundleError) as info:
+        rollback(root, DATASET)
+    assert info.value.code == "pointer_invalid" and "'a'" in str(info.value)
 
 
 def test_a_failed_train_leaves_no_staging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch

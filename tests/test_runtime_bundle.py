@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from intakegate.bundle import activate, read_pointer, rollback, sha256_bytes, verify_bundle
+from intakegate.bundle import activate, parse_pointer, rollback, sha256_bytes, verify_bundle
 from intakegate.routing import Reason
 from intakegate.runtime import LiveRouter, Router
 from intakegate.runtime.onnx_backend import DeviceUnavailable
@@ -534,11 +534,11 @@ def test_sigkill_during_activation_leaves_old_or_new(tmp_path: Path, onnx_bundle
         time.sleep(rng.uniform(0.0, 0.25))
         child.send_signal(signal.SIGKILL)
         child.wait()
-        pointer = read_pointer(root, DATASET)
+        pointer = parse_pointer(root, DATASET)
         if pointer is None:
             continue  # killed before the first activation finished
-        version = pointer["bundle_version"]
-        assert version in digests and pointer["manifest_sha256"] == digests[version]
+        version = pointer.bundle_version
+        assert version in digests and pointer.manifest_sha256 == digests[version]
         seen.add(version)
         if trial % 10 == 0:
             assert Router.load(DATASET, artifact="onnx-fp32", bundles_root=root).ready

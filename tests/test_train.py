@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from intakegate.bundle import (BundleError, activate, list_bundles, read_pointer, resolve_bundle,
+from intakegate.bundle import (BundleError, activate, list_bundles, parse_pointer, resolve_bundle,
                                rollback, verify_bundle)
 from intakegate.composed import parse_composed_id
 from intakegate.gate import load_run, load_spec, release_decision
@@ -101,7 +101,7 @@ def test_activate_and_rollback_restore_the_whole_bundle(tiny_bundle: Path, tmp_p
     activate(root, "refund-intake", "v2")
     assert resolve_bundle("refund-intake", root).path == v2
     pointer = rollback(root, "refund-intake")
-    assert pointer["bundle_version"] == "v1"
+    assert pointer.bundle_version == "v1" and pointer.rolled_back_from == "v2"
     active = verify_bundle(resolve_bundle("refund-intake", root).path)
     assert active.threshold == m1["threshold"]
     assert active.manifest.to_json()["tokenizer_version"] == m1["tokenizer_version"]
@@ -109,7 +109,7 @@ def test_activate_and_rollback_restore_the_whole_bundle(tiny_bundle: Path, tmp_p
     assert [b["bundle_version"] for b in list_bundles(root) if b["active"]] == ["v1"]
     with pytest.raises(BundleError, match="no earlier bundle"):
         rollback(root, "refund-intake")
-    assert read_pointer(root, "refund-intake")["bundle_version"] == "v1"
+    assert parse_pointer(root, "refund-intake").bundle_version == "v1"
 
 
 def test_hugging_face_path_trains_a_tiny_bert(tiny_bert_bundle: Path) -> None:

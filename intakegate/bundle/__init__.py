@@ -18,13 +18,15 @@ from intakegate.bundle.manifest import (FORMAT_VERSION, Artifact, ArtifactEntry,
                                         GateEntry, Manifest, ScoreBlendEntry, ScoreHead, Status,
                                         now_iso, write_manifest)
 from intakegate.bundle.paths import MANIFEST, POINTER, SIGNATURE
-from intakegate.bundle.registry import (ResolvedBundle, activate, dataset_root, list_bundles,
-                                        read_pointer, resolve_bundle, rollback)
+from intakegate.bundle.registry import (Pointer, PointerEntry, ResolvedBundle, activate,
+                                        dataset_root, list_bundles, parse_pointer, read_active,
+                                        resolve_bundle, rollback, write_pointer)
 from intakegate.bundle.verify import VerifiedBundle, verify_bundle
 
 __all__ = ["FORMAT_VERSION", "MANIFEST", "POINTER", "SIGNATURE", "Artifact", "ArtifactEntry",
-           "BundleError", "DerivedFrom", "FileEntry", "GateEntry", "Manifest", "ResolvedBundle",
+           "BundleError", "DerivedFrom", "FileEntry", "GateEntry", "Manifest", "Pointer",
+           "PointerEntry", "ResolvedBundle",
            "ScoreBlendEntry", "ScoreHead", "Status", "VerifiedBundle", "activate",
            "atomic_write", "dataset_root", "file_table", "list_bundles", "now_iso",
-           "read_pointer", "resolve_bundle", "rollback", "sha256_bytes", "sha256_file",
-           "tree_sha256", "verify_bundle", "walk_files", "write_manifest"]
+           "parse_pointer", "read_active", "resolve_bundle", "rollback", "sha256_bytes", "sha256_file",
+           "tree_sha256", "verify_bundle", "walk_files", "write_manifest", "write_pointer"]

@@ -9,7 +9,6 @@ and rollback always switch the whole contract, never the weights alone.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat
@@ -34,14 +33,43 @@ MAX_POINTER_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
-class Pointer:
-    """A checked ACTIVE pointer: which bundle directory, pinned to which manifest digest."""
+class PointerEntry:
+    """One bundle a pointer names, pinned to its manifest digest (current or rollback history)."""
 
-    dataset: str
     bundle_version: str
     manifest_sha256: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"bundle_version": self.bundle_version, "manifest_sha256": self.manifest_sha256}
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """A checked ACTIVE pointer: which bundle, pinned to which digest, and what came before."""
+
+    dataset: str
+    current: PointerEntry
     bundle_dir: Path
-    raw: dict[str, Any]
+    previous: tuple[PointerEntry, ...] = ()
+    activated_at: str | None = None
+    rolled_back_from: str | None = None
+
+    @property
+    def bundle_version(self) -> str:
+        return self.current.bundle_version
+
+    @property
+    def manifest_sha256(self) -> str:
+        return self.current.manifest_sha256
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {**self.current.to_json(),
+                                  "previous": [e.to_json() for e in self.previous]}
+        if self.activated_at is not None:
+            out["activated_at"] = self.activated_at
+        if self.rolled_back_from is not None:
+            out["rolled_back_from"] = self.rolled_back_from
+        return out
 
 
 def check_name(name: object, what: str = "bundle version") -> str:
@@ -52,12 +80,32 @@ def check_name(name: object, what: str = "bundle version") -> str:
     return name
 
 
-def read_active(bundles_root: str | Path, dataset: str) -> Pointer | None:
-    """The dataset's checked pointer; None when there is none.
+def _entry(obj: object, path: Path) -> PointerEntry:
+    if not isinstance(obj, dict):
+        raise BundleError("pointer_invalid", "an ACTIVE entry is not an object", str(path))
+    version = check_name(obj.get("bundle_version"))
+    digest = obj.get("manifest_sha256")
+    if not isinstance(digest, str) or not DIGEST.fullmatch(digest):
+        raise BundleError("pointer_invalid", f"ACTIVE entry {version!r} carries no "
+                                             f"manifest_sha256 digest; re-run `intakegate "
+                                             f"bundles activate`", str(path))
+    return PointerEntry(version, digest)
 
-    Raises BundleError `pointer_invalid` for a pointer that names a path, has no digest, or
-    names something that is not a bundle directory right inside the dataset's folder; and
-    `model_unavailable` for one that cannot be read as JSON at all (e.g. truncated to 0 bytes).
+
+def _optional_str(obj: dict[str, Any], key: str, path: Path) -> str | None:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, str):
+        raise BundleError("pointer_invalid", f"ACTIVE field {key!r} is not a string", str(path))
+    return value
+
+
+def parse_pointer(bundles_root: str | Path, dataset: str) -> Pointer | None:
+    """The dataset's ACTIVE file parsed and checked field by field; None when there is none.
+
+    Names must be plain, digests 64-hex, history entries likewise (`pointer_invalid`); a file
+    that is not JSON at all (e.g. truncated to 0 bytes) is `model_unavailable`. Whether the
+    named directory exists is `read_active`'s check: activation may replace a pointer whose
+    bundle was deleted.
     """
     check_name(dataset, "dataset")
     root = dataset_root(bundles_root, dataset)
@@ -75,21 +123,44 @@ def read_active(bundles_root: str | Path, dataset: str) -> Pointer | None:
                           str(path)) from None
     if not isinstance(obj, dict):
         raise BundleError("model_unavailable", "ACTIVE pointer is not an object", str(path))
-    version = check_name(obj.get("bundle_version"))
-    digest = obj.get("manifest_sha256")
-    if not isinstance(digest, str) or not DIGEST.fullmatch(digest):
-        raise BundleError("pointer_invalid", "ACTIVE carries no manifest_sha256 digest; "
-                                             "re-run `intakegate bundles activate`", str(path))
-    target = root / version
+    history = obj.get("previous", [])
+    if not isinstance(history, list):
+        raise BundleError("pointer_invalid", "ACTIVE field 'previous' is not a list", str(path))
+    current = _entry(obj, path)
+    return Pointer(dataset, current, root / current.bundle_version,
+                   tuple(_entry(e, path) for e in history),
+                   _optional_str(obj, "activated_at", path),
+                   _optional_str(obj, "rolled_back_from", path))
+
+
+def read_active(bundles_root: str | Path, dataset: str) -> Pointer | None:
+    """The dataset's checked pointer, naming a bundle directory right inside the dataset's
+    folder; None when there is none.
+
+    Raises BundleError `pointer_invalid` for a pointer that names a path, has no digest, or
+    names something that is not a bundle directory; `model_unavailable` for one that cannot be
+    read as JSON at all or names a bundle that is not there.
+    """
+    pointer = parse_pointer(bundles_root, dataset)
+    if pointer is None:
+        return None
+    root, target = pointer.bundle_dir.parent, pointer.bundle_dir
     try:
         tst = os.lstat(target)
     except FileNotFoundError:
-        raise BundleError("model_unavailable", f"ACTIVE names {version!r}, which is not there",
-                          str(root)) from None
-    if not stat.S_ISDIR(tst.st_mode) or target.parent != root:
-        raise BundleError("pointer_invalid", f"ACTIVE names {version!r}, which is not a bundle "
-                                             f"directory inside {root}", str(path))
-    return Pointer(dataset, version, digest, target, obj)
+        raise BundleError("model_unavailable", f"ACTIVE names {pointer.bundle_version!r}, "
+                                               f"which is not there", str(root)) from None
+    if not stat.S_ISDIR(tst.st_mode):
+        raise BundleError("pointer_invalid", f"ACTIVE names {pointer.bundle_version!r}, which "
+                                             f"is not a bundle directory inside {root}",
+                          str(root / POINTER))
+    return pointer
+
+
+def write_pointer(pointer: Pointer) -> None:
+    """Replace the dataset's ACTIVE atomically (callers hold `pointer_lock`)."""
+    atomic_write(pointer.bundle_dir.parent / POINTER,
+                 dumps_canonical(pointer.to_json()).encode("utf-8"))
 
 
 _THREAD_LOCKS: dict[str, threading.Lock] = {}
@@ -135,14 +206,12 @@ def dataset_root(bundles_root: str | Path, dataset: str) -> Path:
     return Path(bundles_root) / dataset
 
 
-def read_pointer(bundles_root: str | Path, dataset: str) -> dict[str, Any] | None:
-    path = dataset_root(bundles_root, dataset) / POINTER
-    if not path.exists():
-        return None
-    obj = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(obj, dict) or not isinstance(obj.get("bundle_version"), str):
-        raise BundleError("model_unavailable", "ACTIVE pointer is unreadable", str(path))
-    return obj
+def _active_version(bundles_root: Path, dataset: str) -> str | None:
+    try:
+        pointer = parse_pointer(bundles_root, dataset)
+    except BundleError:
+        return None  # a broken pointer serves nothing; the router says why
+    return None if pointer is None else pointer.bundle_version
 
 
 def list_bundles(bundles_root: str | Path) -> list[dict[str, Any]]:
@@ -154,7 +223,7 @@ def list_bundles(bundles_root: str | Path) -> list[dict[str, Any]]:
     for manifest_path in sorted(root.glob(f"*/*/{MANIFEST}")):
         bundle_dir = manifest_path.parent
         dataset = bundle_dir.parent.name
-        pointer = read_pointer(root, dataset)
+        active = _active_version(root, dataset)
         try:
             m = parse_manifest_bytes(manifest_path.read_bytes(), str(manifest_path))
             decision, reason, thr = m.decision.value, m.decision_reason, m.threshold
@@ -165,13 +234,15 @@ def list_bundles(bundles_root: str | Path) -> list[dict[str, Any]]:
             decision, reason, thr, artifacts = "invalid", str(exc), None, {}
         out.append({"dataset": dataset, "bundle_version": bundle_dir.name, "decision": decision,
                     "reason": reason, "threshold": thr, "artifacts": artifacts,
-                    "active": bool(pointer and pointer["bundle_version"] == bundle_dir.name),
-                    "path": str(bundle_dir)})
+                    "active": active == bundle_dir.name, "path": str(bundle_dir)})
     return out
 
 
-def activate(bundles_root: str | Path, dataset: str, bundle_version: str) -> dict[str, Any]:
-    """Point the dataset's ACTIVE at a verified, eligible bundle; keep the previous for rollback."""
+def activate(bundles_root: str | Path, dataset: str, bundle_version: str) -> Pointer:
+    """Point the dataset's ACTIVE at a verified, eligible bundle; keep the previous for rollback.
+
+    A pointer that cannot be parsed is replaced (activation is how it is repaired), with no
+    history: nothing in it can be trusted to roll back to."""
     check_name(dataset, "dataset")
     check_name(bundle_version)  # the same rule the router applies when it reads ACTIVE
     root = dataset_root(bundles_root, dataset)
@@ -183,40 +254,37 @@ def activate(bundles_root: str | Path, dataset: str, bundle_version: str) -> dic
         raise BundleError("artifact_held", f"bundle {bundle_version} is held: "
                                            f"{verified.manifest.decision_reason}", str(target))
     with pointer_lock(root):  # read-modify-write: one activation at a time per dataset
-        current = read_pointer(bundles_root, dataset)
-        history = []
-        if current is not None:
-            history = [{"bundle_version": current["bundle_version"],
-                        "manifest_sha256": current["manifest_sha256"]}] + list(
-                current.get("previous", []))
-        pointer = {"bundle_version": bundle_version, "manifest_sha256": verified.manifest_sha256,
-                   "activated_at": now_iso(), "previous": history[:10]}
-        atomic_write(root / POINTER, dumps_canonical(pointer).encode("utf-8"))
+        try:
+            current = parse_pointer(bundles_root, dataset)
+        except BundleError:
+            current = None
+        history = () if current is None else (current.current, *current.previous)
+        pointer = Pointer(dataset, PointerEntry(bundle_version, verified.manifest_sha256),
+                          target, history[:10], now_iso())
+        write_pointer(pointer)
     return pointer
 
 
-def rollback(bundles_root: str | Path, dataset: str) -> dict[str, Any]:
+def rollback(bundles_root: str | Path, dataset: str) -> Pointer:
     """Re-activate the previous bundle as a whole (model, tokenizer, threshold, fallback)."""
     check_name(dataset, "dataset")
     with pointer_lock(dataset_root(bundles_root, dataset)):
         return _rollback_locked(bundles_root, dataset)
 
 
-def _rollback_locked(bundles_root: str | Path, dataset: str) -> dict[str, Any]:
-    current = read_pointer(bundles_root, dataset)
-    if current is None or not current.get("previous"):
+def _rollback_locked(bundles_root: str | Path, dataset: str) -> Pointer:
+    current = parse_pointer(bundles_root, dataset)
+    if current is None or not current.previous:
         raise BundleError("model_unavailable", f"{dataset} has no earlier bundle to roll back to")
-    previous, *rest = current["previous"]
-    check_name(previous.get("bundle_version") if isinstance(previous, dict) else None)
-    root = dataset_root(bundles_root, dataset)
-    verified = verify_bundle(root / previous["bundle_version"])
-    if verified.manifest_sha256 != previous["manifest_sha256"]:
+    previous, *rest = current.previous
+    target = dataset_root(bundles_root, dataset) / previous.bundle_version
+    verified = verify_bundle(target)
+    if verified.manifest_sha256 != previous.manifest_sha256:
         raise BundleError("bundle_tampered", "the earlier bundle changed since it was active",
-                          str(root / previous["bundle_version"]))
-    pointer = {"bundle_version": previous["bundle_version"],
-               "manifest_sha256": previous["manifest_sha256"], "activated_at": now_iso(),
-               "rolled_back_from": current["bundle_version"], "previous": rest}
-    atomic_write(root / POINTER, dumps_canonical(pointer).encode("utf-8"))
+                          str(target))
+    pointer = Pointer(dataset, previous, target, tuple(rest), now_iso(),
+                      current.bundle_version)
+    write_pointer(pointer)
     return pointer
 
 

@@ -178,8 +178,8 @@ def bundles_activate(name: str, version: str, bundles_dir: BundlesDirOpt = None)
     from intakegate.bundle import activate
 
     pointer = activate(bundles_root(bundles_dir).path, name, version)
-    typer.echo(f"active: {name}/{pointer['bundle_version']} manifest_sha256="
-               f"{pointer['manifest_sha256']}")
+    typer.echo(f"active: {name}/{pointer.bundle_version} manifest_sha256="
+               f"{pointer.manifest_sha256}")
 
 
 @bundles_app.command("rollback")
@@ -188,8 +188,8 @@ def bundles_rollback(name: str, bundles_dir: BundlesDirOpt = None) -> None:
     from intakegate.bundle import rollback
 
     pointer = rollback(bundles_root(bundles_dir).path, name)
-    typer.echo(f"active: {name}/{pointer['bundle_version']} (rolled back from "
-               f"{pointer['rolled_back_from']})")
+    typer.echo(f"active: {name}/{pointer.bundle_version} (rolled back from "
+               f"{pointer.rolled_back_from})")
 
 
 def main(argv: Optional[list[str]] = None) -> None:
