@@ -157,14 +157,17 @@ def write_gate_files(bundle_dir: Path, gates: Sequence[ArtifactGate],
 
 def write_golden_rows(bundle_dir: Path, manifest: Manifest,
                       gates: Sequence[ArtifactGate]) -> list[str]:
-    """Add each re-gated artifact's own golden rows (texts from the reference block)."""
+    """Add each re-gated artifact's own golden rows (texts from the reference block).
+
+    Held artifacts get theirs too: the router refuses them before any self-test, and the
+    benchmark's measurement-only mode (which times held artifacts) still runs the self-test."""
     doc = read_golden(bundle_dir)
     reference = doc.get("artifacts", {}).get(REFERENCE.value)
     if not reference:
         return []
     written = []
     for gate in gates:
-        if gate.run is None or gate.artifact is REFERENCE or not gate.eligible:
+        if gate.run is None or gate.artifact is REFERENCE:
             continue
         if gate.gated_with == MIL_REFERENCE:
             continue  # golden rows are the artifact's own runtime's scores, not a reference's

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from intakegate.bundle import (Artifact, BundleError, Manifest, Status, activate, read_pointer,
+from intakegate.bundle import (Artifact, BundleError, Manifest, Status, activate, parse_pointer,
                                sha256_file, tree_sha256, verify_bundle, write_manifest)
 from intakegate.export.artifacts import EXPORTABLE, SPECS
 from intakegate.export.backends import gate_backend
@@ -394,6 +394,26 @@ def test_broken_quantization_is_held_with_missed_ids(tiny_bundle: Path, tmp_path
     assert f"{bv}/onnx-int8: decision=hold reason={entry['reason']}" in held.stdout
 
 
+def test_a_held_artifact_keeps_golden_rows_so_the_bench_can_time_it(
+        tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A held artifact's own golden rows are written at export: the benchmark's
+    measurement-only router still runs the self-test, and a serving router refuses it."""
+    from intakegate.runtime import Router
+
+    bundle = copy_bundle(tiny_bundle, tmp_path, "tiny-flipped")
+    repin_threshold(bundle, 0.0)
+    break_classifier(monkeypatch, factor=-1.0)  # scores mirrored, logits in range: held
+    export_bundle(bundle, [Artifact.ONNX_INT8])
+    assert manifest(bundle)["artifacts"]["onnx-int8"]["status"] == "hold"
+    golden = json.loads((bundle / "receipt" / "golden.json").read_text())
+    assert "onnx-int8" in golden["artifacts"]
+    measured = Router.load(bundle, artifact="onnx-int8", device="cpu",
+                           allow_held_for_measurement=True)
+    assert measured.ready and measured.measurement_only, measured.health()
+    assert Router.load(bundle, artifact="onnx-int8", device="cpu").health()["reason"] == \
+        "artifact_held"
+
+
 def test_gate_bundle_exit_codes(tiny_exported: Path, tmp_path: Path) -> None:
     bundle = copy_bundle(tiny_exported, tmp_path, "tiny-gate")
     bv = manifest(bundle)["bundle_version"]
@@ -463,13 +483,13 @@ def test_export_into_the_active_bundle_keeps_it_activatable(tiny_bundle: Path,
     repin_threshold(bundle, 0.0)
     activate(root, "refund-intake", "v1")
     export_bundle(bundle, [Artifact.ONNX_INT8])
-    pointer = read_pointer(root, "refund-intake")
+    pointer = parse_pointer(root, "refund-intake")
     assert pointer is not None
-    assert pointer["manifest_sha256"] == sha256_file(bundle / "manifest.json")
+    assert pointer.manifest_sha256 == sha256_file(bundle / "manifest.json")
     assert gate_bundle_command(Path("refund-intake"), ["onnx-int8"], root) == 0
     bv = manifest(bundle)["bundle_version"]
     assert f"{bv}/onnx-int8: decision=eligible_for_shadow" in capsys.readouterr().out
-    assert read_pointer(root, "refund-intake")["manifest_sha256"] == sha256_file(
+    assert parse_pointer(root, "refund-intake").manifest_sha256 == sha256_file(
         bundle / "manifest.json")
     assert gate_bundle_command(bundle, ["onnx-fp32"], root) == 1  # not exported
 
