@@ -29,7 +29,7 @@ reports: install
 	$(CLI) baselines refund-intake
 	$(CLI) baselines banking77
 
-DEMO_BUNDLE := refund-intake-minilm-v2
+DEMO_BUNDLE := refund-intake-minilm-v3
 # A local development signing key, created on first use and never committed (.gitignore).
 # Ship with a real publisher key instead: see README "Signed bundles".
 DEV_KEYS := .dev-keys
