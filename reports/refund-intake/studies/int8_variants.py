@@ -5,7 +5,7 @@ portable settings, each variant keeping a different set of MatMuls in fp32, scor
 own frozen validation inventory through the one scoring path, and gates each run with the one
 gate. Prints, per variant: gate reason, required positives missed, the smallest margin of a
 required positive over the pinned threshold (log-odds), the largest score change against
-torch-fp32, and the file size. The test split is not opened.
+torch-fp32 (the export's drift report), and the file size. The test split is not opened.
 
     .venv/bin/python reports/refund-intake/studies/int8_variants.py bundles/refund-intake/refund-intake-minilm-v3
 """
@@ -13,7 +13,6 @@ torch-fp32, and the file size. The test split is not opened.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import tempfile
 from dataclasses import replace
@@ -25,11 +24,12 @@ import intakegate.runtime  # noqa: F401 - before onnxruntime's telemetry (see RE
 from intakegate.bundle import verify_bundle
 from intakegate.export.backends import _onnx_backend
 from intakegate.export.cpu import int8_settings
+from intakegate.export.drift import drift_report
 from intakegate.export.onnx_export import fuse_bert_graph
 from intakegate.export.regate import load_inventory
 from intakegate.gate import GateRow, release_decision
 from intakegate.hardware import detect_cpu_family
-from intakegate.lexical import blend_from_entry
+from intakegate.lexical import blend_from_entry, log_odds
 from intakegate.ticket_score import ScoreSpec, score_texts
 
 VARIANTS: dict[str, str | None] = {
@@ -38,11 +38,6 @@ VARIANTS: dict[str, str | None] = {
     "all dense projections fp32 (Q/K/V and embeddings int8)": "/dense/MatMul",
     "last layer fp32": "layer.5/",
 }
-
-
-def logit(p: float) -> float:
-    p = min(max(p, 1e-12), 1 - 1e-12)
-    return math.log(p / (1 - p))
 
 
 def main(bundle_dir: str) -> None:
@@ -83,15 +78,14 @@ def main(bundle_dir: str) -> None:
             scores = [s.score for s in score_texts(backend, tokenizer, texts, spec)]
         rows = tuple(GateRow(f, ref[f].slice, ref[f].gold, s) for f, s in zip(ids, scores))
         gate = release_decision(inventory.spec, replace(inventory.reference, rows=rows))
-        t = logit(bundle.threshold)
-        margins = [logit(r.score) - t for r in rows if r.slice in required and r.gold == 1
-                   and r.score is not None]
-        drift = max(abs(logit(r.score) - logit(ref[r.fixture_id].score)) for r in rows
-                    if r.score is not None and ref[r.fixture_id].score is not None)
-        missed = sum(1 for x in margins if x < 0)
+        margins = [float(log_odds(r.score) - log_odds(bundle.threshold)) for r in rows
+                   if r.slice in required and r.gold == 1 and r.score is not None]
+        drift = drift_report(label, rows, inventory.reference_scores, bundle.threshold,
+                             inventory.spec.required_slices)
         results.append({"variant": label, "fp32_matmuls": len(exclude), "gate": gate.reason,
-                        "required_missed": missed, "min_margin_logit": round(min(margins), 4),
-                        "max_logit_drift_vs_torch": round(drift, 4),
+                        "required_missed": len(gate.missed),
+                        "min_margin_logit": round(min(margins), 4),
+                        "max_abs_score_delta_vs_torch": round(drift["max_abs_delta"], 4),
                         "size_mb": round(out.stat().st_size / 1e6, 2),
                         "cpu_family": backend.details["cpu_family"]})
         print(json.dumps(results[-1]), flush=True)
