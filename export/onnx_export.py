@@ -1,5 +1,5 @@
 """ONNX artifacts: fp32 through Optimum (Hugging Face models) or torch.onnx (the tiny encoder),
-then dynamic int8 through onnxruntime's quantizer.
+then int8 through onnxruntime's quantizers (the recipe: intakegate.export.cpu).
 
 Every graph is written as one self-contained `.onnx` file (no external data, nothing beside it)
 and checked before it is accepted: the runtime feeds only input_ids, attention_mask and
@@ -148,11 +148,20 @@ def fuse_bert_graph(fp32: Path, model_dir: Path, out: Path) -> dict[str, Any] | 
 
 def quantize_onnx_int8(fp32: Path, out: Path, settings: Int8Settings,
                        model_dir: Path | None = None) -> dict[str, Any]:
-    """Dynamic int8 quantization of the fp32 graph (fused first where it is BERT-family) with
-    the settings for the target CPU family."""
+    """Quantize the fp32 graph (fused first where it is BERT-family) with the two-step recipe of
+    `intakegate.export.cpu`: dynamic int8 for embeddings and fused attention, then 8-bit
+    block-wise weights for the remaining MatMuls."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    quant_logger = logging.getLogger()
+    level = quant_logger.level
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    # Importing this module calls logging.basicConfig(level=INFO): undo that, keep its
+    # per-node progress lines out of the export log.
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    from onnxruntime.quantization.matmul_nbits_quantizer import logger as blocks_logger
+
+    blocks_logger.setLevel(logging.WARNING)
     out.parent.mkdir(parents=True, exist_ok=True)
     fusion = None
     source = fp32
@@ -161,17 +170,23 @@ def quantize_onnx_int8(fp32: Path, out: Path, settings: Int8Settings,
         fusion = fuse_bert_graph(fp32, model_dir, fused_path)
         if fusion and fusion["applied"]:
             source = fused_path
-    quant_logger = logging.getLogger()
-    level = quant_logger.level
-    quant_logger.setLevel(max(level, logging.ERROR))  # the quantizer warns on the root logger
+    dynamic = out.with_name(out.stem + ".dynamic.onnx")
+    quant_logger.setLevel(max(level, logging.ERROR))  # the quantizers log on the root logger
     try:
-        quantize_dynamic(source, out, op_types_to_quantize=list(settings.op_types),
+        quantize_dynamic(source, dynamic, op_types_to_quantize=list(settings.dynamic_op_types),
                          per_channel=settings.per_channel, reduce_range=settings.reduce_range,
                          weight_type=QuantType[settings.weight_type],
                          use_external_data_format=False,
                          # Fused contrib ops carry no ONNX type info for their outputs.
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        blocks = MatMulNBitsQuantizer(onnx.load(str(dynamic)), bits=settings.block_bits,
+                                      block_size=settings.block_size,
+                                      accuracy_level=settings.block_accuracy_level,
+                                      op_types_to_quantize=settings.block_op_types)
+        blocks.process()
+        blocks.model.save_model_to_file(str(out), use_external_data_format=False)
     finally:
         quant_logger.setLevel(level)
+        dynamic.unlink(missing_ok=True)
     return {**settings.to_json(), "source": "onnx-fp32", "graph_fusion": fusion,
             **check_graph(out)}

@@ -179,8 +179,9 @@ def test_onnx_fp32_logits_match_torch_on_validation(exported: Path) -> None:
 
 
 def test_int8_config_is_portable_and_its_receipt_names_the_cpu_family(exported: Path) -> None:
-    """One int8 graph for every CPU family (7-bit weights: no U8S8 saturation anywhere); the
-    family it was gated on is its own `gates` entry."""
+    """One int8 graph for every CPU family (7-bit weights where activations are quantized per
+    tensor: no U8S8 saturation anywhere; 8-bit blocks for the dense MatMuls); the family it was
+    gated on is its own `gates` entry."""
     assert detect_cpu_family("aarch64", set()) is CpuFamily.ARM64
     assert detect_cpu_family("x86_64", {"avx2", "avx512_vnni"}) is CpuFamily.AVX512_VNNI
     assert detect_cpu_family("x86_64", {"avx2", "avx512f"}) is CpuFamily.AVX2
@@ -194,6 +195,8 @@ def test_int8_config_is_portable_and_its_receipt_names_the_cpu_family(exported: 
     assert settings["exported_on_cpu_family"] == family.value
     assert settings["weight_type"] == "QInt8" and settings["per_channel"] is True
     assert settings["reduce_range"] is True
+    assert settings["block_quantized"] == {"op_types": ["MatMul"], "bits": 8, "block_size": 32,
+                                           "accuracy_level": 4, "symmetric": False}
     assert entry["gates"][f"onnxruntime-cpu-{family.value}"]["decision"] == "eligible_for_shadow"
     assert m["artifacts"]["onnx-int8"]["size_bytes"] < m["artifacts"]["onnx-fp32"]["size_bytes"]
     machine = {"amd64": "x86_64", "aarch64": "arm64"}.get(platform.machine().lower(),

@@ -1,11 +1,16 @@
-"""Which parts of the encoder can stay int8 and still re-pass the receipt? (validation only)
+"""Which int8 recipe re-passes the receipt, at what size and speed? (validation only)
 
-Quantizes the exported bundle's fp32 graph (fused like the export does) with the export's
-portable settings, each variant keeping a different set of MatMuls in fp32, scores the bundle's
-own frozen validation inventory through the one scoring path, and gates each run with the one
-gate. Prints, per variant: gate reason, required positives missed, the smallest margin of a
-required positive over the pinned threshold (log-odds), the largest score change against
-torch-fp32 (the export's drift report), and the file size. The test split is not opened.
+Quantizes the exported bundle's fp32 graph (fused like the export does) several ways, scores
+the bundle's own frozen validation inventory through the one scoring path, and gates each run
+with the one gate. Prints, per variant: gate reason, required positives missed, the smallest
+margin of a required positive over the pinned threshold (log-odds), the largest score change
+against torch-fp32 (the export's drift report), the file size and the seconds it took to score
+the inventory (compare as ratios within one run). The test split is not opened.
+
+Variants: the earlier recipe (dynamic int8 on every MatMul, U8S8 7-bit), the same with some
+MatMuls kept fp32, and the shipped two-step recipe (intakegate.export.cpu: dynamic int8 for
+embeddings and fused QKV, 8-bit blocks for the dense MatMuls), with and without int8 compute
+in the blocks.
 
     .venv/bin/python reports/refund-intake/studies/int8_variants.py bundles/refund-intake/refund-intake-minilm-v3
 """
@@ -15,28 +20,59 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import onnx
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 import intakegate.runtime  # noqa: F401 - before onnxruntime's telemetry (see README)
 from intakegate.bundle import verify_bundle
 from intakegate.export.backends import _onnx_backend
-from intakegate.export.cpu import int8_settings
+from intakegate.export.cpu import Int8Settings, int8_settings
 from intakegate.export.drift import drift_report
-from intakegate.export.onnx_export import fuse_bert_graph
+from intakegate.export.onnx_export import fuse_bert_graph, quantize_onnx_int8
 from intakegate.export.regate import load_inventory
 from intakegate.gate import GateRow, release_decision
 from intakegate.hardware import detect_cpu_family
 from intakegate.lexical import blend_from_entry, log_odds
 from intakegate.ticket_score import ScoreSpec, score_texts
 
-VARIANTS: dict[str, str | None] = {
-    "all MatMuls int8 (shipped)": None,
-    "attention-output and FFN-down projections fp32": "/output/dense/MatMul",
-    "all dense projections fp32 (Q/K/V and embeddings int8)": "/dense/MatMul",
-    "last layer fp32": "layer.5/",
+EARLIER_OP_TYPES = ["MatMul", "Gather", "Attention", "EmbedLayerNormalization"]
+# (fp32 graph, its fused graph, a folder holding the model's config.json, output, settings)
+Builder = Callable[[Path, Path, Path, Path, Int8Settings], None]
+
+
+def _dynamic_everywhere(fp32_matmuls: str | None) -> Builder:
+    """The earlier recipe, keeping MatMuls whose name contains `fp32_matmuls` in fp32."""
+    def build(_fp32: Path, fused: Path, _model_dir: Path, out: Path,
+              settings: Int8Settings) -> None:
+        names = [n.name for n in onnx.load(str(fused)).graph.node if n.op_type == "MatMul"]
+        exclude = [n for n in names if fp32_matmuls and fp32_matmuls in n]
+        quantize_dynamic(fused, out, op_types_to_quantize=EARLIER_OP_TYPES,
+                         per_channel=settings.per_channel, reduce_range=settings.reduce_range,
+                         weight_type=QuantType[settings.weight_type], nodes_to_exclude=exclude,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    return build
+
+
+def _two_step(accuracy_level: int) -> Builder:
+    """The export's own recipe (fused inside), with the blocks' accuracy level as given."""
+    def build(fp32: Path, _fused: Path, model_dir: Path, out: Path,
+              settings: Int8Settings) -> None:
+        quantize_onnx_int8(fp32, out, replace(settings, block_accuracy_level=accuracy_level),
+                           model_dir)
+    return build
+
+
+VARIANTS: dict[str, Builder] = {
+    "earlier: dynamic int8 on all MatMuls": _dynamic_everywhere(None),
+    "earlier, attention-output and FFN-down fp32": _dynamic_everywhere("/output/dense/MatMul"),
+    "earlier, all dense projections fp32": _dynamic_everywhere("/dense/MatMul"),
+    "two-step, blocks with fp32 compute (accuracy 0)": _two_step(0),
+    "two-step, blocks with int8 compute (accuracy 4, shipped)": _two_step(4),
 }
 
 
@@ -56,37 +92,34 @@ def main(bundle_dir: str) -> None:
     required = set(inventory.spec.required_slices)
     settings = int8_settings(detect_cpu_family())
     tmp = Path(tempfile.mkdtemp(prefix="int8-variants-"))
+    model_dir = tmp / "config"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_bytes(bundle.read("model/torch-fp32/config.json"))
     fp32 = tmp / "fp32.onnx"
     fp32.write_bytes(bundle.read(m.artifacts["onnx-fp32"].path))
     fused = tmp / "fused.onnx"
-    with tempfile.TemporaryDirectory() as model_dir:
-        (Path(model_dir) / "config.json").write_bytes(bundle.read("model/torch-fp32/config.json"))
-        fuse_bert_graph(fp32, Path(model_dir), fused)
-    import onnx
-
-    names = [n.name for n in onnx.load(str(fused)).graph.node if n.op_type == "MatMul"]
+    fuse_bert_graph(fp32, model_dir, fused)
     results = []
-    for label, pattern in VARIANTS.items():
-        exclude = [n for n in names if pattern and pattern in n]
+    for label, build in VARIANTS.items():
         out = tmp / f"v{len(results)}.onnx"
-        quantize_dynamic(fused, out, op_types_to_quantize=list(settings.op_types),
-                         per_channel=settings.per_channel, reduce_range=settings.reduce_range,
-                         weight_type=QuantType[settings.weight_type], nodes_to_exclude=exclude,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        build(fp32, fused, model_dir, out, settings)
         backend = _onnx_backend(out.read_bytes(), quantized=True)
+        started = time.perf_counter()
         with backend:
             scores = [s.score for s in score_texts(backend, tokenizer, texts, spec)]
+        seconds = time.perf_counter() - started
         rows = tuple(GateRow(f, ref[f].slice, ref[f].gold, s) for f, s in zip(ids, scores))
         gate = release_decision(inventory.spec, replace(inventory.reference, rows=rows))
         margins = [float(log_odds(r.score) - log_odds(bundle.threshold)) for r in rows
                    if r.slice in required and r.gold == 1 and r.score is not None]
         drift = drift_report(label, rows, inventory.reference_scores, bundle.threshold,
                              inventory.spec.required_slices)
-        results.append({"variant": label, "fp32_matmuls": len(exclude), "gate": gate.reason,
+        results.append({"variant": label, "gate": gate.reason,
                         "required_missed": len(gate.missed),
                         "min_margin_logit": round(min(margins), 4),
                         "max_abs_score_delta_vs_torch": round(drift["max_abs_delta"], 4),
                         "size_mb": round(out.stat().st_size / 1e6, 2),
+                        "score_inventory_s": round(seconds, 1), "fixtures": len(ids),
                         "cpu_family": backend.details["cpu_family"]})
         print(json.dumps(results[-1]), flush=True)
 
