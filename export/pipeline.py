@@ -87,7 +87,8 @@ def export_bundle(bundle_dir: Path, artifacts: Sequence[Artifact] = EXPORTABLE,
             log.info("%s", gate.line())
             gates.append(gate)
         written = write_gate_files(staging, gates)
-        written += sorted(set(write_golden_rows(staging, exported.manifest, gates)))
+        written += sorted(set(write_golden_rows(staging, exported.manifest, gates,
+                                                inventory.texts)))
         commit_manifest(staging, updated_manifest(exported.manifest, gates), exported,
                         written)
         verify_bundle(staging)

@@ -204,7 +204,8 @@ def record_gates(bundle_dir: Path, verified: VerifiedBundle, gates: Sequence[Art
 
     recorded = [g for g in gates if g.reason != "not_exported"]
     written = write_gate_files(bundle_dir, recorded, verified.manifest.artifacts)
-    written += sorted(set(write_golden_rows(bundle_dir, verified.manifest, recorded)))
+    texts = load_inventory(verified).texts
+    written += sorted(set(write_golden_rows(bundle_dir, verified.manifest, recorded, texts)))
     return commit_manifest(bundle_dir, updated_manifest(verified.manifest, recorded),
                            verified, written)
 

@@ -25,7 +25,7 @@ from intakegate.export.artifacts import SPECS
 from intakegate.export.drift import drift_summary
 from intakegate.export.mil_reference import MIL_REFERENCE
 from intakegate.gate import Run
-from intakegate.golden import GOLDEN, read_golden, set_golden_block
+from intakegate.golden import GOLDEN, pick_golden_ids, set_golden_block
 from intakegate.jsonio import write_json
 
 REFERENCE = Artifact.TORCH_FP32
@@ -155,25 +155,24 @@ def write_gate_files(bundle_dir: Path, gates: Sequence[ArtifactGate],
     return written
 
 
-def write_golden_rows(bundle_dir: Path, manifest: Manifest,
-                      gates: Sequence[ArtifactGate]) -> list[str]:
-    """Add each re-gated artifact's own golden rows (texts from the reference block).
+def write_golden_rows(bundle_dir: Path, manifest: Manifest, gates: Sequence[ArtifactGate],
+                      texts: Mapping[str, str]) -> list[str]:
+    """Write each re-gated artifact's own golden rows: picked by the one rule
+    (`pick_golden_ids`) from its own receipt scores, texts from the bundle's fixtures.
 
     Held artifacts get theirs too: the router refuses them before any self-test, and the
     benchmark's measurement-only mode (which times held artifacts) still runs the self-test."""
-    doc = read_golden(bundle_dir)
-    reference = doc.get("artifacts", {}).get(REFERENCE.value)
-    if not reference:
-        return []
     written = []
     for gate in gates:
         if gate.run is None or gate.artifact is REFERENCE:
             continue
         if gate.gated_with == MIL_REFERENCE:
             continue  # golden rows are the artifact's own runtime's scores, not a reference's
-        own = {r.fixture_id: r.score for r in gate.run.rows}
-        rows = [{"fixture_id": r["fixture_id"], "text": r["text"], "score": own[r["fixture_id"]]}
-                for r in reference["rows"] if own.get(r["fixture_id"]) is not None]
+        own = {r.fixture_id: r.score for r in gate.run.rows if r.score is not None}
+        picked = pick_golden_ids(own, texts)
+        if not picked:
+            continue
+        rows = [{"fixture_id": fid, "text": texts[fid], "score": own[fid]} for fid in picked]
         entry = manifest.artifacts[gate.artifact.value]
         set_golden_block(bundle_dir, gate.artifact.value, str(entry.model_sha256), rows)
         written.append(GOLDEN)

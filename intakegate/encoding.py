@@ -22,6 +22,7 @@ import numpy as np
 from intakegate.bounds import CONTROLS, normalize_within, runs
 from intakegate.routing import Reason
 from intakegate.segments import SegmentPolicy
+from intakegate.tokenizer_pins import parsed_tokenizer
 
 ZERO_WIDTH = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u180e", "\u00ad"}
 BIDI_CONTROLS = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E,
@@ -171,9 +172,10 @@ def configure_tokenizer(tokenizer: Any, policy: InputPolicy) -> Any:
     return tokenizer
 
 
-def tokenizer_matches_policy(tokenizer_json: str, policy: InputPolicy) -> str | None:
+def tokenizer_matches_policy(tokenizer_json: str | Mapping[str, Any], policy: InputPolicy
+                             ) -> str | None:
     """Return a mismatch description, or None when tokenizer.json follows the policy."""
-    obj = json.loads(tokenizer_json)
+    obj = parsed_tokenizer(tokenizer_json)
     trunc = obj.get("truncation")
     if obj.get("padding") is not None:
         return "tokenizer.json enables padding"

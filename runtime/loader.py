@@ -12,7 +12,6 @@ module orchestrates those steps and reads the scoring spec (policy, tokenizer, b
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from intakegate.runtime.selftest import golden_self_test, probe_vocabulary
 from intakegate.segments import SegmenterUnavailable, check_segmenter
 from intakegate.signing import bind_statement, read_statement
 from intakegate.ticket_score import ScoreSpec
-from intakegate.tokenizer_pins import check_tokenizer
+from intakegate.tokenizer_pins import check_tokenizer, parsed_tokenizer
 
 log = logging.getLogger(__name__)
 PICKLE_MAGIC = tuple(bytes([0x80, proto]) for proto in range(2, 6))
@@ -90,15 +89,16 @@ def read_tokenizer(verified: VerifiedBundle, policy: InputPolicy) -> tuple[str, 
 
     text = verified.read(verified.manifest.tokenizer).decode("utf-8")
     try:
-        mismatch = tokenizer_matches_policy(text, policy) or check_tokenizer(
-            text, verified.manifest.tokenizer_pins)
+        parsed = parsed_tokenizer(text)
+        mismatch = tokenizer_matches_policy(parsed, policy) or check_tokenizer(
+            parsed, verified.manifest.tokenizer_pins)
         tokenizer = Tokenizer.from_str(text)
     except Exception as exc:  # noqa: BLE001 - any unreadable tokenizer refuses the bundle
         raise LoadRefused(Reason.BUNDLE_INTEGRITY,
                           f"tokenizer_unreadable: {type(exc).__name__}") from None
     if mismatch:
         raise LoadRefused(Reason.BUNDLE_INTEGRITY, f"policy_mismatch: {mismatch}")
-    unk = json.loads(text).get("model", {}).get("unk_token")
+    unk = (parsed.get("model") or {}).get("unk_token")
     unk_id = tokenizer.token_to_id(unk) if isinstance(unk, str) else None
     return text, tokenizer, unk_id
 

@@ -125,3 +125,26 @@ def test_practice_raising_threshold_to_050_blocks_return_window(spec: ReceiptSpe
                                                                  v2: Run) -> None:
     raised = Run(v2.bundle_version, v2.identity, 0.50, v2.rows)
     assert release_decision(spec, raised).reason == "missed:return_window_exception"
+
+
+def test_golden_rows_are_short_singles_and_two_short_composed_spread_over_scores() -> None:
+    """Every router load scores the golden rows: they keep both scoring paths (single and
+    composed tickets) but come from the shorter half of each kind, spread over the scores."""
+    from intakegate.composed import composed_id
+    from intakegate.golden import pick_golden_ids
+
+    texts = {f"s{i:02d}": "x" * (10 + i) for i in range(20)}
+    scores = {fid: i / 20 for i, fid in enumerate(texts)}
+    for i in range(10):
+        fid = composed_id(f"s{i:02d}", f"s{i + 1:02d}", "space")
+        texts[fid], scores[fid] = "y" * (100 + 50 * i), i / 10
+    picked = pick_golden_ids(scores, texts)
+    composed = [f for f in picked if f.startswith("cmp|")]
+    single = [f for f in picked if not f.startswith("cmp|")]
+    assert len(picked) == 8 and len(composed) == 2 and len(single) == 6
+    assert all(len(texts[f]) <= 19 for f in single)  # the shorter half of the singles
+    assert all(len(texts[f]) <= 300 for f in composed)
+    assert min(scores[f] for f in single) == 0.0 and max(scores[f] for f in single) == 0.45
+    assert picked == pick_golden_ids(dict(reversed(scores.items())), texts)
+    only_single = {f: s for f, s in scores.items() if not f.startswith("cmp|")}
+    assert len(pick_golden_ids(only_single, texts)) == 8

@@ -219,7 +219,8 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
         dataset.name, dataset.dataset_version, split.version, dataset.baseline_keywords,
         tuple(split.rows(dataset, Split.TEST)), tuple(train_rows)).to_bytes())
     write_json(staging / "receipt" / "runs" / f"{Artifact.TORCH_FP32.value}.json", run.to_json())
-    golden_ids = set(pick_golden_ids({r.id: s for r, s in zip(val_all, vs)}))
+    golden_ids = set(pick_golden_ids({r.id: s for r, s in zip(val_all, vs)},
+                                     {r.id: r.text for r in val_all}))
     set_golden_block(staging, Artifact.TORCH_FP32.value, weights_sha,
                      [{"fixture_id": r.id, "text": r.text, "score": s}
                       for r, s in zip(val_all, vs) if r.id in golden_ids])
