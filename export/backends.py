@@ -1,9 +1,9 @@
 """The gate's backends: each artifact is scored by the runtime that executes it, loaded from
 verified bytes.
 
-`gate_backend(artifact, bundle)` is the one hook. It returns a callable (Windows -> logits) that
-also says what it ran on, or raises `BackendUnavailable` with the reason the artifact cannot be
-gated on this machine.
+`gate_backend(artifact, bundle, workers)` is the one hook. It returns a callable (Windows ->
+logits) that also says what it ran on and how many tickets it may score at once, or raises
+`BackendUnavailable` with the reason the artifact cannot be gated on this machine.
 
 Core ML artifacts are gated by Core ML itself on macOS (`coreml-macos-...`). Elsewhere they are
 gated by the numpy reference executor of the package's ML Program (`mil-reference-numpy`,
@@ -14,6 +14,7 @@ but not by Apple's runtime, which stays the final word on the target device. Wit
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import platform
@@ -30,6 +31,7 @@ from intakegate.bundle import Artifact, BundleError, VerifiedBundle
 from intakegate.encoding import Windows
 from intakegate.export.artifacts import SPECS, Engine
 from intakegate.export.materialize import listed_under, materialize
+from intakegate.parallel import cpu_workers
 
 COREML_NEEDS_MACOS = "coreml_predictions_need_macos"
 COREML_NO_TOOLS = "coremltools_not_installed"
@@ -50,20 +52,23 @@ class BackendUnavailable(NotImplementedError):
 
 @dataclass
 class GateBackend:
-    """A logits callable plus what it ran on; `close()` removes any materialized files."""
+    """A logits callable plus what it ran on; `close()` removes any materialized files.
+
+    `workers`: tickets the re-gate scores at once (`score_texts`); 1 where the runtime is not
+    known to be safe to call from several threads, or gains nothing from it (torch: its own
+    threads already fill the cores)."""
 
     logits: Callable[[Windows], np.ndarray]
     gated_with: str
     details: dict[str, Any] = field(default_factory=dict)
-    _tmp: tempfile.TemporaryDirectory[str] | None = None
+    workers: int = 1
+    _cleanup: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def __call__(self, windows: Windows) -> np.ndarray:
         return self.logits(windows)
 
     def close(self) -> None:
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
+        self._cleanup.close()
 
     def __enter__(self) -> GateBackend:
         return self
@@ -81,28 +86,35 @@ def artifact_path(bundle: VerifiedBundle, artifact: Artifact) -> str:
     return entry.path
 
 
-def gate_backend(artifact: Artifact, bundle: VerifiedBundle) -> GateBackend:
-    """The backend that executes `artifact`, loaded from the bundle's verified bytes."""
+def gate_backend(artifact: Artifact, bundle: VerifiedBundle, workers: int | None = None
+                 ) -> GateBackend:
+    """The backend that executes `artifact`, loaded from the bundle's verified bytes, for
+    `workers` tickets at once (default: one per core where its runtime allows it)."""
     engine = SPECS[artifact].engine
     path = artifact_path(bundle, artifact)
+    wanted = cpu_workers() if workers is None else max(1, workers)
     if engine is Engine.ONNXRUNTIME:
-        return _onnx_backend(bundle.read(path), SPECS[artifact].precision != "fp32")
+        return _onnx_backend(bundle.read(path), SPECS[artifact].precision != "fp32", wanted)
     if engine is Engine.TORCH:
         return _torch_backend(bundle, path)
-    return _coreml_backend(bundle, path)
+    return _coreml_backend(bundle, path, wanted)
 
 
-def _onnx_backend(model_bytes: bytes, quantized: bool) -> GateBackend:
+def _onnx_backend(model_bytes: bytes, quantized: bool, workers: int = 1) -> GateBackend:
+    """Side by side, each ticket's `Run` takes one thread: a few short rows split across
+    threads wait on each other (reports/refund-intake/studies/regate_threads.py: 400 refund
+    fixtures on 2 cores, 71 s as 2 tickets x 1 thread against 83 s as 1 ticket x 2 threads;
+    the same scores to the bit)."""
     from intakegate.hardware import cpu_gate_key, detect_cpu_family, device_class
     from intakegate.runtime.onnx_backend import OnnxLogits
 
-    logits = OnnxLogits(model_bytes, device="cpu")
+    logits = OnnxLogits(model_bytes, device="cpu", threads=1 if workers > 1 else None)
     family = detect_cpu_family().value
     # int8 kernels differ per CPU family, so each family's receipt is its own `gates` entry.
     gated_with = cpu_gate_key(family) if quantized else "onnxruntime-cpu"
     return GateBackend(logits, gated_with, {
         "providers": logits.providers, "threads": logits.threads, "machine": logits.platform,
-        "cpu_family": family, "device_class": device_class("cpu")})
+        "cpu_family": family, "device_class": device_class("cpu")}, workers=workers)
 
 
 def _torch_backend(bundle: VerifiedBundle, path: str) -> GateBackend:
@@ -117,9 +129,9 @@ def _torch_backend(bundle: VerifiedBundle, path: str) -> GateBackend:
     return GateBackend(TorchLogits(model, "cpu"), "torch-cpu", {"machine": platform.machine()})
 
 
-def _coreml_backend(bundle: VerifiedBundle, path: str) -> GateBackend:
+def _coreml_backend(bundle: VerifiedBundle, path: str, workers: int = 1) -> GateBackend:
     if sys.platform != "darwin":
-        return _mil_reference_backend(bundle, path)
+        return _mil_reference_backend(bundle, path, workers)
     tmp = tempfile.TemporaryDirectory(prefix="intakegate-coreml-")
     try:
         package = materialize(bundle, path, Path(tmp.name))
@@ -127,9 +139,11 @@ def _coreml_backend(bundle: VerifiedBundle, path: str) -> GateBackend:
     except BaseException:
         tmp.cleanup()
         raise
-    return GateBackend(logits, f"coreml-macos-{COREML_COMPUTE_UNITS.lower()}",
-                       {"compute_units": COREML_COMPUTE_UNITS, "machine": platform.machine(),
-                        "macos": platform.mac_ver()[0]}, tmp)
+    backend = GateBackend(logits, f"coreml-macos-{COREML_COMPUTE_UNITS.lower()}",
+                          {"compute_units": COREML_COMPUTE_UNITS, "machine": platform.machine(),
+                           "macos": platform.mac_ver()[0]})
+    backend._cleanup.callback(tmp.cleanup)
+    return backend
 
 
 class CoreMLLogits:
@@ -157,13 +171,15 @@ class CoreMLLogits:
         return np.concatenate(out, axis=0)
 
 
-def _mil_reference_backend(bundle: VerifiedBundle, path: str) -> GateBackend:
+def _mil_reference_backend(bundle: VerifiedBundle, path: str, workers: int = 1
+                           ) -> GateBackend:
     """Off macOS: the package's ML Program evaluated by the numpy reference executor.
 
     The package is materialized from verified bytes, loaded (weights and all) and removed again
     before anything is scored.
     """
-    from intakegate.export.mil_reference import ARITHMETIC, MIL_REFERENCE, UnsupportedOpError
+    from intakegate.export.mil_reference import (ARITHMETIC, MIL_REFERENCE, UnsupportedOpError,
+                                                 one_blas_thread)
 
     if importlib.util.find_spec("coremltools") is None:
         raise BackendUnavailable(COREML_NO_TOOLS,
@@ -177,12 +193,16 @@ def _mil_reference_backend(bundle: VerifiedBundle, path: str) -> GateBackend:
         except UnsupportedOpError as exc:
             raise BackendUnavailable(f"{MIL_UNSUPPORTED_OP}:{exc.op_type}", str(exc)) from exc
     ex = logits.executor
-    return GateBackend(logits, MIL_REFERENCE, {
+    backend = GateBackend(logits, MIL_REFERENCE, {
         "executor": MIL_REFERENCE, "arithmetic": ARITHMETIC, "opset": ex.opset,
         "ops_per_call": ex.compute_ops, "op_types": sorted(ex.op_counts),
         "coremltools": _version("coremltools"), "numpy": np.__version__,
         "machine": platform.machine(), "system": platform.system(),
-        "final_word": "Apple's Core ML runtime on the target device"})
+        "final_word": "Apple's Core ML runtime on the target device"}, workers=workers)
+    # One BLAS thread per ticket for as long as the backend lives: BLAS limits are process-wide,
+    # so per-run limits entered and left by concurrent tickets would undo each other.
+    backend._cleanup.enter_context(one_blas_thread())
+    return backend
 
 
 def _version(dist: str) -> str:

@@ -612,7 +612,7 @@ def _static_shape(var: Any) -> tuple[Any, ...] | None:
     return tuple(int(d) if isinstance(d, (int, np.integer)) else None for d in shape)
 
 
-def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
+def one_blas_thread() -> contextlib.AbstractContextManager[Any]:
     """BLAS on one thread while the program runs: the products of one ticket's windows are small,
     and on a shared machine waiting BLAS threads spin and starve the numpy work between them."""
     try:
@@ -725,7 +725,7 @@ class MilReference:
         for name in self.input_names:
             dtype = self.input_dtypes[name]
             env[name] = np.asarray(feeds[name], dtype=dtype)
-        with _one_blas_thread(), np.errstate(over="ignore", under="ignore", invalid="ignore",
+        with one_blas_thread(), np.errstate(over="ignore", under="ignore", invalid="ignore",
                                              divide="ignore"):
             for step in self._steps:
                 args = dict(step.consts)

@@ -83,8 +83,12 @@ def _hold(artifact: Artifact, bundle: VerifiedBundle, reason: str, **kw: Any) ->
 
 
 def regate_artifact(bundle: VerifiedBundle, artifact: Artifact, inventory: Inventory,
-                    tolerance: float = MARGIN_TOLERANCE) -> ArtifactGate:
-    """Score the frozen inventory with the artifact's backend and gate the run."""
+                    tolerance: float = MARGIN_TOLERANCE, workers: int | None = None
+                    ) -> ArtifactGate:
+    """Score the frozen inventory with the artifact's backend and gate the run.
+
+    `workers`: tickets scored at once (default: one per core where the artifact's runtime
+    allows it, `gate_backend`); no score depends on it."""
     started = time.monotonic()
     if inventory.hold_reason:
         return _hold(artifact, bundle, inventory.hold_reason)
@@ -105,7 +109,7 @@ def regate_artifact(bundle: VerifiedBundle, artifact: Artifact, inventory: Inven
                      tokenizer.get_vocab_size(with_added_tokens=True), None,
                      blend_from_entry(m.score_blend, bundle.read))
     try:
-        backend = gate_backend(artifact, bundle)
+        backend = gate_backend(artifact, bundle, workers)
     except BackendUnavailable as exc:
         log.warning("%s/%s: %s", bundle.bundle_version, artifact.value, exc)
         return ArtifactGate(artifact, bundle.bundle_version, Status.PENDING_REGATE, exc.reason,
@@ -116,11 +120,12 @@ def regate_artifact(bundle: VerifiedBundle, artifact: Artifact, inventory: Inven
         log.exception("%s/%s: the backend failed to load", bundle.bundle_version, artifact.value)
         return _hold(artifact, bundle, f"backend_error:{type(exc).__name__}")
     with backend:
-        log.info("%s/%s: scoring %d fixtures with %s", bundle.bundle_version, artifact.value,
-                 len(scorable), backend.gated_with)
+        log.info("%s/%s: scoring %d fixtures with %s on %d thread(s)", bundle.bundle_version,
+                 artifact.value, len(scorable), backend.gated_with, backend.workers)
         try:
             scored = score_texts(backend, tokenizer, [inventory.texts[f] for f in scorable],
-                                 spec, progress_log(f"{bundle.bundle_version}/{artifact.value}"))
+                                 spec, progress_log(f"{bundle.bundle_version}/{artifact.value}"),
+                                 workers=backend.workers)
             scores = [s.score for s in scored]
         except Exception as exc:  # noqa: BLE001 - a runtime that cannot score is held
             log.exception("%s/%s: scoring failed", bundle.bundle_version, artifact.value)
@@ -165,8 +170,8 @@ class GateReport:
         return ExitCode.NOT_CHECKED if any(g.not_checked for g in self.gates) else ExitCode.OK
 
 
-def check_bundle(bundle_dir: Path, artifacts: Sequence[Artifact] | None = None
-                 ) -> tuple[VerifiedBundle, list[ArtifactGate]]:
+def check_bundle(bundle_dir: Path, artifacts: Sequence[Artifact] | None = None,
+                 workers: int | None = None) -> tuple[VerifiedBundle, list[ArtifactGate]]:
     """Verify and re-gate the named (default: every listed) artifacts; writes nothing.
 
     A bundle that fails verification is refused before anything is scored.
@@ -180,7 +185,7 @@ def check_bundle(bundle_dir: Path, artifacts: Sequence[Artifact] | None = None
         if artifact.value not in verified.manifest.artifacts:
             gates.append(_hold(artifact, verified, "not_exported"))
             continue
-        gates.append(regate_artifact(verified, artifact, inventory))
+        gates.append(regate_artifact(verified, artifact, inventory, workers=workers))
     return verified, gates
 
 
@@ -211,7 +216,8 @@ def record_gates(bundle_dir: Path, verified: VerifiedBundle, gates: Sequence[Art
 
 
 def gate_bundle_command(bundle: Path, artifacts: list[str], bundles_root: Path,
-                        record: bool = False, as_json: bool = False) -> int:
+                        record: bool = False, as_json: bool = False,
+                        workers: int | None = None) -> int:
     """`intakegate gate BUNDLE [--artifact A] [--record] [--json]`: one line per artifact.
 
     Read-only unless `record`; exit 0 all eligible, 1 any held, 5 some not checked.
@@ -221,7 +227,8 @@ def gate_bundle_command(bundle: Path, artifacts: list[str], bundles_root: Path,
     import typer
 
     bundle_dir = resolve_bundle(bundle, bundles_root).path
-    verified, gates = check_bundle(bundle_dir, parse_artifacts(artifacts) if artifacts else None)
+    verified, gates = check_bundle(bundle_dir, parse_artifacts(artifacts) if artifacts else None,
+                                   workers)
     recorded = record_gates(bundle_dir, verified, gates) if record else None
     report = GateReport(bundle_dir, verified.manifest_sha256, tuple(gates), recorded)
     notes = []

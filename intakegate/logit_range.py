@@ -12,6 +12,7 @@ sanity bound applies (|logit| <= ABSOLUTE_CAP).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -75,15 +76,17 @@ class LogitRecorder:
     def __init__(self, fn: Callable[[Any], Any]) -> None:
         self.fn = fn
         self.low, self.high, self.rows = math.inf, -math.inf, 0
+        self._lock = threading.Lock()  # scoring may call it from several threads
 
     def __call__(self, windows: Any) -> np.ndarray:
         out = np.asarray(self.fn(windows))
         values = out.astype(np.float64)
         finite = values[np.isfinite(values)]
-        if finite.size:
-            self.low = min(self.low, float(finite.min()))
-            self.high = max(self.high, float(finite.max()))
-        self.rows += int(out.shape[0]) if out.ndim else 0
+        with self._lock:
+            if finite.size:
+                self.low = min(self.low, float(finite.min()))
+                self.high = max(self.high, float(finite.max()))
+            self.rows += int(out.shape[0]) if out.ndim else 0
         return out
 
     def range(self, factor: float = DEFAULT_FACTOR, recorded_on: str = "validation"

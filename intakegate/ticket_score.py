@@ -19,7 +19,9 @@ would otherwise give a clean 0.0), and one failure per ticket instead of an exce
 
 from __future__ import annotations
 
+import copy
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,7 @@ from intakegate.encoding import InputPolicy, Windows, padded, prepare_text
 from intakegate.gate import valid_score
 from intakegate.lexical import ScoreBlend, blend_scores
 from intakegate.logit_range import LogitRange, rows_out_of_range
+from intakegate.parallel import map_in_order
 from intakegate.routing import Reason
 from intakegate.scoring import human_review_score
 from intakegate.segments import (Segment, SegmentPolicy, SentenceSplitter, TooManySegments,
@@ -232,16 +235,26 @@ def progress_log(label: str, every_s: float = 10.0) -> Callable[[int, int], None
 
 
 def score_texts(logits: LogitsFn, tokenizer: Any, texts: Sequence[object], spec: ScoreSpec,
-                progress: Callable[[int, int], None] | None = None) -> list[Scored]:
-    """Prepare and score raw tickets one by one (train, re-gates, self-test); a text the input
-    policy refuses gets its refusal reason as the failure."""
-    out: list[Scored] = []
-    for i, text in enumerate(texts):
+                progress: Callable[[int, int], None] | None = None, workers: int = 1
+                ) -> list[Scored]:
+    """Prepare and score raw tickets (train, re-gates, self-test), `workers` at once; a text
+    the input policy refuses gets its refusal reason as the failure. Each ticket is scored on
+    its own, so the scores do not depend on `workers` (`intakegate.parallel`); `logits` and
+    `logits` is then called from several threads, and each thread encodes with its own copy of
+    `tokenizer` (a `tokenizers.Tokenizer` refuses a call while another thread's is running)."""
+    local = threading.local()
+
+    def own_tokenizer() -> Any:
+        if workers <= 1:
+            return tokenizer
+        if getattr(local, "tokenizer", None) is None:
+            local.tokenizer = copy.deepcopy(tokenizer)
+        return local.tokenizer
+
+    def one(text: object) -> Scored:
         prepared = prepare_text(text, spec.policy)
         if prepared.text is None:
-            out.append(_failed(prepared.reason or Reason.MODEL_ERROR, prepared.detail))
-        else:
-            out.append(score_ticket(logits, tokenizer, prepared.text, spec))
-        if progress is not None:
-            progress(i + 1, len(texts))
-    return out
+            return _failed(prepared.reason or Reason.MODEL_ERROR, prepared.detail)
+        return score_ticket(logits, own_tokenizer(), prepared.text, spec)
+
+    return map_in_order(one, texts, workers, done=progress)

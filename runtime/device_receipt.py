@@ -24,6 +24,7 @@ from intakegate.fixtures import fixture_texts
 from intakegate.gate import GateRow, Run, release_decision, spec_from_json
 from intakegate.jsonio import dumps_canonical, loads_strict
 from intakegate.routing import Reason
+from intakegate.parallel import cpu_workers
 from intakegate.ticket_score import ScoreSpec, score_texts
 
 CACHE_FORMAT = 1
@@ -100,7 +101,8 @@ def _compute(verified: VerifiedBundle, artifact: str, own_run: Run, logits: Any,
         raise refused(Reason.ARTIFACT_HELD, f"device_receipt_held: {problem}")
     own = {r.fixture_id: r for r in own_run.rows}
     ids = [fid for fid in receipt.fixture_ids if fid in own]
-    scored = score_texts(logits, tokenizer, [fixtures[fid].text for fid in ids], spec)
+    scored = score_texts(logits, tokenizer, [fixtures[fid].text for fid in ids], spec,
+                         workers=cpu_workers())
     rows = tuple(GateRow(fid, own[fid].slice, own[fid].gold,
                          s.score if s.score is not None and math.isfinite(s.score) else None)
                  for fid, s in zip(ids, scored))

@@ -20,10 +20,10 @@ import logging
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from intakegate.bounds import window_overflow
 from intakegate.bundle import Artifact, BundleError
@@ -41,6 +41,7 @@ from intakegate.runtime.guard import contained, last_resort
 from intakegate.runtime.onnx_backend import DeviceUnavailable
 from intakegate.runtime.textguard import obfuscation
 from intakegate.segments import SegmentKind
+from intakegate.parallel import cpu_workers, map_in_order
 from intakegate.ticket_score import Scored, score_ticket
 from intakegate.vocab import FALLBACK_ROUTE, Route
 
@@ -454,30 +455,7 @@ class Router:
             return score_within_budget(self._worker_pool(), one, texts, self.timeout_s)
         if workers <= 1 or len(texts) <= 1:
             return [one(text) for text in texts]
-        return self._map(one, texts, workers)
-
-    def _map(self, fn: Callable[[str], Scored], texts: list[str], workers: int
-             ) -> list[Scored]:
-        """`fn` over `texts` on `workers` threads (the caller's among them), each taking the
-        next ticket when it is free, so long and short tickets even out; results in order."""
-        results: list[Scored | None] = [None] * len(texts)
-        queue = iter(range(len(texts)))
-        lock = threading.Lock()
-
-        def drain() -> None:
-            while True:
-                with lock:
-                    k = next(queue, None)
-                if k is None:
-                    return
-                results[k] = fn(texts[k])
-
-        helpers = [self._worker_pool().submit(drain) for _ in range(min(workers, len(texts))
-                                                                     - 1)]
-        drain()
-        for helper in helpers:
-            helper.result()
-        return cast("list[Scored]", results)  # every index was drained
+        return map_in_order(one, texts, workers, self._worker_pool())
 
     def _worker_pool(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -513,7 +491,7 @@ def worker_count(workers: object) -> int:
     """Tickets scored at once: one per CPU core by default; a bad value means 1 (routing never
     raises for it)."""
     if workers is None:
-        return os.cpu_count() or 1
+        return cpu_workers()
     if isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1:
         return workers
     log.warning("route_batch: workers=%r is not a positive int; scoring one ticket at a time",

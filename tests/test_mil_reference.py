@@ -87,6 +87,19 @@ def coreml_bundle(request: pytest.FixtureRequest) -> Path:
     return request.getfixturevalue(request.param)
 
 
+def test_the_reference_re_gate_gives_the_same_scores_on_one_thread_and_on_several(
+        bert_coreml: Path) -> None:
+    """The reference executor runs tickets side by side (one BLAS thread each): same bits."""
+    from intakegate.export.regate import check_bundle
+
+    rows = {}
+    for workers in (1, 3):
+        _, gates = check_bundle(bert_coreml, list(COREML), workers=workers)
+        rows[workers] = [g.run.rows for g in gates if g.run is not None]
+        assert len(rows[workers]) == len(COREML)
+    assert rows[1] == rows[3]
+
+
 # ---------------------------------------------------------------------------------------------
 # Exported packages: agreement with torch and the re-gate
 
@@ -266,7 +279,7 @@ def test_one_changed_scale_changes_only_tickets_with_that_token(tiny_coreml: Pat
                                                                 tmp_path: Path) -> None:
     from tokenizers import Tokenizer
 
-    from intakegate.encoding import InputPolicy, encode_windows, prepare_text
+    from intakegate.encoding import encode_windows, prepare_text
 
     bundle = copy_bundle(tiny_coreml, tmp_path, "tiny-one-scale")
     verified = verify_bundle(bundle)
@@ -327,7 +340,7 @@ def test_fp32_program_matches_torch_logits(tiny_bert_bundle: Path, tmp_path: Pat
     import torch
     from tokenizers import Tokenizer
 
-    from intakegate.encoding import InputPolicy, encode_windows
+    from intakegate.encoding import encode_windows
     from intakegate.export.coreml_export import _wrapped, input_names
     from intakegate.export.materialize import materialize
     from intakegate.runtime.torch_backend import TorchLogits, load_torch_model

@@ -64,6 +64,9 @@ def gate(
                          "re-pinned; a signature must be renewed).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="With BUNDLE: one JSON report.")
                        ] = False,
+    workers: Annotated[Optional[int], typer.Option(
+        min=1, help="With BUNDLE: tickets scored at once (default: one per core where the "
+                    "artifact's runtime allows it); the scores do not depend on it.")] = None,
     bundles_dir: BundlesDirOpt = None,
 ) -> None:
     """Gate runs against a frozen receipt, or re-gate a bundle's artifacts; one line each.
@@ -78,7 +81,8 @@ def gate(
         from intakegate.export.regate import gate_bundle_command
 
         raise typer.Exit(gate_bundle_command(paths[0], artifact or [],
-                                             bundles_root(bundles_dir).path, record, as_json))
+                                             bundles_root(bundles_dir).path, record, as_json,
+                                             workers))
     from intakegate.gate import gate_files
 
     results = gate_files(receipt, paths)
