@@ -12,6 +12,8 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
+
 import pytest
 
 from intakegate.bundle import (POINTER, BundleError, Pointer, activate, list_bundles,

@@ -169,7 +169,6 @@ def _external(name: str = "w", location: str = "secret.bin", flag: bool = True) 
 
 
 def _model(graph: Any, functions: Any = ()) -> bytes:
-    import onnx
     from onnx import helper
 
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),

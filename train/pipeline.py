@@ -8,7 +8,6 @@ A held bundle is still written, marked `hold` with its reason, so it can be insp
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import platform
 import shutil

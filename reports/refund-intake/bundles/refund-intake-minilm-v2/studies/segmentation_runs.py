@@ -10,7 +10,6 @@ from intakegate.runtime.router import Router
 from intakegate.segments import SegmentPolicy
 from intakegate.encoding import prepare_text
 from intakegate.train.selection import evaluate_candidates
-from intakegate.lexical import LexicalModel
 from tokenizers import Tokenizer
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 ds = load_dataset("refund-intake"); sp = split_dataset(ds)
