@@ -27,6 +27,7 @@ SENTENCEX = "sentencex"
 NO_SEGMENTER = "none"
 _WORD = re.compile(r"\w+")
 _TOKEN = re.compile(r"\S+")
+DEFAULT_MIN_WORDS = 3  # "Thanks!", "Hi team," are not scored alone
 
 
 class SegmentKind(str, Enum):
@@ -60,7 +61,7 @@ class SegmentPolicy:
     segmenter_version: str = ""
     language: str = "en"
     split_lines: bool = True
-    min_words: int = 3
+    min_words: int = DEFAULT_MIN_WORDS
     max_sentences: int = 2
     window_words: int = 0
     window_stride: int = 0
@@ -79,11 +80,13 @@ class SegmentPolicy:
 
     @property
     def name(self) -> str:
-        """A short label for reports: `whole`, `sent2`, `sent2+win12/6`."""
+        """A short label for reports: `whole`, `sent2`, `sent2+win12/6`; `sent2m2` merges only
+        fragments under 2 words (the default, 3, is not written)."""
         if self.segmenter == NO_SEGMENTER:
             return "whole" if not self.window_words else \
                 f"whole+win{self.window_words}/{self.window_stride}"
-        base = f"sent{self.max_sentences}"
+        base = f"sent{self.max_sentences}" + (f"m{self.min_words}"
+                                              if self.min_words != DEFAULT_MIN_WORDS else "")
         return base + (f"+win{self.window_words}/{self.window_stride}" if self.window_words
                        else "")
 
@@ -99,16 +102,19 @@ class SegmentPolicy:
 
     @classmethod
     def from_name(cls, name: str, segmenter_version: str) -> SegmentPolicy:
-        """Parse a report label back (`whole`, `sent1`, `sent2+win12/6`, `whole+win16/8`)."""
-        m = re.fullmatch(r"(whole|sent(\d+))(?:\+win(\d+)/(\d+))?", name)
+        """Parse a report label back (`whole`, `sent1`, `sent2m2`, `sent2+win12/6`,
+        `whole+win16/8`)."""
+        m = re.fullmatch(r"(whole|sent(\d+)(?:m(\d+))?)(?:\+win(\d+)/(\d+))?", name)
         if m is None:
-            raise ValueError(f"segmentation {name!r}: use whole, sentN or either +winW/S")
-        words, stride = int(m.group(3) or 0), int(m.group(4) or 0)
+            raise ValueError(f"segmentation {name!r}: use whole, sentN or sentNmK, either "
+                             f"with +winW/S")
+        words, stride = int(m.group(4) or 0), int(m.group(5) or 0)
         if m.group(1) == "whole":
             return cls(segmenter=NO_SEGMENTER, max_sentences=1, window_words=words,
                        window_stride=stride)
+        min_words = int(m.group(3)) if m.group(3) is not None else DEFAULT_MIN_WORDS
         return cls(segmenter_version=segmenter_version, max_sentences=int(m.group(2)),
-                   window_words=words, window_stride=stride)
+                   min_words=min_words, window_words=words, window_stride=stride)
 
     @classmethod
     def whole_only(cls) -> SegmentPolicy:

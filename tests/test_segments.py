@@ -98,8 +98,13 @@ def test_segment_cap_bounds_the_work_per_ticket() -> None:
 
 
 def test_segmentation_names_round_trip_and_bad_settings_are_refused() -> None:
-    for name in ("whole", "sent1", "sent2+win12/6", "whole+win16/8"):
+    for name in ("whole", "sent1", "sent2+win12/6", "whole+win16/8", "sent2m2+win6/3"):
         assert SegmentPolicy.from_name(name, "1").name == name
+    assert SegmentPolicy.from_name("sent2", "1").min_words == 3  # the default is not written
+    short = "How do I top up by card? Card stolen. What is the exchange rate today?"
+    version = current_policy().segmenter_version
+    assert "Card stolen." not in texts_of(short, SegmentPolicy.from_name("sent1", version))
+    assert "Card stolen." in texts_of(short, SegmentPolicy.from_name("sent1m2", version))
     with pytest.raises(ValueError):
         SegmentPolicy.from_name("sentences", "1")
     with pytest.raises(ValueError):

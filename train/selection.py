@@ -92,8 +92,9 @@ def evaluate_candidates(logits_fn: Any, tokenizer: Any, spec: ScoreSpec,
                         segmentations: Sequence[SegmentPolicy], rows: Sequence[TicketRow],
                         prepared: Sequence[str], required: Sequence[str],
                         lexical: LexicalModel | None, weights: Sequence[float],
-                        margin: float) -> list[ScoringCandidate]:
-    """Every segmentation x encoder weight, scored on the validation inventory."""
+                        margin: float, workers: int = 1) -> list[ScoringCandidate]:
+    """Every segmentation x encoder weight, scored on the validation inventory (`workers`
+    tickets at once; the scores do not depend on it)."""
     required_all = set(required) | {f"composed:{s}" for s in required}
     composed_required = {f"composed:{s}" for s in required}
     golds = [r.gold for r in rows]
@@ -110,7 +111,7 @@ def evaluate_candidates(logits_fn: Any, tokenizer: Any, spec: ScoreSpec,
     out: list[ScoringCandidate] = []
     for seg in segmentations:
         seg_spec = replace(spec, policy=replace(spec.policy, segmentation=seg), blend=None)
-        scored = score_texts(logits_fn, tokenizer, prepared, seg_spec)
+        scored = score_texts(logits_fn, tokenizer, prepared, seg_spec, workers=workers)
         rows_per_ticket = float(np.mean([s.rows for s in scored]))
         for w in sorted({float(x) for x in (weights or (1.0,))}, reverse=True):
             scores = ticket_scores(scored, w, lex if lexical is not None else None, prepared)
