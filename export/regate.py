@@ -82,6 +82,21 @@ def _hold(artifact: Artifact, bundle: VerifiedBundle, reason: str, **kw: Any) ->
     return ArtifactGate(artifact, bundle.bundle_version, Status.HOLD, reason, **kw)
 
 
+def scoring_inputs(bundle: VerifiedBundle, tokenizer_json: str | None = None
+                   ) -> tuple[Any, ScoreSpec]:
+    """The tokenizer and score spec a re-gate scores the bundle's fixtures with (the studies in
+    reports/ score the same way)."""
+    from tokenizers import Tokenizer
+
+    m = bundle.manifest
+    if tokenizer_json is None:
+        tokenizer_json = bundle.read(m.tokenizer).decode("utf-8")
+    tokenizer = Tokenizer.from_str(tokenizer_json)
+    return tokenizer, ScoreSpec(m.input_policy, m.score_head.positive, len(m.score_head.labels),
+                                tokenizer.get_vocab_size(with_added_tokens=True), None,
+                                blend_from_entry(m.score_blend, bundle.read))
+
+
 def regate_artifact(bundle: VerifiedBundle, artifact: Artifact, inventory: Inventory,
                     tolerance: float = MARGIN_TOLERANCE, workers: int | None = None
                     ) -> ArtifactGate:
@@ -99,15 +114,10 @@ def regate_artifact(bundle: VerifiedBundle, artifact: Artifact, inventory: Inven
     if mismatch:
         log.error("%s: %s", m.tokenizer, mismatch)
         return _hold(artifact, bundle, "tokenizer_policy_mismatch")
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_str(tokenizer_json)
+    tokenizer, spec = scoring_inputs(bundle, tokenizer_json)
     ref_rows = {r.fixture_id: r for r in inventory.reference.rows}
     scorable = [fid for fid in inventory.spec.fixture_ids
                 if fid in ref_rows and fid in inventory.texts]
-    spec = ScoreSpec(policy, m.score_head.positive, len(m.score_head.labels),
-                     tokenizer.get_vocab_size(with_added_tokens=True), None,
-                     blend_from_entry(m.score_blend, bundle.read))
     try:
         backend = gate_backend(artifact, bundle, workers)
     except BackendUnavailable as exc:

@@ -34,11 +34,11 @@ from intakegate.export.backends import _onnx_backend
 from intakegate.export.cpu import Int8Settings, int8_settings
 from intakegate.export.drift import drift_report
 from intakegate.export.onnx_export import fuse_bert_graph, quantize_onnx_int8
-from intakegate.export.regate import load_inventory
+from intakegate.export.regate import load_inventory, scoring_inputs
 from intakegate.gate import GateRow, release_decision
 from intakegate.hardware import detect_cpu_family
-from intakegate.lexical import blend_from_entry, log_odds
-from intakegate.ticket_score import ScoreSpec, score_texts
+from intakegate.lexical import log_odds
+from intakegate.ticket_score import score_texts
 
 EARLIER_OP_TYPES = ["MatMul", "Gather", "Attention", "EmbedLayerNormalization"]
 # (fp32 graph, its fused graph, a folder holding the model's config.json, output, settings)
@@ -80,12 +80,7 @@ def main(bundle_dir: str) -> None:
     bundle = verify_bundle(Path(bundle_dir))
     m = bundle.manifest
     inventory = load_inventory(bundle)
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_str(bundle.read(m.tokenizer).decode("utf-8"))
-    spec = ScoreSpec(m.input_policy, m.score_head.positive, len(m.score_head.labels),
-                     tokenizer.get_vocab_size(with_added_tokens=True), None,
-                     blend_from_entry(m.score_blend, bundle.read))
+    tokenizer, spec = scoring_inputs(bundle)
     ids = list(inventory.spec.fixture_ids)
     texts = [inventory.texts[f] for f in ids]
     ref = {r.fixture_id: r for r in inventory.reference.rows}

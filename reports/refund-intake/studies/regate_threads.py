@@ -18,23 +18,17 @@ from pathlib import Path
 
 import intakegate.runtime  # noqa: F401 - before onnxruntime's telemetry (see README)
 from intakegate.bundle import verify_bundle
-from intakegate.export.regate import load_inventory
+from intakegate.export.regate import load_inventory, scoring_inputs
 from intakegate.hardware import detect_cpu_family
-from intakegate.lexical import blend_from_entry
 from intakegate.runtime.onnx_backend import OnnxLogits
-from intakegate.ticket_score import ScoreSpec, score_texts
+from intakegate.ticket_score import score_texts
 
 
 def main(bundle_dir: str, n: str = "400") -> None:
-    from tokenizers import Tokenizer
-
     bundle = verify_bundle(Path(bundle_dir))
     m = bundle.manifest
     inventory = load_inventory(bundle)
-    tokenizer = Tokenizer.from_str(bundle.read(m.tokenizer).decode("utf-8"))
-    spec = ScoreSpec(m.input_policy, m.score_head.positive, len(m.score_head.labels),
-                     tokenizer.get_vocab_size(with_added_tokens=True), None,
-                     blend_from_entry(m.score_blend, bundle.read))
+    tokenizer, spec = scoring_inputs(bundle)
     texts = [inventory.texts[f] for f in inventory.spec.fixture_ids][:int(n)]
     model = bundle.read(m.artifacts["onnx-int8"].path)
     scores = {}
