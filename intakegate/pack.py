@@ -21,6 +21,7 @@ from intakegate.bundle import (MANIFEST, Artifact, ArtifactEntry, BundleError, D
                                VerifiedBundle, now_iso, verify_bundle, write_manifest)
 from intakegate.gate import release_decision, run_from_json, spec_from_json
 from intakegate.jsonio import loads_strict, write_json
+from intakegate.tokenizer_pins import pinned_to_source
 
 CUSTOMER_TEXT = (FIXTURES, EVAL_ROWS)
 
@@ -96,8 +97,12 @@ def pack_bundle(bundle_dir: Path, artifact: Artifact, out: Path,
             raise BundleError("selftest_missing", f"no golden rows for {artifact.value}",
                               GOLDEN)
         write_json(staging / GOLDEN, {**golden, "artifacts": {artifact.value: block}})
+        try:  # checked in full once here, so the pack's every load can skip the JSON
+            pins = pinned_to_source(m.tokenizer_pins, verified.read(m.tokenizer))
+        except ValueError as exc:
+            raise BundleError("policy_mismatch", str(exc), m.tokenizer) from None
         manifest = replace(
-            m, artifacts={artifact.value: entry},
+            m, artifacts={artifact.value: entry}, tokenizer_pins=pins,
             documents={k: v for k, v in (m.documents or {}).items() if (staging / v).is_file()},
             derived_from=DerivedFrom(verified.manifest_sha256, m.bundle_version, artifact.value,
                                      with_fixtures, now_iso()))

@@ -32,7 +32,7 @@ from intakegate.runtime.selftest import golden_self_test, probe_vocabulary
 from intakegate.segments import SegmenterUnavailable, check_segmenter
 from intakegate.signing import bind_statement, read_statement
 from intakegate.ticket_score import ScoreSpec
-from intakegate.tokenizer_pins import check_tokenizer, parsed_tokenizer
+from intakegate.tokenizer_pins import checked_settings
 
 log = logging.getLogger(__name__)
 PICKLE_MAGIC = tuple(bytes([0x80, proto]) for proto in range(2, 6))
@@ -84,24 +84,26 @@ def check_no_pickle(verified: VerifiedBundle) -> None:
 
 
 def read_tokenizer(verified: VerifiedBundle, policy: InputPolicy) -> tuple[str, Any, int | None]:
-    """tokenizer.json from the verified bytes, checked against the input policy."""
+    """tokenizer.json from the verified bytes, checked against the pins and the input policy."""
     from tokenizers import Tokenizer
 
-    text = verified.read(verified.manifest.tokenizer).decode("utf-8")
+    path = verified.manifest.tokenizer
+    data = verified.read(path)
+    entry = verified.manifest.file(path)
     try:
-        parsed = parsed_tokenizer(text)
-        mismatch = tokenizer_matches_policy(parsed, policy) or check_tokenizer(
-            parsed, verified.manifest.tokenizer_pins)
+        text = data.decode("utf-8")
+        settings, pin_problem = checked_settings(text, entry.sha256 if entry else "",
+                                                 verified.manifest.tokenizer_pins)
+        mismatch = tokenizer_matches_policy(settings, policy) or pin_problem
         tokenizer = Tokenizer.from_str(text)
     except Exception as exc:  # noqa: BLE001 - any unreadable tokenizer refuses the bundle
         raise LoadRefused(Reason.BUNDLE_INTEGRITY,
                           f"tokenizer_unreadable: {type(exc).__name__}") from None
     if mismatch:
         raise LoadRefused(Reason.BUNDLE_INTEGRITY, f"policy_mismatch: {mismatch}")
-    unk = (parsed.get("model") or {}).get("unk_token")
+    unk = getattr(tokenizer.model, "unk_token", None)
     unk_id = tokenizer.token_to_id(unk) if isinstance(unk, str) else None
     return text, tokenizer, unk_id
-
 
 
 def read_blend(verified: VerifiedBundle) -> ScoreBlend | None:

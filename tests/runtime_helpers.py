@@ -273,11 +273,14 @@ def permuted_copy(src: Path, dst_root: Path, name: str, seed: int = 1) -> Path:
     return dst
 
 
-def repin(bundle: Path, m: dict[str, Any]) -> None:
-    """Pin the bundle's tokenizer.json as it is now (a consistent bundle, as train writes)."""
+def repin(bundle: Path, m: dict[str, Any], with_source: bool = False) -> None:
+    """Pin the bundle's tokenizer.json as it is now (a consistent bundle, as train writes;
+    `with_source`: with the file's digest too, so a load takes the pinned-source path)."""
     from intakegate.tokenizer_pins import tokenizer_pins
 
-    m["tokenizer_pins"] = tokenizer_pins((bundle / m["tokenizer"]).read_text(encoding="utf-8"))
+    path = bundle / m["tokenizer"]
+    m["tokenizer_pins"] = tokenizer_pins(path.read_text(encoding="utf-8"),
+                                         source=path.read_bytes() if with_source else None)
 
 
 def cached_onnx_bundle(src: Path, root: Path, name: str,

@@ -128,6 +128,36 @@ def test_a_tampered_parent_is_not_packed(own: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "pack").exists()
 
 
+def test_a_pack_pins_its_tokenizer_file_after_checking_it_against_the_parents_pins(
+        own: Path, tmp_path: Path) -> None:
+    """A parent from before pins named their file (no `source_sha256`) is checked pin by pin
+    once at pack time, and the pack records the file's digest, so its loads skip the JSON. A
+    parent whose re-listed tokenizer breaks its pins is not packed."""
+    from intakegate.bundle import Artifact, file_table
+    from intakegate.pack import pack_bundle
+    from intakegate.tokenizer_pins import SOURCE_FIELD
+
+    bundle = copy_of(own, tmp_path)
+    m = json.loads((bundle / "manifest.json").read_text())
+    del m["tokenizer_pins"][SOURCE_FIELD]
+    write_manifest(bundle, Manifest.parse(m))
+    assert Router.load(bundle, artifact="onnx-int8").ready  # checked in full, still loads
+    pack_bundle(bundle, Artifact.ONNX_INT8, tmp_path / "pack")
+    pins = verify_bundle(tmp_path / "pack").manifest.tokenizer_pins
+    assert pins[SOURCE_FIELD] == sha256_file(tmp_path / "pack" / "tokenizer.json")
+    assert Router.load(tmp_path / "pack", artifact="onnx-int8").ready
+
+    tok = json.loads((bundle / "tokenizer.json").read_text())
+    tok["normalizer"] = None if tok.get("normalizer") else {"type": "Lowercase"}
+    (bundle / "tokenizer.json").write_text(json.dumps(tok))
+    m = json.loads((bundle / "manifest.json").read_text())
+    m["files"] = [e.to_json() for e in file_table(bundle)]
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="normalizer_sha256"):
+        pack_bundle(bundle, Artifact.ONNX_INT8, tmp_path / "pack2")
+    assert not (tmp_path / "pack2").exists()
+
+
 def test_a_fixture_text_that_does_not_hash_to_the_receipt_holds_the_gate(
         own: Path, tmp_path: Path) -> None:
     """Edited fixtures re-listed in the manifest still verify as files; the receipt's text

@@ -396,7 +396,8 @@ def test_a_good_pointer_still_loads_pinned(tmp_path: Path, onnx_bundle: Path) ->
 # B24: a rewritten manifest cannot change the tokenizer or drop the golden rows
 
 
-def _edit_tokenizer(copy: Path, edit: Any, repin: bool = False) -> None:
+def _edit_tokenizer(copy: Path, edit: Any, repin: bool = False,
+                    with_source: bool = False) -> None:
     from tests.runtime_helpers import repin as do_repin
 
     tok = json.loads((copy / "tokenizer.json").read_text(encoding="utf-8"))
@@ -404,7 +405,7 @@ def _edit_tokenizer(copy: Path, edit: Any, repin: bool = False) -> None:
     (copy / "tokenizer.json").write_text(json.dumps(tok), encoding="utf-8")
     m = manifest(copy)
     if repin:
-        do_repin(copy, m)
+        do_repin(copy, m, with_source)
     m["files"] = [e.to_json() for e in file_table(copy)]
     write_raw_manifest(copy, m)
 
@@ -436,9 +437,39 @@ def test_a_relisted_tokenizer_edit_is_refused(copy: Path, edit: Any, sub: str) -
     assert "policy_mismatch" in Router.load(copy, artifact="onnx-fp32").health()["detail"]
 
 
-def test_truncation_direction_is_refused_even_with_the_pins_rewritten(copy: Path) -> None:
-    _edit_tokenizer(copy, _left, repin=True)
+@pytest.mark.parametrize("with_source", [False, True])
+def test_truncation_direction_is_refused_even_with_the_pins_rewritten(
+        copy: Path, with_source: bool) -> None:
+    """Also when the rewritten pins name the edited file's digest, so the load trusts the pins
+    instead of parsing the file: the pinned settings are still checked."""
+    _edit_tokenizer(copy, _left, repin=True, with_source=with_source)
     refused(copy, Reason.BUNDLE_INTEGRITY, "truncates from the Left")
+
+
+def test_train_pins_the_tokenizer_file_and_a_stale_source_digest_is_checked_in_full(
+        copy: Path) -> None:
+    """Train records the digest of the tokenizer.json its pins describe; a load of that file
+    trusts the pins (no 700 kB parse). An edited, re-listed file no longer has that digest, so
+    it is parsed and compared pin by pin, and the swapped ids are found."""
+    from intakegate.bundle.hashing import sha256_bytes
+    from intakegate.tokenizer_pins import SOURCE_FIELD
+
+    pins = manifest(copy)["tokenizer_pins"]
+    assert pins[SOURCE_FIELD] == sha256_bytes((copy / "tokenizer.json").read_bytes())
+    assert Router.load(copy, artifact="onnx-fp32").ready
+    _edit_tokenizer(copy, _swap_two_ids)
+    assert manifest(copy)["tokenizer_pins"][SOURCE_FIELD] == pins[SOURCE_FIELD]
+    refused(copy, Reason.BUNDLE_INTEGRITY, "vocab_sha256")
+
+
+def test_a_tokenizer_whose_padding_the_policy_forbids_is_refused_on_either_path(
+        copy: Path) -> None:
+    def pad(tok: dict[str, Any]) -> None:
+        tok["padding"] = {"strategy": "BatchLongest", "direction": "Right", "pad_id": 0,
+                          "pad_type_id": 0, "pad_token": "[PAD]", "pad_to_multiple_of": None}
+
+    _edit_tokenizer(copy, pad, repin=True, with_source=True)
+    refused(copy, Reason.BUNDLE_INTEGRITY, "enables padding")
 
 
 def test_a_bundle_without_tokenizer_pins_is_refused(copy: Path) -> None:
