@@ -67,6 +67,16 @@ def train_command(
     blend_weights: Annotated[Optional[str], typer.Option(
         help="Encoder weights to try for the TF-IDF blend, e.g. '1,0.8,0.6' (validation picks "
              "one); 'none' scores with the encoder alone. Default: the dataset recipe.")] = None,
+    teacher: Annotated[Optional[Path], typer.Option(
+        help="Distil from this bundle: its torch-fp32 logits on every training row are soft "
+             "targets beside the labels.")] = None,
+    student_layers: Annotated[Optional[str], typer.Option(
+        help="Start the student from these encoder layers of --teacher, e.g. '1,3,5' (every "
+             "other layer of a 6-layer model) instead of from --base-model.")] = None,
+    distill_weight: Annotated[Optional[float], typer.Option(
+        help="Weight of the teacher term in the loss (0..1; default 0.5).")] = None,
+    distill_temperature: Annotated[Optional[float], typer.Option(
+        help="Softmax temperature of the teacher term (default 2).")] = None,
     bundles_dir: BundlesDirOpt = None,
     reports_dir: Annotated[Path, typer.Option(help="Committed report copies.")] = Path("reports"),
     activate_if_eligible: Annotated[bool, typer.Option("--activate/--no-activate")] = False,
@@ -82,7 +92,15 @@ def train_command(
     overrides = {"base_model": base_model, "objective": objective, "epochs": epochs,
                  "learning_rate": learning_rate, "batch_size": batch_size,
                  "train_max_length": train_max_length, "label_smoothing": label_smoothing,
-                 "class_weighting": class_weighting, "seed": seed, "device": device}
+                 "class_weighting": class_weighting, "seed": seed, "device": device,
+                 "teacher": str(teacher) if teacher else None,
+                 "distill_weight": distill_weight, "distill_temperature": distill_temperature}
+    if student_layers is not None:
+        try:
+            overrides["student_layers"] = tuple(int(i) for i in student_layers.split(","))
+        except ValueError:
+            raise typer.BadParameter("comma-separated layer indices, e.g. 1,3,5",
+                                     param_hint="--student-layers") from None
     if blend_weights is not None:
         try:
             overrides["blend_weights"] = (() if blend_weights.strip().lower() == "none" else

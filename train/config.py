@@ -42,6 +42,14 @@ class TrainConfig:
     # share of the train rows; tried with every composed share, validation picks.
     segment_shares: tuple[float, ...] = (0.0,)
     augment_segmentation: str = "sent2+win8/4"
+    # Distillation: `teacher` is a bundle whose torch-fp32 logits on every training row are soft
+    # targets (loss: (1 - distill_weight) * cross-entropy + distill_weight * T^2 * KL at
+    # temperature T = distill_temperature); `student_layers` (e.g. 1,3,5) starts the student
+    # from those encoder layers of the teacher instead of from `base_model`. "" = no teacher.
+    teacher: str = ""
+    student_layers: tuple[int, ...] = ()
+    distill_weight: float = 0.5
+    distill_temperature: float = 2.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "blend_weights",
@@ -51,6 +59,7 @@ class TrainConfig:
                            tuple(float(x) for x in self.composed_shares))
         object.__setattr__(self, "segment_shares",
                            tuple(float(x) for x in self.segment_shares))
+        object.__setattr__(self, "student_layers", tuple(int(i) for i in self.student_layers))
         if not self.segmentations or not self.composed_shares:
             raise ValueError("segmentations and composed_shares need at least one candidate")
         if any(not 0.0 <= x <= 4.0 for x in (*self.composed_shares, *self.segment_shares)):
@@ -72,6 +81,15 @@ class TrainConfig:
             raise ValueError("threshold_margin (log-odds) must be in [0, 3]")
         if self.epochs <= 0 or self.learning_rate <= 0 or self.batch_size < 1:
             raise ValueError("epochs, learning_rate and batch_size must be positive")
+        if self.student_layers and not self.teacher:
+            raise ValueError("student_layers takes the layers of a teacher: set teacher too")
+        if self.teacher and self.base_model == "tiny":
+            raise ValueError("distillation trains a Hugging Face student, not the tiny encoder")
+        if list(self.student_layers) != sorted(set(self.student_layers)) or any(
+                i < 0 for i in self.student_layers):
+            raise ValueError("student_layers must be increasing layer indices, e.g. 1,3,5")
+        if not 0.0 <= self.distill_weight <= 1.0 or self.distill_temperature <= 0:
+            raise ValueError("distill_weight must be in [0, 1] and distill_temperature > 0")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -83,7 +83,8 @@ class _Rows(torch.utils.data.Dataset):
 
 
 def _features(tokenizer: Tokenizer, texts: Sequence[str], labels: Sequence[int] | None,
-              max_length: int) -> list[dict[str, Any]]:
+              max_length: int, soft_targets: np.ndarray | None = None
+              ) -> list[dict[str, Any]]:
     tok = Tokenizer.from_str(tokenizer.to_str())
     tok.no_padding()
     tok.enable_truncation(max_length=max_length)
@@ -93,6 +94,8 @@ def _features(tokenizer: Tokenizer, texts: Sequence[str], labels: Sequence[int] 
                                 "token_type_ids": enc.type_ids}
         if labels is not None:
             item["labels"] = int(labels[i])
+        if soft_targets is not None:
+            item["teacher_logits"] = [float(x) for x in soft_targets[i]]
         out.append(item)
     return out
 
@@ -101,8 +104,11 @@ def fine_tune(base_path: str, tokenizer: Tokenizer, texts: Sequence[str], labels
               id2label: dict[int, str], cfg: TrainConfig, out_dir: Path,
               class_weights: np.ndarray | None = None,
               eval_texts: Sequence[str] | None = None, eval_labels: Sequence[int] | None = None,
-              ) -> Any:
-    """Fine-tune with the Trainer; returns the trained model (also saved as safetensors)."""
+              soft_targets: np.ndarray | None = None) -> Any:
+    """Fine-tune with the Trainer; returns the trained model (also saved as safetensors).
+
+    `soft_targets`: a teacher's logits per training row (train/distill.py), matched at
+    `cfg.distill_temperature` with weight `cfg.distill_weight` beside the labels."""
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer,
                               DataCollatorWithPadding, Trainer, TrainingArguments, set_seed)
 
@@ -113,17 +119,26 @@ def fine_tune(base_path: str, tokenizer: Tokenizer, texts: Sequence[str], labels
     hf_tok = AutoTokenizer.from_pretrained(base_path, use_fast=True)
     weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
     smoothing = cfg.label_smoothing
+    alpha, temperature = cfg.distill_weight, cfg.distill_temperature
 
     class WeightedTrainer(Trainer):
-        """Cross-entropy with optional class weights and label smoothing."""
+        """Cross-entropy with optional class weights and label smoothing, and with a teacher's
+        logits the distillation term (KL at a temperature, scaled by T^2 as usual)."""
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:
             y = inputs.pop("labels")
+            teacher = inputs.pop("teacher_logits", None)
             outputs = model(**inputs)
             w = None if weight is None else weight.to(outputs.logits.device)
             loss = torch.nn.functional.cross_entropy(outputs.logits, y, weight=w,
                                                      label_smoothing=smoothing)
+            if teacher is not None:
+                f = torch.nn.functional
+                kl = f.kl_div(f.log_softmax(outputs.logits / temperature, dim=-1),
+                              f.softmax(teacher.to(outputs.logits) / temperature, dim=-1),
+                              reduction="batchmean") * temperature ** 2
+                loss = (1.0 - alpha) * loss + alpha * kl
             return (loss, outputs) if return_outputs else loss
 
     scratch = tempfile.mkdtemp(prefix="intakegate-trainer-")
@@ -150,7 +165,8 @@ def fine_tune(base_path: str, tokenizer: Tokenizer, texts: Sequence[str], labels
     trainer = WeightedTrainer(
         model=model,
         args=args,
-        train_dataset=_Rows(_features(tokenizer, texts, labels, cfg.train_max_length)),
+        train_dataset=_Rows(_features(tokenizer, texts, labels, cfg.train_max_length,
+                                      soft_targets)),
         eval_dataset=(_Rows(_features(tokenizer, eval_texts, eval_labels, cfg.train_max_length))
                       if eval_texts is not None else None),
         data_collator=DataCollatorWithPadding(hf_tok),

@@ -155,11 +155,18 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
     required_all = [*required, *(f"{PREFIX}{s}" for s in required)]
     candidates: list[_Candidate] = []
     augment = SegmentPolicy.from_name(cfg.augment_segmentation, seg_version)
+    student = None
+    if cfg.student_layers:
+        from intakegate.train.distill import make_student
+        from intakegate.train.hf import resolve_base_model
+
+        student = make_student(cfg.teacher, cfg.student_layers,
+                               resolve_base_model(cfg.base_model)[0], staging / "student")
     for share, seg_share in itertools.product(cfg.composed_shares, cfg.segment_shares):
         candidate = _fit_candidate(cfg, (share, seg_share), augment, train_rows, val_rows,
                                    id2label, weights, policy, positive,
                                    staging / "candidates" / f"share-{share:g}-{seg_share:g}",
-                                   segmentations, val_all, val_prepared, required)
+                                   segmentations, val_all, val_prepared, required, student)
         log.info("composed share %.2f, segment share %.2f: best %s w=%.2f validation fp %.4f",
                  share, seg_share, candidate.best.segmentation, candidate.best.encoder_weight,
                  candidate.best.fp_rate)
@@ -175,6 +182,7 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     chosen.model_dir.rename(model_dir)
     shutil.rmtree(staging / "candidates", ignore_errors=True)
+    shutil.rmtree(staging / "student", ignore_errors=True)
     tokenizer, logits_fn = chosen.tokenizer, chosen.logits_fn
     base_ref, base_name, base_sha = chosen.base
     policy = replace(policy, segmentation=SegmentPolicy.from_name(chosen.best.segmentation,
@@ -285,7 +293,11 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
                        base_name, "base_model_sha256": base_sha, "id2label": id2label,
                        "positive_label_ids": positive, "policy": policy.to_json(),
                        "libraries": _library_versions(), "train_rows": len(train_rows),
-                       "train_seconds": round(seconds, 1), "weights_sha256": weights_sha}
+                       "train_seconds": round(seconds, 1), "weights_sha256": weights_sha,
+                       "teacher": None if chosen.teacher is None else {
+                           "bundle_version": chosen.teacher[0],
+                           "manifest_sha256": chosen.teacher[1],
+                           "student_layers": list(cfg.student_layers)}}
     write_json(staging / DOCS_DIR / "training_config.json", training_config)
     write_json(staging / SPLIT_MANIFEST, split.manifest)
     (staging / DOCS_DIR / "label_guide.md").write_text(render_label_guide_md(guide))
@@ -381,6 +393,7 @@ class _Candidate:
     base: tuple[str, str, str]
     best: ScoringCandidate
     tried: tuple[ScoringCandidate, ...]
+    teacher: tuple[str, str] | None = None  # (bundle version, manifest digest) when distilled
 
 
 def _fit_candidate(cfg: TrainConfig, shares: tuple[float, float], augment: SegmentPolicy,
@@ -388,10 +401,11 @@ def _fit_candidate(cfg: TrainConfig, shares: tuple[float, float], augment: Segme
                    val_rows: list[TicketRow], id2label: dict[int, str],
                    weights: np.ndarray | None, policy: InputPolicy, positive: list[int],
                    model_dir: Path, segmentations: Sequence[SegmentPolicy],
-                   val_all: list[TicketRow], val_prepared: list[str], required: list[str]
-                   ) -> _Candidate:
+                   val_all: list[TicketRow], val_prepared: list[str], required: list[str],
+                   student: Path | None = None) -> _Candidate:
     """Train on train rows plus composed train rows and parts of routine train tickets (each a
-    share of the train rows); weigh every segmentation and blend weight on validation."""
+    share of the train rows); weigh every segmentation and blend weight on validation. With a
+    teacher, its logits on these very rows are soft targets; `student` replaces the base."""
     share, seg_share = shares
     composed = composed_training_rows(train_rows, share, cfg.seed)
     parts = routine_segment_rows(train_rows, augment, seg_share, cfg.seed)
@@ -401,6 +415,7 @@ def _fit_candidate(cfg: TrainConfig, shares: tuple[float, float], augment: Segme
     log.info("training with composed share %.2f, segment share %.2f: %d train rows (%d "
              "composed, %d routine parts)", share, seg_share, len(rows), len(composed),
              len(parts))
+    teacher: tuple[str, str] | None = None
     if cfg.base_model == "tiny":
         from intakegate.train.tiny import build_word_tokenizer, save_tiny, train_tiny
 
@@ -411,11 +426,20 @@ def _fit_candidate(cfg: TrainConfig, shares: tuple[float, float], augment: Segme
     else:
         from intakegate.train.hf import fine_tune, resolve_base_model, serving_tokenizer
 
-        base = resolve_base_model(cfg.base_model)
+        base = resolve_base_model(str(student) if student else cfg.base_model)
         tokenizer = serving_tokenizer(base[0])
+        soft = None
+        if cfg.teacher:
+            from intakegate.train.distill import teacher_targets
+
+            got = teacher_targets(cfg.teacher, tokenizer, texts,
+                                  [id2label[i] for i in sorted(id2label)], cfg.train_max_length)
+            soft, teacher = got.logits, (got.bundle_version, got.manifest_sha256)
+            log.info("distilling from %s (%s): %d soft targets", got.bundle_version,
+                     got.manifest_sha256[:12], len(soft))
         model = fine_tune(base[0], tokenizer, texts, y, id2label, cfg, model_dir, weights,
                           _prepared(val_rows, policy),
-                          targets(val_rows, id2label, cfg.objective))
+                          targets(val_rows, id2label, cfg.objective), soft)
     configure_tokenizer(tokenizer, policy)
     from intakegate.runtime.torch_backend import TorchLogits
 
@@ -431,9 +455,10 @@ def _fit_candidate(cfg: TrainConfig, shares: tuple[float, float], augment: Segme
     tried = evaluate_candidates(logits_fn, tokenizer, spec, segmentations, val_all,
                                 val_prepared, required, lexical, cfg.blend_weights or (1.0,),
                                 cfg.threshold_margin)
-    return _Candidate(share, seg_share, len(composed), len(parts), model_dir, logits_fn, tokenizer, lexical, base,
+    return _Candidate(share, seg_share, len(composed), len(parts), model_dir, logits_fn,
+                      tokenizer, lexical, base,
                       best_candidate([c for c in tried if c.segmentation not in
-                                      COMPARISON_ONLY] or tried), tuple(tried))
+                                      COMPARISON_ONLY] or tried), tuple(tried), teacher)
 
 
 def _test_report(dataset: Dataset, split: SplitResult, version: str, threshold: float,
