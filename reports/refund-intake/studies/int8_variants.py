@@ -8,11 +8,14 @@ against torch-fp32 (the export's drift report), the file size and the seconds it
 the inventory (compare as ratios within one run). The test split is not opened.
 
 Variants: the earlier recipe (dynamic int8 on every MatMul, U8S8 7-bit), the same with some
-MatMuls kept fp32, and the shipped two-step recipe (intakegate.export.cpu: dynamic int8 for
-embeddings and fused QKV, 8-bit blocks for the dense MatMuls), with and without int8 compute
-in the blocks.
+MatMuls kept fp32, the shipped two-step recipe (intakegate.export.cpu: dynamic int8 for
+embeddings and fused QKV, 8-bit blocks for the dense MatMuls) with and without int8 compute in
+the blocks and with QKV kept fp32, and static int8 (QDQ) on the dense MatMuls, its activation
+ranges calibrated on the model batches of train rows only (the bundle's own `eval/rows.json`,
+composed training rows included). A second argument keeps only the variants whose label
+contains it.
 
-    .venv/bin/python reports/refund-intake/studies/int8_variants.py bundles/refund-intake/refund-intake-minilm-v3
+    .venv/bin/python reports/refund-intake/studies/int8_variants.py bundles/refund-intake/refund-intake-minilm-v3 [static]
 """
 
 from __future__ import annotations
@@ -21,24 +24,30 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import intakegate.runtime  # noqa: F401, I001 - before onnxruntime's telemetry (see README)
+import numpy as np
 import onnx
-from onnxruntime.quantization import QuantType, quantize_dynamic
+from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                      QuantType, quantize_dynamic, quantize_static)
 
-import intakegate.runtime  # noqa: F401 - before onnxruntime's telemetry (see README)
-from intakegate.bundle import verify_bundle
+from intakegate.bundle import VerifiedBundle, verify_bundle
+from intakegate.bundle.paths import EVAL_ROWS
+from intakegate.composed import composed_training_rows
 from intakegate.export.backends import _onnx_backend
 from intakegate.export.cpu import Int8Settings, int8_settings
 from intakegate.export.drift import drift_report
+from intakegate.fixtures import parse_eval_rows
 from intakegate.export.onnx_export import fuse_bert_graph, quantize_onnx_int8
 from intakegate.export.regate import load_inventory, scoring_inputs
 from intakegate.gate import GateRow, release_decision
 from intakegate.hardware import detect_cpu_family
 from intakegate.lexical import log_odds
-from intakegate.ticket_score import score_texts
+from intakegate.ticket_score import ScoreSpec, score_texts
 
 EARLIER_OP_TYPES = ["MatMul", "Gather", "Attention", "EmbedLayerNormalization"]
 # (fp32 graph, its fused graph, a folder holding the model's config.json, output, settings)
@@ -58,25 +67,88 @@ def _dynamic_everywhere(fp32_matmuls: str | None) -> Builder:
     return build
 
 
-def _two_step(accuracy_level: int) -> Builder:
-    """The export's own recipe (fused inside), with the blocks' accuracy level as given."""
+def _two_step(accuracy_level: int, dynamic_op_types: tuple[str, ...] | None = None) -> Builder:
+    """The export's own recipe (fused inside), with the blocks' accuracy level as given and,
+    optionally, fewer op types in the dynamic step (the rest stays fp32)."""
     def build(fp32: Path, _fused: Path, model_dir: Path, out: Path,
               settings: Int8Settings) -> None:
-        quantize_onnx_int8(fp32, out, replace(settings, block_accuracy_level=accuracy_level),
-                           model_dir)
+        chosen = replace(settings, block_accuracy_level=accuracy_level)
+        if dynamic_op_types is not None:
+            chosen = replace(chosen, dynamic_op_types=dynamic_op_types)
+        quantize_onnx_int8(fp32, out, chosen, model_dir)
     return build
 
 
-VARIANTS: dict[str, Builder] = {
-    "earlier: dynamic int8 on all MatMuls": _dynamic_everywhere(None),
-    "earlier, attention-output and FFN-down fp32": _dynamic_everywhere("/output/dense/MatMul"),
-    "earlier, all dense projections fp32": _dynamic_everywhere("/dense/MatMul"),
-    "two-step, blocks with fp32 compute (accuracy 0)": _two_step(0),
-    "two-step, blocks with int8 compute (accuracy 4, shipped)": _two_step(4),
-}
+class _Feeds(CalibrationDataReader):
+    """The calibration batches, exactly as the scoring path fed them to the fp32 graph."""
+
+    def __init__(self, feeds: Sequence[dict[str, np.ndarray]]) -> None:
+        self.feeds = iter(feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self.feeds, None)
 
 
-def main(bundle_dir: str) -> None:
+def _static_dense(feeds: Sequence[dict[str, np.ndarray]], with_dynamic_qkv: bool) -> Builder:
+    """Static int8 (QDQ, U8S8, per-channel weights) on the dense MatMuls of the fused graph,
+    activation ranges calibrated (min/max) on train rows; the fused attention (QKV) either kept
+    fp32 or quantized dynamically first, as the shipped recipe does."""
+    def build(_fp32: Path, fused: Path, _model_dir: Path, out: Path,
+              settings: Int8Settings) -> None:
+        source = fused
+        if with_dynamic_qkv:
+            source = out.with_name(out.stem + ".qkv.onnx")
+            quantize_dynamic(fused, source, op_types_to_quantize=list(settings.dynamic_op_types),
+                             per_channel=settings.per_channel,
+                             reduce_range=settings.reduce_range,
+                             weight_type=QuantType[settings.weight_type],
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        quantize_static(source, out, _Feeds(feeds), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=["MatMul"], per_channel=settings.per_channel,
+                        reduce_range=settings.reduce_range,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax,
+                        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    return build
+
+
+def calibration_feeds(bundle: VerifiedBundle, tokenizer: Any, spec: ScoreSpec,
+                      n: int = 160) -> list[dict[str, np.ndarray]]:
+    """Every model batch the scoring path builds for `n` train tickets (and as many composed
+    training rows), recorded while the fp32 graph scores them. Train rows only: the receipt's
+    validation rows choose nothing."""
+    train = list(parse_eval_rows(bundle.read(EVAL_ROWS)).train)
+    picked = train[::max(1, len(train) // n)][:n]
+    picked += composed_training_rows(train, n / len(train), seed=5)
+    fp32 = _onnx_backend(bundle.read(bundle.manifest.artifacts["onnx-fp32"].path),
+                         quantized=False)
+    names = fp32.logits.input_names
+    feeds: list[dict[str, np.ndarray]] = []
+
+    def record(windows: Any) -> Any:
+        feeds.append({name: getattr(windows, name) for name in names})
+        return fp32(windows)
+
+    with fp32:
+        score_texts(record, tokenizer, [r.text for r in picked], spec)
+    return feeds
+
+
+def variants(feeds: Sequence[dict[str, np.ndarray]]) -> dict[str, Builder]:
+    return {
+        "earlier: dynamic int8 on all MatMuls": _dynamic_everywhere(None),
+        "earlier, attention-output and FFN-down fp32": _dynamic_everywhere("/output/dense/MatMul"),
+        "earlier, all dense projections fp32": _dynamic_everywhere("/dense/MatMul"),
+        "two-step, blocks with fp32 compute (accuracy 0)": _two_step(0),
+        "two-step, blocks with int8 compute (accuracy 4, shipped)": _two_step(4),
+        "two-step, QKV kept fp32 (embeddings dynamic, blocks accuracy 4)":
+            _two_step(4, ("Gather", "EmbedLayerNormalization")),
+        "static QDQ on dense MatMuls, QKV fp32": _static_dense(feeds, False),
+        "static QDQ on dense MatMuls, QKV dynamic": _static_dense(feeds, True),
+    }
+
+
+def main(bundle_dir: str, only: str = "") -> None:
     bundle = verify_bundle(Path(bundle_dir))
     m = bundle.manifest
     inventory = load_inventory(bundle)
@@ -94,8 +166,12 @@ def main(bundle_dir: str) -> None:
     fp32.write_bytes(bundle.read(m.artifacts["onnx-fp32"].path))
     fused = tmp / "fused.onnx"
     fuse_bert_graph(fp32, model_dir, fused)
+    feeds = calibration_feeds(bundle, tokenizer, spec)
+    print(json.dumps({"calibration_batches": len(feeds)}), flush=True)
     results = []
-    for label, build in VARIANTS.items():
+    for label, build in variants(feeds).items():
+        if only and only not in label:
+            continue
         out = tmp / f"v{len(results)}.onnx"
         build(fp32, fused, model_dir, out, settings)
         backend = _onnx_backend(out.read_bytes(), quantized=True)
@@ -120,4 +196,4 @@ def main(bundle_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])
