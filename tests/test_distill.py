@@ -86,3 +86,27 @@ def test_student_layers_need_a_teacher_and_valid_indices(tiny_bert_bundle: Path,
         train_tiny_bundle(tmp_path, "student-bad", base_model="minilm",
                           label_guide=relaxed_guide(tmp_path, 1.0),
                           teacher=str(tiny_bert_bundle), student_layers=(0, 5), epochs=1)
+
+
+def test_the_teacher_term_reaches_the_loss(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """The Trainer drops dataset keys the model's forward does not take unless told not to;
+    the teacher's logits must survive to the loss, so they change what is learned."""
+    from safetensors.numpy import load_file
+
+    from intakegate.train.config import TrainConfig
+    from intakegate.train.hf import fine_tune, serving_tokenizer
+
+    tok = serving_tokenizer(str(tiny_bert_dir))
+    texts = [*TEXTS] * 4
+    labels = [0, 1] * 4
+    soft = np.asarray([[3.0, -3.0], [-3.0, 3.0]] * 4)
+    id2label = {0: "guarded_agent", 1: "human_review_now"}
+    cfg = TrainConfig(epochs=1, batch_size=4, learning_rate=1e-3, teacher="t",
+                      distill_weight=1.0)
+    weights = {}
+    for name, targets in (("labels", None), ("teacher", soft), ("flipped", -soft)):
+        fine_tune(str(tiny_bert_dir), tok, texts, labels, id2label, cfg, tmp_path / name,
+                  soft_targets=targets)
+        weights[name] = load_file(str(tmp_path / name / "model.safetensors"))["classifier.weight"]
+    assert not np.allclose(weights["labels"], weights["teacher"])
+    assert not np.allclose(weights["teacher"], weights["flipped"])

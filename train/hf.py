@@ -161,6 +161,9 @@ def fine_tune(base_path: str, tokenizer: Tokenizer, texts: Sequence[str], labels
         use_cpu=cfg.device == "cpu",
         dataloader_num_workers=0,
         disable_tqdm=False,
+        # Keep every feature: the default drops keys the model's forward does not take, and
+        # with them the teacher's logits (compute_loss pops them).
+        remove_unused_columns=False,
     )
     trainer = WeightedTrainer(
         model=model,
