@@ -70,3 +70,12 @@ def test_routing_from_a_bundle_loads_no_stage_or_heavy_library(
     ready, reason, loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert ready and reason in ("threshold", "below_threshold"), out.stderr[-500:]
     assert loaded == [], loaded
+
+
+def test_every_exported_runtime_name_loads_lazily() -> None:
+    """`__all__` is a literal list for linters; it must name exactly the lazy table."""
+    import intakegate.runtime as runtime
+
+    assert sorted(runtime.__all__) == sorted(runtime._WHERE)
+    for name in runtime.__all__:
+        assert getattr(runtime, name) is not None
