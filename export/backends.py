@@ -30,7 +30,7 @@ import numpy as np
 from intakegate.bundle import Artifact, BundleError, VerifiedBundle
 from intakegate.encoding import Windows
 from intakegate.export.artifacts import SPECS, Engine
-from intakegate.export.materialize import listed_under, materialize
+from intakegate.export.materialize import materialize
 from intakegate.parallel import cpu_workers
 
 COREML_NEEDS_MACOS = "coreml_predictions_need_macos"
@@ -123,9 +123,7 @@ def _torch_backend(bundle: VerifiedBundle, path: str) -> GateBackend:
     except ImportError as exc:
         raise BackendUnavailable("torch_not_installed", f"{exc}; install it with: pip install "
                                                         "'intakegate[train]'", "train") from None
-    prefix = path.rstrip("/") + "/"
-    files = {rel[len(prefix):]: bundle.read(rel) for rel in listed_under(bundle, path)}
-    model = load_torch_model_from_files(files)
+    model = load_torch_model_from_files(bundle.read_tree(path))
     return GateBackend(TorchLogits(model, "cpu"), "torch-cpu", {"machine": platform.machine()})
 
 

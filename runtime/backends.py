@@ -140,8 +140,7 @@ def _build_torch(verified: VerifiedBundle, art: ArtifactEntry, device: str,
         raise DeviceUnavailable(str(exc)) from None
     if threads:
         torch.set_num_threads(threads)
-    files = {e.path[len(prefix):]: verified.read(e.path)
-             for e in verified.manifest.files if e.path.startswith(prefix)}
+    files = verified.read_tree(art.path)
     try:
         model = load_torch_model_from_files(files)
     except ImportError as exc:

@@ -20,30 +20,33 @@ from tests.conftest import relaxed_guide, train_tiny_bundle
 TEXTS = ["Where is my parcel?", "Someone logged into my account and changed my password."]
 
 
-def test_the_teacher_scores_exactly_the_rows_the_student_trains_on(tiny_bert_bundle: Path
-                                                                   ) -> None:
+def test_the_teacher_scores_exactly_the_rows_the_student_trains_on(tiny_bert_bundle: Path,
+                                                                   tmp_path: Path) -> None:
     import torch
     from transformers import AutoModelForSequenceClassification
 
     from tokenizers import Tokenizer
 
-    from intakegate.train.distill import teacher_targets
+    from intakegate.train.distill import Teacher
 
     tok = Tokenizer.from_file(str(tiny_bert_bundle / "tokenizer.json"))
     labels = json.loads((tiny_bert_bundle / "manifest.json").read_text())["score_head"]["labels"]
-    got = teacher_targets(str(tiny_bert_bundle), tok, TEXTS, labels, 128)
+    teacher = Teacher.load(str(tiny_bert_bundle))
+    logits = teacher.targets(tok, TEXTS, labels, 128)
     model = AutoModelForSequenceClassification.from_pretrained(
         str(tiny_bert_bundle / "model" / "torch-fp32")).eval()
-    for text, row in zip(TEXTS, got.logits):
+    for text, row in zip(TEXTS, logits):
         enc = tok.encode(text)
         with torch.inference_mode():
             want = model(input_ids=torch.tensor([enc.ids]),
                          attention_mask=torch.tensor([enc.attention_mask]),
                          token_type_ids=torch.tensor([enc.type_ids])).logits[0].numpy()
         np.testing.assert_allclose(row, want, atol=1e-5)
-    assert got.bundle_version == tiny_bert_bundle.name
+    assert teacher.bundle_version == tiny_bert_bundle.name
+    teacher.student((1,), str(tiny_bert_bundle), tmp_path)  # cut from a copy of the model
+    np.testing.assert_array_equal(teacher.targets(tok, TEXTS, labels, 128), logits)
     with pytest.raises(InputError, match="labels"):
-        teacher_targets(str(tiny_bert_bundle), tok, TEXTS, ["a", "b"], 128)
+        teacher.targets(tok, TEXTS, ["a", "b"], 128)
 
 
 def test_a_student_with_fewer_layers_is_distilled_and_gated_with_its_own_receipt(

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -52,6 +52,10 @@ from intakegate.train.config import TrainConfig
 from intakegate.train.selection import ScoringCandidate, best_candidate, evaluate_candidates
 from intakegate.ticket_score import Scored, ScoreSpec, progress_log, score_texts
 from intakegate.vocab import ID2LABEL, Route, Split
+
+
+if TYPE_CHECKING:
+    from intakegate.train.distill import Teacher  # imports torch
 
 log = logging.getLogger(__name__)
 MIN_THRESHOLD = 1e-9
@@ -155,18 +159,22 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
     required_all = [*required, *(f"{PREFIX}{s}" for s in required)]
     candidates: list[_Candidate] = []
     augment = SegmentPolicy.from_name(cfg.augment_segmentation, seg_version)
-    student = None
-    if cfg.student_layers:
-        from intakegate.train.distill import make_student
+    teacher, student = None, None
+    if cfg.teacher:
+        from intakegate.train.distill import Teacher
+
+        teacher = Teacher.load(cfg.teacher)  # verified and loaded once for every candidate
+    if teacher is not None and cfg.student_layers:
         from intakegate.train.hf import resolve_base_model
 
-        student = make_student(cfg.teacher, cfg.student_layers,
-                               resolve_base_model(cfg.base_model)[0], staging / "student")
+        student = teacher.student(cfg.student_layers, resolve_base_model(cfg.base_model)[0],
+                                  staging / "student")
     for share, seg_share in itertools.product(cfg.composed_shares, cfg.segment_shares):
         candidate = _fit_candidate(cfg, (share, seg_share), augment, train_rows, val_rows,
                                    id2label, weights, policy, positive,
                                    staging / "candidates" / f"share-{share:g}-{seg_share:g}",
-                                   segmentations, val_all, val_prepared, required, student)
+                                   segmentations, val_all, val_prepared, required, teacher,
+                                   student)
         log.info("composed share %.2f, segment share %.2f: best %s w=%.2f validation fp %.4f",
                  share, seg_share, candidate.best.segmentation, candidate.best.encoder_weight,
                  candidate.best.fp_rate)
@@ -294,9 +302,9 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
                        "positive_label_ids": positive, "policy": policy.to_json(),
                        "libraries": _library_versions(), "train_rows": len(train_rows),
                        "train_seconds": round(seconds, 1), "weights_sha256": weights_sha,
-                       "teacher": None if chosen.teacher is None else {
-                           "bundle_version": chosen.teacher[0],
-                           "manifest_sha256": chosen.teacher[1],
+                       "teacher": None if teacher is None else {
+                           "bundle_version": teacher.bundle_version,
+                           "manifest_sha256": teacher.manifest_sha256,
                            "student_layers": list(cfg.student_layers)}}
     write_json(staging / DOCS_DIR / "training_config.json", training_config)
     write_json(staging / SPLIT_MANIFEST, split.manifest)
@@ -393,7 +401,6 @@ class _Candidate:
     base: tuple[str, str, str]
     best: ScoringCandidate
     tried: tuple[ScoringCandidate, ...]
-    teacher: tuple[str, str] | None = None  # (bundle version, manifest digest) when distilled
 
 
 def _fit_candidate(cfg: TrainConfig, shares: tuple[float, float], augment: SegmentPolicy,
@@ -402,7 +409,8 @@ def _fit_candidate(cfg: TrainConfig, shares: tuple[float, float], augment: Segme
                    weights: np.ndarray | None, policy: InputPolicy, positive: list[int],
                    model_dir: Path, segmentations: Sequence[SegmentPolicy],
                    val_all: list[TicketRow], val_prepared: list[str], required: list[str],
-                   student: Path | None = None) -> _Candidate:
+                   teacher: Teacher | None = None, student: Path | None = None
+                   ) -> _Candidate:
     """Train on train rows plus composed train rows and parts of routine train tickets (each a
     share of the train rows); weigh every segmentation and blend weight on validation. With a
     teacher, its logits on these very rows are soft targets; `student` replaces the base."""
@@ -415,7 +423,6 @@ def _fit_candidate(cfg: TrainConfig, shares: tuple[float, float], augment: Segme
     log.info("training with composed share %.2f, segment share %.2f: %d train rows (%d "
              "composed, %d routine parts)", share, seg_share, len(rows), len(composed),
              len(parts))
-    teacher: tuple[str, str] | None = None
     if cfg.base_model == "tiny":
         from intakegate.train.tiny import build_word_tokenizer, save_tiny, train_tiny
 
@@ -429,14 +436,11 @@ def _fit_candidate(cfg: TrainConfig, shares: tuple[float, float], augment: Segme
         base = resolve_base_model(str(student) if student else cfg.base_model)
         tokenizer = serving_tokenizer(base[0])
         soft = None
-        if cfg.teacher:
-            from intakegate.train.distill import teacher_targets
-
-            got = teacher_targets(cfg.teacher, tokenizer, texts,
-                                  [id2label[i] for i in sorted(id2label)], cfg.train_max_length)
-            soft, teacher = got.logits, (got.bundle_version, got.manifest_sha256)
-            log.info("distilling from %s (%s): %d soft targets", got.bundle_version,
-                     got.manifest_sha256[:12], len(soft))
+        if teacher is not None:
+            soft = teacher.targets(tokenizer, texts, [id2label[i] for i in sorted(id2label)],
+                                   cfg.train_max_length)
+            log.info("distilling from %s (%s): %d soft targets", teacher.bundle_version,
+                     teacher.manifest_sha256[:12], len(soft))
         model = fine_tune(base[0], tokenizer, texts, y, id2label, cfg, model_dir, weights,
                           _prepared(val_rows, policy),
                           targets(val_rows, id2label, cfg.objective), soft)
@@ -458,7 +462,7 @@ def _fit_candidate(cfg: TrainConfig, shares: tuple[float, float], augment: Segme
     return _Candidate(share, seg_share, len(composed), len(parts), model_dir, logits_fn,
                       tokenizer, lexical, base,
                       best_candidate([c for c in tried if c.segmentation not in
-                                      COMPARISON_ONLY] or tried), tuple(tried), teacher)
+                                      COMPARISON_ONLY] or tried), tuple(tried))
 
 
 def _test_report(dataset: Dataset, split: SplitResult, version: str, threshold: float,

@@ -42,6 +42,14 @@ class VerifiedBundle:
             raise BundleError("bundle_tampered", "sha256 mismatch", rel)
         return data
 
+    def read_tree(self, prefix: str) -> dict[str, bytes]:
+        """Every listed file inside the directory `prefix`, keyed by its path inside it, each
+        re-checked as `read` does (a model directory loaded from the very bytes hashed)."""
+        base = prefix.rstrip("/") + "/"
+        return {e.path[len(base):]: self.read(e.path)
+                for e in sorted(self.manifest.files, key=lambda e: e.path)
+                if e.path.startswith(base)}
+
     @property
     def threshold(self) -> float:
         return self.manifest.threshold
