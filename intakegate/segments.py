@@ -8,7 +8,9 @@ Linux, macOS and Windows, about 2 microseconds per short ticket). Line breaks ar
 (pasted threads, lists). A fragment shorter than `min_words` ("Thanks!", "Hi team,", "Hacked.")
 is never scored alone: it joins both neighbours, the sentence before it and the one after it,
 because it may belong to either request. Chat-style text without punctuation has one
-"sentence", so overlapping word windows over the whole ticket are further segments.
+"sentence", so overlapping word windows are further segments: over the whole ticket, or
+(`window_scope="sentence"`) inside each sentence unit longer than a window, so that a window
+never straddles two punctuated requests and a short request is never cut out of its context.
 
 Every offset here is a code-point offset into the *prepared* text (`encoding.prepare_text`).
 """
@@ -28,6 +30,11 @@ NO_SEGMENTER = "none"
 _WORD = re.compile(r"\w+")
 _TOKEN = re.compile(r"\S+")
 DEFAULT_MIN_WORDS = 3  # "Thanks!", "Hi team," are not scored alone
+
+
+class WindowScope(str, Enum):
+    TICKET = "ticket"
+    SENTENCE = "sentence"
 
 
 class SegmentKind(str, Enum):
@@ -53,8 +60,12 @@ class SegmentPolicy:
 
     `max_sentences`: segments are runs of 1..max_sentences consecutive sentences, so a request
     spread over two sentences is still seen together. `window_words`/`window_stride`: word
-    windows over the whole ticket (0 = none), chosen on validation. `max_segments` bounds the
-    model work per ticket: a ticket with more segments goes to a person (over_length_cap).
+    windows (0 = none), chosen on validation, over the whole ticket or, with `window_scope`
+    `sentence`, inside each sentence unit that is longer than a window; `window_over_words`
+    (0 = one window's length) cuts only units longer than that, so a short single request is
+    scored in its own context and only long runs (chat-style requests written without
+    punctuation) are cut. `max_segments` bounds the model work per ticket: a ticket with more
+    segments goes to a person (over_length_cap).
     """
 
     segmenter: str = SENTENCEX
@@ -65,6 +76,8 @@ class SegmentPolicy:
     max_sentences: int = 2
     window_words: int = 0
     window_stride: int = 0
+    window_scope: WindowScope = WindowScope.TICKET
+    window_over_words: int = 0
     max_segments: int = 512
 
     def __post_init__(self) -> None:
@@ -77,21 +90,38 @@ class SegmentPolicy:
         if self.window_words < 0 or (self.window_words and not
                                      0 < self.window_stride <= self.window_words):
             raise ValueError("segmentation: window_stride must be in (0, window_words]")
+        object.__setattr__(self, "window_scope", WindowScope(self.window_scope))
+        if self.window_over_words < 0 or (self.window_over_words and not self.window_words):
+            raise ValueError("segmentation: window_over_words needs windows and must be >= 0")
+        if self.window_scope is WindowScope.SENTENCE and self.segmenter == NO_SEGMENTER:
+            raise ValueError("segmentation: sentence-scoped windows need a sentence segmenter")
 
     @property
     def name(self) -> str:
         """A short label for reports: `whole`, `sent2`, `sent2+win12/6`; `sent2m2` merges only
-        fragments under 2 words (the default, 3, is not written)."""
+        fragments under 2 words (the default, 3, is not written); `sent2+swin10/2` windows
+        inside sentences; `sent2+swin6/3over14` only inside sentences of more than 14 words."""
+        scope = "s" if self.window_scope is WindowScope.SENTENCE else ""
+        over = f"over{self.window_over_words}" if self.window_over_words else ""
+        windows = (f"+{scope}win{self.window_words}/{self.window_stride}{over}"
+                   if self.window_words else "")
         if self.segmenter == NO_SEGMENTER:
-            return "whole" if not self.window_words else \
-                f"whole+win{self.window_words}/{self.window_stride}"
+            return "whole" + windows
         base = f"sent{self.max_sentences}" + (f"m{self.min_words}"
                                               if self.min_words != DEFAULT_MIN_WORDS else "")
-        return base + (f"+win{self.window_words}/{self.window_stride}" if self.window_words
-                       else "")
+        return base + windows
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The policy as stored in the manifest (and hashed into the receipt identity). The
+        defaults of `window_scope` and `window_over_words` are not written, so policies from
+        before them keep the digest their bundles pinned."""
+        out = asdict(self)
+        scope, over = out.pop("window_scope"), out.pop("window_over_words")
+        if scope is not WindowScope.TICKET:
+            out["window_scope"] = scope.value
+        if over:
+            out["window_over_words"] = over
+        return out
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> SegmentPolicy:
@@ -103,18 +133,23 @@ class SegmentPolicy:
     @classmethod
     def from_name(cls, name: str, segmenter_version: str) -> SegmentPolicy:
         """Parse a report label back (`whole`, `sent1`, `sent2m2`, `sent2+win12/6`,
-        `whole+win16/8`)."""
-        m = re.fullmatch(r"(whole|sent(\d+)(?:m(\d+))?)(?:\+win(\d+)/(\d+))?", name)
+        `whole+win16/8`, `sent2+swin10/2`, `sent2+swin6/3over14`)."""
+        m = re.fullmatch(r"(whole|sent(\d+)(?:m(\d+))?)(?:\+(s?)win(\d+)/(\d+)(?:over(\d+))?)?",
+                         name)
         if m is None:
             raise ValueError(f"segmentation {name!r}: use whole, sentN or sentNmK, either "
-                             f"with +winW/S")
-        words, stride = int(m.group(4) or 0), int(m.group(5) or 0)
+                             f"with +winW/S (windows over the ticket) or, after sentN, "
+                             f"+swinW/S (windows inside sentences), each optionally "
+                             f"followed by overN (only spans of more than N words)")
+        words, stride, over = int(m.group(5) or 0), int(m.group(6) or 0), int(m.group(7) or 0)
+        scope = WindowScope.SENTENCE if m.group(4) else WindowScope.TICKET
         if m.group(1) == "whole":
             return cls(segmenter=NO_SEGMENTER, max_sentences=1, window_words=words,
-                       window_stride=stride)
+                       window_stride=stride, window_scope=scope, window_over_words=over)
         min_words = int(m.group(3)) if m.group(3) is not None else DEFAULT_MIN_WORDS
         return cls(segmenter_version=segmenter_version, max_sentences=int(m.group(2)),
-                   min_words=min_words, window_words=words, window_stride=stride)
+                   min_words=min_words, window_words=words, window_stride=stride,
+                   window_scope=scope, window_over_words=over)
 
     @classmethod
     def whole_only(cls) -> SegmentPolicy:
@@ -222,13 +257,17 @@ def sentence_units(text: str, policy: SegmentPolicy,
     return merged
 
 
-def word_windows(text: str, policy: SegmentPolicy) -> list[tuple[int, int]]:
-    """Overlapping windows of `window_words` whitespace-separated words (last one flush)."""
+def word_windows(text: str, policy: SegmentPolicy, start: int = 0,
+                 end: int | None = None) -> list[tuple[int, int]]:
+    """Overlapping windows of `window_words` whitespace-separated words of `text[start:end]`
+    (last one flush; none when the span is no longer than one window, or than
+    `window_over_words`)."""
     if not policy.window_words:
         return []
-    words = [m.span() for m in _TOKEN.finditer(text)]
+    words = [(start + a, start + b) for a, b in
+             (m.span() for m in _TOKEN.finditer(text[start:end]))]
     w, stride = policy.window_words, policy.window_stride
-    if len(words) <= w:
+    if len(words) <= max(w, policy.window_over_words):
         return []
     starts = list(range(0, len(words) - w + 1, stride))
     if starts[-1] != len(words) - w:
@@ -245,12 +284,15 @@ def segment_ticket(text: str, policy: SegmentPolicy,
     """The whole ticket first, then sentence runs, then word windows; no span twice."""
     whole = (0, len(text))
     spans: list[tuple[SegmentKind, tuple[int, int]]] = [(SegmentKind.WHOLE, whole)]
+    units = [whole]
     if policy.segmenter != NO_SEGMENTER:
         units = sentence_units(text, policy, splitter)
         for k in range(1, policy.max_sentences + 1):
             for i in range(len(units) - k + 1):
                 spans.append((SegmentKind.SENTENCE, (units[i][0], units[i + k - 1][1])))
-    spans += [(SegmentKind.WINDOW, span) for span in word_windows(text, policy)]
+    scopes = units if policy.window_scope is WindowScope.SENTENCE else [whole]
+    for s, e in scopes:
+        spans += [(SegmentKind.WINDOW, span) for span in word_windows(text, policy, s, e)]
     seen: set[tuple[int, int]] = set()
     out: list[Segment] = []
     for kind, (s, e) in spans:

@@ -82,6 +82,26 @@ def test_chat_style_tickets_get_word_windows() -> None:
     assert "my card is gone what is the exchange" in got
 
 
+def test_sentence_scoped_windows_cut_only_long_sentences_and_never_straddle_two() -> None:
+    """`+swin`: a punctuated short request is scored whole, in its context; a long
+    unpunctuated run is still cut into windows, none of which crosses a sentence boundary."""
+    policy = SegmentPolicy.from_name("sent2+swin8/2", current_policy().segmenter_version)
+    short = "What is the exchange rate for euros? Someone stole my card at the station."
+    assert not [s for s in segment_ticket(short, policy) if s.kind is SegmentKind.WINDOW]
+    assert any(s.kind is SegmentKind.WINDOW for s in segment_ticket(short, POLICY))
+    chat = "Where is my parcel please. my card is gone what is the exchange rate for euros"
+    windows = [chat[s.start:s.end] for s in segment_ticket(chat, policy)
+               if s.kind is SegmentKind.WINDOW]
+    assert "my card is gone what is the exchange" in windows
+    assert all("parcel" not in w and len(w.split()) == 8 for w in windows)
+    assert windows[-1].endswith("for euros")  # flush with the end of its sentence
+    # `over14`: the 11-word run is scored only whole, in its context; a 16-word one is cut.
+    over = SegmentPolicy.from_name("sent2+swin8/2over14", current_policy().segmenter_version)
+    assert not [s for s in segment_ticket(chat, over) if s.kind is SegmentKind.WINDOW]
+    longer = chat + " and the dollar this week"
+    assert any(s.kind is SegmentKind.WINDOW for s in segment_ticket(longer, over))
+
+
 def test_a_long_ticket_keeps_its_one_risky_sentence_as_a_segment() -> None:
     risky = "Someone logged into my account and ordered three phones I never bought."
     sentences = [f"Order {i} arrived on time and I am happy with it." for i in range(39)]
@@ -98,8 +118,20 @@ def test_segment_cap_bounds_the_work_per_ticket() -> None:
 
 
 def test_segmentation_names_round_trip_and_bad_settings_are_refused() -> None:
-    for name in ("whole", "sent1", "sent2+win12/6", "whole+win16/8", "sent2m2+win6/3"):
+    for name in ("whole", "sent1", "sent2+win12/6", "whole+win16/8", "sent2m2+win6/3",
+                 "sent2+swin10/2", "sent2+swin6/3over14", "whole+win8/4over12"):
         assert SegmentPolicy.from_name(name, "1").name == name
+        policy = SegmentPolicy.from_name(name, "1")
+        assert SegmentPolicy.from_json(policy.to_json()) == policy
+    # The default scope is not written: policies pinned before it keep their digest.
+    assert "window_scope" not in SegmentPolicy.from_name("sent2+win12/6", "1").to_json()
+    assert "window_over_words" not in SegmentPolicy.from_name("sent2+swin6/3", "1").to_json()
+    with pytest.raises(ValueError, match="window_over_words"):
+        SegmentPolicy(window_over_words=12)
+    with pytest.raises(ValueError, match="sentence segmenter"):
+        SegmentPolicy.from_name("whole+swin8/4", "1")
+    with pytest.raises(ValueError):
+        SegmentPolicy(window_words=8, window_stride=4, window_scope="paragraph")
     assert SegmentPolicy.from_name("sent2", "1").min_words == 3  # the default is not written
     short = "How do I top up by card? Card stolen. What is the exchange rate today?"
     version = current_policy().segmenter_version
