@@ -76,12 +76,14 @@ def gpu_name() -> str | None:
 
 
 def device_name(device: str) -> str:
-    """The results folder name: `cpu-<cpu-model>-<n>cores`, `cuda-<gpu>`, `mps-<chip>`."""
+    """The results folder name: `cpu-<cpu-model>-<family>-<n>cores` (the int8 kernel family,
+    because a VM's model name often hides it: `cpu-amd-epyc-avx2-2cores`), `cuda-<gpu>`,
+    `mps-<chip>`."""
     if device == "cuda":
         return f"cuda-{slug(gpu_name() or 'gpu')}"
     if device == "mps":
         return f"mps-{slug(cpu_model())}"
-    return f"cpu-{slug(cpu_model())}-{os.cpu_count() or 0}cores"
+    return f"cpu-{slug(cpu_model())}-{slug(cpu_family())}-{os.cpu_count() or 0}cores"
 
 
 def cpu_family() -> str:

@@ -1,0 +1,103 @@
+"""Which Core ML int8 weight recipe re-passes the receipt? (validation only)
+
+Quantizes the exported bundle's own coreml-fp16 package several ways with coremltools'
+`linear_quantize_weights`, scores the bundle's frozen validation inventory with the numpy MIL
+reference executor through the one scoring path (as `intakegate gate` does off macOS), and gates
+each run with the one gate. Prints, per variant: gate reason, required positives missed, the
+smallest margin of a required positive over the pinned threshold (log-odds), the largest score
+change against torch-fp32 (the export's drift report), the package size and the seconds it took
+to score the inventory. The test split is not opened.
+
+Variants: the earlier recipe (symmetric int8 per output channel), the same with a zero point
+per channel (`linear`), and either of them with the embedding tables, or the attention's
+query/key/value weights, kept fp16. A second argument keeps only the variants whose label
+contains it. Every variant keeps the package's macOS 13 deployment
+target (per-block int8 would need macOS 15).
+
+    .venv/bin/python reports/refund-intake/studies/coreml_int8_variants.py bundles/refund-intake/refund-intake-minilm-v3
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from intakegate.bundle import verify_bundle
+from intakegate.export.backends import MilReferenceLogits
+from intakegate.export.coreml_export import int8_config
+from intakegate.export.drift import drift_report
+from intakegate.export.materialize import materialize
+from intakegate.export.mil_reference import _quiet_coremltools, one_blas_thread
+from intakegate.export.regate import load_inventory, scoring_inputs
+from intakegate.gate import GateRow, release_decision
+from intakegate.lexical import log_odds
+from intakegate.parallel import cpu_workers
+from intakegate.ticket_score import score_texts
+
+
+VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "symmetric per channel (the earlier recipe)": ("linear_symmetric", ()),
+    "asymmetric per channel (zero point)": ("linear", ()),
+    "symmetric, embeddings fp16": ("linear_symmetric", ("embeddings",)),
+    "symmetric, query/key/value fp16": ("linear_symmetric", ("query", "key", "value")),
+    "asymmetric, embeddings fp16": ("linear", ("embeddings",)),
+    "asymmetric, query/key/value fp16 (shipped)": ("linear", ("query", "key", "value")),
+}
+
+
+def main(bundle_dir: str, only: str = "") -> None:
+    ct = _quiet_coremltools()
+    import coremltools.optimize.coreml as cto
+
+    bundle = verify_bundle(Path(bundle_dir))
+    inventory = load_inventory(bundle)
+    tokenizer, spec = scoring_inputs(bundle)
+    ids = list(inventory.spec.fixture_ids)
+    texts = [inventory.texts[f] for f in ids]
+    ref = {r.fixture_id: r for r in inventory.reference.rows}
+    required = set(inventory.spec.required_slices)
+    tmp = Path(tempfile.mkdtemp(prefix="coreml-int8-variants-"))
+    fp16_dir = materialize(bundle, bundle.manifest.artifacts["coreml-fp16"].path, tmp / "fp16")
+    fp16 = ct.models.MLModel(str(fp16_dir), skip_model_load=True)
+    workers = cpu_workers()
+    try:
+        for label, (mode, keep) in VARIANTS.items():
+            if only and only not in label:
+                continue
+            config, kept = int8_config(cto, fp16, mode, keep)
+            out = tmp / f"v-{mode}-{len(keep)}.mlpackage"
+            cto.linear_quantize_weights(fp16, config=config).save(str(out))
+            size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+            logits = MilReferenceLogits(out)
+            started = time.perf_counter()
+            with one_blas_thread():
+                scores = [s.score for s in score_texts(logits, tokenizer, texts, spec,
+                                                       workers=workers)]
+            seconds = time.perf_counter() - started
+            rows = tuple(GateRow(f, ref[f].slice, ref[f].gold, s) for f, s in zip(ids, scores))
+            gate = release_decision(inventory.spec, replace(inventory.reference, rows=rows))
+            margins = [float(log_odds(r.score) - log_odds(bundle.threshold)) for r in rows
+                       if r.slice in required and r.gold == 1 and r.score is not None]
+            drift = drift_report(label, rows, inventory.reference_scores, bundle.threshold,
+                                 inventory.spec.required_slices)
+            print(json.dumps({"variant": label, "gate": gate.reason,
+                              "required_missed": len(gate.missed),
+                              "missed": list(gate.missed)[:4],
+                              "weights_kept_fp16": len(kept),
+                              "min_margin_logit": round(min(margins), 4),
+                              "max_abs_score_delta_vs_torch": round(drift["max_abs_delta"], 4),
+                              "size_mb": round(size / 1e6, 2),
+                              "score_inventory_s": round(seconds, 1), "fixtures": len(ids),
+                              "workers": workers}), flush=True)
+            shutil.rmtree(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
