@@ -255,7 +255,7 @@ def test_coreml_packages_are_written_and_gated_by_the_reference_off_macos(export
         with gate_backend(artifact, bundle) as backend:
             assert backend.gated_with == MIL_REFERENCE
     quant = m["artifacts"]["coreml-int8"]["export_settings"]["weight_quantization"]
-    assert quant["mode"] == "linear" and quant["dtype"] == "int8"
+    assert quant["mode"] == "linear_symmetric" and quant["dtype"] == "int8"
     assert m["artifacts"]["coreml-int8"]["size_bytes"] < m["artifacts"]["coreml-fp16"][
         "size_bytes"]
 

@@ -8,7 +8,7 @@ smallest margin of a required positive over the pinned threshold (log-odds), the
 change against torch-fp32 (the export's drift report), the package size and the seconds it took
 to score the inventory. The test split is not opened.
 
-Variants: the earlier recipe (symmetric int8 per output channel), the same with a zero point
+Variants: the shipped recipe (symmetric int8 per output channel), the same with a zero point
 per channel (`linear`), and either of them with the embedding tables, or the attention's
 query/key/value weights, kept fp16. A second argument keeps only the variants whose label
 contains it. Every variant keeps the package's macOS 13 deployment
@@ -41,12 +41,12 @@ from intakegate.ticket_score import score_texts
 
 
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "symmetric per channel (the earlier recipe)": ("linear_symmetric", ()),
+    "symmetric per channel (shipped)": ("linear_symmetric", ()),
     "asymmetric per channel (zero point)": ("linear", ()),
     "symmetric, embeddings fp16": ("linear_symmetric", ("embeddings",)),
     "symmetric, query/key/value fp16": ("linear_symmetric", ("query", "key", "value")),
     "asymmetric, embeddings fp16": ("linear", ("embeddings",)),
-    "asymmetric, query/key/value fp16 (shipped)": ("linear", ("query", "key", "value")),
+    "asymmetric, query/key/value fp16": ("linear", ("query", "key", "value")),
 }
 
 
