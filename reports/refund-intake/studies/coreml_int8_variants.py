@@ -24,20 +24,17 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from intakegate.bundle import verify_bundle
 from intakegate.export.backends import MilReferenceLogits
 from intakegate.export.coreml_export import int8_config
-from intakegate.export.drift import drift_report
 from intakegate.export.materialize import materialize
 from intakegate.export.mil_reference import _quiet_coremltools, one_blas_thread
 from intakegate.export.regate import load_inventory, scoring_inputs
-from intakegate.gate import GateRow, release_decision
-from intakegate.lexical import log_odds
 from intakegate.parallel import cpu_workers
 from intakegate.ticket_score import score_texts
+from variant_gate import gate_variant
 
 
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -59,8 +56,6 @@ def main(bundle_dir: str, only: str = "") -> None:
     tokenizer, spec = scoring_inputs(bundle)
     ids = list(inventory.spec.fixture_ids)
     texts = [inventory.texts[f] for f in ids]
-    ref = {r.fixture_id: r for r in inventory.reference.rows}
-    required = set(inventory.spec.required_slices)
     tmp = Path(tempfile.mkdtemp(prefix="coreml-int8-variants-"))
     fp16_dir = materialize(bundle, bundle.manifest.artifacts["coreml-fp16"].path, tmp / "fp16")
     fp16 = ct.models.MLModel(str(fp16_dir), skip_model_load=True)
@@ -79,21 +74,11 @@ def main(bundle_dir: str, only: str = "") -> None:
                 scores = [s.score for s in score_texts(logits, tokenizer, texts, spec,
                                                        workers=workers)]
             seconds = time.perf_counter() - started
-            rows = tuple(GateRow(f, ref[f].slice, ref[f].gold, s) for f, s in zip(ids, scores))
-            gate = release_decision(inventory.spec, replace(inventory.reference, rows=rows))
-            margins = [float(log_odds(r.score) - log_odds(bundle.threshold)) for r in rows
-                       if r.slice in required and r.gold == 1 and r.score is not None]
-            drift = drift_report(label, rows, inventory.reference_scores, bundle.threshold,
-                                 inventory.spec.required_slices)
-            print(json.dumps({"variant": label, "gate": gate.reason,
-                              "required_missed": len(gate.missed),
-                              "missed": list(gate.missed)[:4],
+            print(json.dumps({**gate_variant(bundle, inventory, label, scores),
                               "weights_kept_fp16": len(kept),
-                              "min_margin_logit": round(min(margins), 4),
-                              "max_abs_score_delta_vs_torch": round(drift["max_abs_delta"], 4),
                               "size_mb": round(size / 1e6, 2),
-                              "score_inventory_s": round(seconds, 1), "fixtures": len(ids),
-                              "workers": workers}), flush=True)
+                              "score_inventory_s": round(seconds, 1), "workers": workers}),
+                  flush=True)
             shutil.rmtree(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -40,14 +40,12 @@ from intakegate.bundle.paths import EVAL_ROWS
 from intakegate.composed import composed_training_rows
 from intakegate.export.backends import _onnx_backend
 from intakegate.export.cpu import Int8Settings, int8_settings
-from intakegate.export.drift import drift_report
 from intakegate.fixtures import parse_eval_rows
 from intakegate.export.onnx_export import fuse_bert_graph, quantize_onnx_int8
 from intakegate.export.regate import load_inventory, scoring_inputs
-from intakegate.gate import GateRow, release_decision
 from intakegate.hardware import detect_cpu_family
-from intakegate.lexical import log_odds
 from intakegate.ticket_score import ScoreSpec, score_texts
+from variant_gate import gate_variant
 
 EARLIER_OP_TYPES = ["MatMul", "Gather", "Attention", "EmbedLayerNormalization"]
 # (fp32 graph, its fused graph, a folder holding the model's config.json, output, settings)
@@ -155,8 +153,6 @@ def main(bundle_dir: str, only: str = "") -> None:
     tokenizer, spec = scoring_inputs(bundle)
     ids = list(inventory.spec.fixture_ids)
     texts = [inventory.texts[f] for f in ids]
-    ref = {r.fixture_id: r for r in inventory.reference.rows}
-    required = set(inventory.spec.required_slices)
     settings = int8_settings(detect_cpu_family())
     tmp = Path(tempfile.mkdtemp(prefix="int8-variants-"))
     model_dir = tmp / "config"
@@ -179,18 +175,9 @@ def main(bundle_dir: str, only: str = "") -> None:
         with backend:
             scores = [s.score for s in score_texts(backend, tokenizer, texts, spec)]
         seconds = time.perf_counter() - started
-        rows = tuple(GateRow(f, ref[f].slice, ref[f].gold, s) for f, s in zip(ids, scores))
-        gate = release_decision(inventory.spec, replace(inventory.reference, rows=rows))
-        margins = [float(log_odds(r.score) - log_odds(bundle.threshold)) for r in rows
-                   if r.slice in required and r.gold == 1 and r.score is not None]
-        drift = drift_report(label, rows, inventory.reference_scores, bundle.threshold,
-                             inventory.spec.required_slices)
-        results.append({"variant": label, "gate": gate.reason,
-                        "required_missed": len(gate.missed),
-                        "min_margin_logit": round(min(margins), 4),
-                        "max_abs_score_delta_vs_torch": round(drift["max_abs_delta"], 4),
+        results.append({**gate_variant(bundle, inventory, label, scores),
                         "size_mb": round(out.stat().st_size / 1e6, 2),
-                        "score_inventory_s": round(seconds, 1), "fixtures": len(ids),
+                        "score_inventory_s": round(seconds, 1),
                         "cpu_family": backend.details["cpu_family"]})
         print(json.dumps(results[-1]), flush=True)
 
