@@ -46,6 +46,7 @@ def artifact_quality(verified: VerifiedBundle, artifact: str) -> dict[str, Any]:
         "size_bytes": art.size_bytes,
         "size_mb": round(art.size_bytes / 1e6, 2) if art.size_bytes else None,
         "device_classes": None if art.device_classes is None else list(art.device_classes),
+        "cpu_families": art.gated_cpu_families() if art.quantized else None,
         "drift_reference": (report or drift or {}).get("reference"),
         "max_abs_score_delta": (report or drift or {}).get("max_abs_delta"),
         "route_flips": len(flip_ids) if (report or drift) else None,

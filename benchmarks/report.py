@@ -176,7 +176,10 @@ def render_md(results: Mapping[str, Any]) -> str:
             lines.append(f"| {name} | not in bundle | - | - | - | - |")
             continue
         delta = q.get("max_abs_score_delta")
-        lines.append(f"| {name} | {q['status']} | `{q['reason']}` | {_fmt(q['gated_with'])} | "
+        families = q.get("cpu_families")
+        gated = _fmt(q['gated_with']) + (f" (CPU families: {', '.join(families)})"
+                                         if families else "")
+        lines.append(f"| {name} | {q['status']} | `{q['reason']}` | {gated} | "
                      f"{'-' if delta is None else f'{delta:.2g}'} | "
                      f"{_fmt(q.get('route_flips'))} |")
     test = results["test_set"]

@@ -25,6 +25,8 @@ from intakegate.export.artifacts import (COREML_ARTIFACTS, EXPORTABLE, SPECS, Ar
 from intakegate.export.commit import (commit_manifest, manifest_sha, refresh_active_pointer,
                                       swap_into_place)
 from intakegate.export.cpu import int8_settings
+from intakegate.bundle.paths import GOLDEN, RUNS_DIR
+from intakegate.golden import drop_golden_blocks
 from intakegate.hardware import CpuFamily, detect_cpu_family
 from intakegate.export.materialize import materialize
 from intakegate.export.regate import load_inventory, regate_artifact
@@ -126,11 +128,16 @@ def _export_into(staging: Path, staged: VerifiedBundle, artifacts: list[Artifact
 
 
 def _clear_previous(staging: Path, artifacts: list[Artifact]) -> list[str]:
-    """Remove an earlier export's files for the re-exported artifacts; return the paths."""
+    """Remove an earlier export's files for the re-exported artifacts (per-family runs and
+    golden blocks included: they belong to the old model); return the paths."""
     touched = []
     for artifact in artifacts:
         spec = SPECS[artifact]
-        for rel in (spec.path, spec.receipt_run, spec.drift_report):
+        family_runs = sorted(p.relative_to(staging).as_posix()
+                             for p in (staging / RUNS_DIR).glob(f"{artifact.value}.*.json"))
+        if drop_golden_blocks(staging, artifact.value):
+            touched.append(GOLDEN)
+        for rel in (spec.path, spec.receipt_run, spec.drift_report, *family_runs):
             target = staging / rel
             if target.is_dir():
                 shutil.rmtree(target)

@@ -9,6 +9,11 @@ Each artifact entry keeps a `gates` map keyed by the runtime that gated it (`onn
 `coreml-macos-all`, `mil-reference-numpy`, ...) with that runtime's decision, reason and time, so
 where Core ML and the reference executor both ran, both results stay in the manifest. The entry's
 top-level status, reason, gated_with, receipt_run and drift are those of the receipt in force.
+
+A quantized artifact's receipt on one CPU family (`onnxruntime-cpu-<family>`) keeps its own run
+file and golden block beside the other families', and the router binds the one of the family it
+runs on; the entry's device classes are those of every family that passed, and a family that
+holds does not replace another family's passing receipt in force.
 """
 
 from __future__ import annotations
@@ -24,8 +29,10 @@ from intakegate.bundle import Artifact, ArtifactEntry, GateEntry, Manifest, Stat
 from intakegate.export.artifacts import SPECS
 from intakegate.export.drift import drift_summary
 from intakegate.export.mil_reference import MIL_REFERENCE
+from intakegate.bundle.paths import run_path
 from intakegate.gate import Run
-from intakegate.golden import GOLDEN, pick_golden_ids, set_golden_block
+from intakegate.golden import GOLDEN, golden_key, pick_golden_ids, set_golden_block
+from intakegate.hardware import gate_cpu_family
 from intakegate.jsonio import write_json
 
 REFERENCE = Artifact.TORCH_FP32
@@ -61,6 +68,12 @@ class ArtifactGate:
     def eligible(self) -> bool:
         return self.status is Status.ELIGIBLE
 
+    @property
+    def run_file(self) -> str:
+        """Where this gate's run is written: one file per CPU family for a quantized ONNX
+        receipt (`receipt/runs/onnx-int8.arm64.json`), else the artifact's own."""
+        return run_path(self.artifact.value, gate_cpu_family(self.gated_with))
+
     def line(self) -> str:
         """The seed's one-line form, named `<bundle_version>/<artifact>`."""
         decision = (f"not_checked: {self.not_checked}" if self.not_checked
@@ -89,9 +102,14 @@ def apply_gate(entry: ArtifactEntry, gate: ArtifactGate) -> ArtifactEntry:
     if note:
         changes["note"] = note
     if gate.run is not None and gate.details and gate.details.get("device_class"):
-        changes["device_classes"] = (str(gate.details["device_class"]),)
+        here = str(gate.details["device_class"])
+        # Every family that passed keeps its machine type (x86_64 and arm64 receipts side by
+        # side); another runtime's receipt says where it holds by itself.
+        families = gate_cpu_family(gate.gated_with) is not None and gate.eligible
+        kept = set(entry.device_classes or ()) if families else set()
+        changes["device_classes"] = tuple(sorted(kept | {here}))
     if gate.run is not None and gate.artifact is not REFERENCE:
-        changes["receipt_run"] = spec.receipt_run
+        changes["receipt_run"] = gate.run_file
     if gate.drift is not None:
         changes["drift"] = MappingProxyType(drift_summary(gate.drift, spec.drift_report))
     return replace(entry, **changes)
@@ -113,16 +131,21 @@ def gated_by_core_ml(entry: ArtifactEntry) -> bool:
 
 
 def keeps_earlier_receipt(entry: ArtifactEntry, gate: ArtifactGate) -> bool:
-    """A machine that cannot run an artifact does not erase a receipt from one that did, and the
-    reference executor does not replace a receipt from Core ML (it is recorded beside it)."""
+    """A machine that cannot run an artifact does not erase a receipt from one that did, the
+    reference executor does not replace a receipt from Core ML (it is recorded beside it), and a
+    CPU family that holds does not replace another family's passing receipt (the router serves
+    each family by its own entry)."""
     if gate.status is Status.PENDING_REGATE:
         return bool(entry.receipt_run)
+    if (gate_cpu_family(gate.gated_with) is not None and not gate.eligible and entry.eligible
+            and entry.gated_with != gate.gated_with):
+        return True
     return gate.gated_with == MIL_REFERENCE and gated_by_core_ml(entry)
 
 
 def gate_record(gate: ArtifactGate, when: str, in_force: bool) -> GateEntry:
     """One runtime's result in the entry's `gates` map."""
-    run = (SPECS[gate.artifact].receipt_run
+    run = (gate.run_file
            if in_force and gate.run is not None and gate.artifact is not REFERENCE else None)
     if gate.drift is None:
         return GateEntry(gate.status.value, gate.reason, when, run)
@@ -145,9 +168,9 @@ def write_gate_files(bundle_dir: Path, gates: Sequence[ArtifactGate],
         if entry is not None and keeps_earlier_receipt(entry, gate):
             continue
         if gate.run is not None and gate.artifact is not REFERENCE:
-            (bundle_dir / spec.receipt_run).parent.mkdir(parents=True, exist_ok=True)
-            write_json(bundle_dir / spec.receipt_run, gate.run.to_json())
-            written.append(spec.receipt_run)
+            (bundle_dir / gate.run_file).parent.mkdir(parents=True, exist_ok=True)
+            write_json(bundle_dir / gate.run_file, gate.run.to_json())
+            written.append(gate.run_file)
         if gate.drift is not None:
             (bundle_dir / spec.drift_report).parent.mkdir(parents=True, exist_ok=True)
             write_json(bundle_dir / spec.drift_report, gate.drift)
@@ -168,13 +191,16 @@ def write_golden_rows(bundle_dir: Path, manifest: Manifest, gates: Sequence[Arti
             continue
         if gate.gated_with == MIL_REFERENCE:
             continue  # golden rows are the artifact's own runtime's scores, not a reference's
+        entry = manifest.artifacts[gate.artifact.value]
+        if gate_cpu_family(gate.gated_with) and keeps_earlier_receipt(entry, gate):
+            continue  # a family that held keeps no run, so no golden rows of that run either
         own = {r.fixture_id: r.score for r in gate.run.rows if r.score is not None}
         picked = pick_golden_ids(own, texts)
         if not picked:
             continue
         rows = [{"fixture_id": fid, "text": texts[fid], "score": own[fid]} for fid in picked]
-        entry = manifest.artifacts[gate.artifact.value]
-        set_golden_block(bundle_dir, gate.artifact.value, str(entry.model_sha256), rows)
+        set_golden_block(bundle_dir, golden_key(gate.artifact.value, gate.gated_with),
+                         str(entry.model_sha256), rows)
         written.append(GOLDEN)
     return written
 

@@ -14,10 +14,23 @@ from typing import Any
 
 from intakegate.bundle.paths import GOLDEN
 from intakegate.composed import parse_composed_id
+from intakegate.hardware import gate_cpu_family
 from intakegate.jsonio import write_json
 
 GOLDEN_ROWS = 8
 GOLDEN_COMPOSED_ROWS = 2
+
+
+def golden_key(artifact: str, gated_with: str | None) -> str:
+    """The golden block of an artifact's receipt: `onnx-int8@arm64` for a quantized artifact's
+    receipt on one CPU family (its rows are that family's scores), else the artifact's name."""
+    family = gate_cpu_family(gated_with)
+    return f"{artifact}@{family}" if family else artifact
+
+
+def is_block_of(key: str, artifact: str) -> bool:
+    """The block is the artifact's own or one of its per-family blocks."""
+    return key == artifact or key.startswith(f"{artifact}@")
 
 
 def pick_golden_ids(scores: Mapping[str, float], texts: Mapping[str, str],
@@ -62,15 +75,31 @@ def read_golden(bundle_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def set_golden_block(bundle_dir: Path, artifact: str, model_sha256: str,
+def set_golden_block(bundle_dir: Path, key: str, model_sha256: str,
                      rows: Sequence[Mapping[str, Any]], tolerance: float | None = None) -> None:
-    """Write (or replace) one artifact's golden block."""
+    """Write (or replace) one golden block (`golden_key`)."""
     doc = read_golden(bundle_dir)
     block: dict[str, Any] = {"model_sha256": model_sha256,
                              "rows": [{"fixture_id": r["fixture_id"], "text": r["text"],
                                        "score": float(r["score"])} for r in rows]}
     if tolerance is not None:
         block["tolerance"] = tolerance
-    doc.setdefault("artifacts", {})[artifact] = block
+    doc.setdefault("artifacts", {})[key] = block
+    _write(bundle_dir, doc)
+
+
+def drop_golden_blocks(bundle_dir: Path, artifact: str) -> bool:
+    """Remove every block of `artifact` (a re-export makes a new model); True if any was."""
+    doc = read_golden(bundle_dir)
+    blocks = doc.get("artifacts", {})
+    stale = [k for k in blocks if is_block_of(k, artifact)]
+    for key in stale:
+        del blocks[key]
+    if stale:
+        _write(bundle_dir, doc)
+    return bool(stale)
+
+
+def _write(bundle_dir: Path, doc: dict[str, Any]) -> None:
     (bundle_dir / GOLDEN).parent.mkdir(parents=True, exist_ok=True)
     write_json(bundle_dir / GOLDEN, doc)

@@ -88,3 +88,11 @@ def detect_cpu_family(machine: str | None = None, flags: set[str] | None = None)
 def cpu_gate_key(family: str) -> str:
     """The `gates` key of a quantized artifact's receipt computed on one CPU family."""
     return f"{CPU_GATE_PREFIX}{family}"
+
+
+def gate_cpu_family(gated_with: str | None) -> str | None:
+    """The CPU family a `gates` key names (`onnxruntime-cpu-arm64` -> `arm64`), or None for a
+    receipt that holds across families (fp32, Core ML, torch)."""
+    if gated_with and gated_with.startswith(CPU_GATE_PREFIX):
+        return gated_with[len(CPU_GATE_PREFIX):]
+    return None

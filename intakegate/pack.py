@@ -3,7 +3,7 @@
 Why: the router verifies every file its manifest lists, so a client shipping the 23 MB int8 model
 had to carry the whole bundle (torch weights, fp32 ONNX, Core ML packages). A pack is a bundle
 of its own: the chosen artifact, the tokenizer, the lexical model, the receipt spec and that
-artifact's receipt run, its golden rows, the documents, and a manifest that hashes every file
+artifact's receipt runs and golden rows (one per CPU family for int8), the documents, and a manifest that hashes every file
 and names its parent (`derived_from`: the parent's manifest digest). The router loads it like
 any bundle, and it is signed like any bundle (`bundles sign PACK`). Fixture texts and the
 benchmark rows are customer text: left out unless `with_fixtures`.
@@ -20,6 +20,7 @@ from intakegate.bundle.paths import DOCS_DIR, EVAL_ROWS, FIXTURES, GOLDEN, SPLIT
 from intakegate.bundle import (MANIFEST, Artifact, ArtifactEntry, BundleError, DerivedFrom,
                                VerifiedBundle, now_iso, verify_bundle, write_manifest)
 from intakegate.gate import release_decision, run_from_json, spec_from_json
+from intakegate.golden import is_block_of
 from intakegate.jsonio import loads_strict, write_json
 from intakegate.tokenizer_pins import pinned_to_source
 
@@ -78,8 +79,11 @@ def pack_bundle(bundle_dir: Path, artifact: Artifact, out: Path,
     if out.exists():
         raise BundleError("pack_exists", "the output directory exists; choose a new one",
                           str(out))
-    keep_prefixes = [entry.path, m.tokenizer, m.receipt, str(entry.receipt_run),
-                     DOCS_DIR, SPLIT_MANIFEST,
+    # Every CPU family's own run beside the receipt in force: the pack serves each family by
+    # its own receipt, as the parent does.
+    runs = sorted({str(entry.receipt_run), *(g.receipt_run for g in entry.gates.values()
+                                             if g.receipt_run)})
+    keep_prefixes = [entry.path, m.tokenizer, m.receipt, *runs, DOCS_DIR, SPLIT_MANIFEST,
                      *([m.score_blend.lexical] if m.score_blend is not None else []),
                      *(CUSTOMER_TEXT if with_fixtures else ())]
     listed = [e.path for e in m.files]
@@ -92,11 +96,12 @@ def pack_bundle(bundle_dir: Path, artifact: Artifact, out: Path,
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(verified.read(rel))  # re-checked against the parent's digest
         golden = loads_strict(verified.read(GOLDEN).decode("utf-8"))
-        block = golden.get("artifacts", {}).get(artifact.value)
-        if block is None:
+        blocks = {k: b for k, b in golden.get("artifacts", {}).items()
+                  if is_block_of(k, artifact.value)}
+        if not blocks:
             raise BundleError("selftest_missing", f"no golden rows for {artifact.value}",
                               GOLDEN)
-        write_json(staging / GOLDEN, {**golden, "artifacts": {artifact.value: block}})
+        write_json(staging / GOLDEN, {**golden, "artifacts": blocks})
         try:  # checked in full once here, so the pack's every load can skip the JSON
             pins = pinned_to_source(m.tokenizer_pins, verified.read(m.tokenizer))
         except ValueError as exc:

@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from intakegate.bundle import ArtifactEntry, BundleError, VerifiedBundle
 from intakegate.errors import InputError
 from intakegate.gate import Run, release_decision, run_from_json, spec_from_json
+from intakegate.golden import golden_key
+from intakegate.hardware import cpu_gate_key
 from intakegate.jsonio import loads_strict
 from intakegate.routing import Reason
+from intakegate.runtime.backends import this_cpu_family
 from intakegate.runtime.refusal import HeldNotes, LoadRefused
 
 
@@ -37,10 +40,29 @@ def artifact_digest(verified: VerifiedBundle, rel: str) -> str:
 
 @dataclass(frozen=True)
 class Bound:
-    """An artifact entry together with its own, re-gated receipt run."""
+    """An artifact entry together with its own, re-gated receipt run, and the golden block
+    (`intakegate.golden.golden_key`) whose scores are that run's."""
 
     art: ArtifactEntry
     run: Run
+    golden_key: str
+
+
+def receipt_for_here(art: ArtifactEntry) -> tuple[str | None, str | None]:
+    """The run and `gates` key that hold on this machine: a quantized artifact's own receipt
+    on this CPU family when one was recorded (each family computes its own int8 scores), else
+    the receipt in force."""
+    if art.quantized:
+        family = this_cpu_family()
+        gate = art.family_gate(family)
+        if gate is not None and gate.eligible and gate.receipt_run:
+            return gate.receipt_run, cpu_gate_key(family)
+    return art.receipt_run, art.gated_with
+
+
+def runs_named(art: ArtifactEntry) -> set[str]:
+    """Every receipt run file an entry names: the one in force and each runtime's own."""
+    return {r for r in (art.receipt_run, *(g.receipt_run for g in art.gates.values())) if r}
 
 
 def check_artifact(verified: VerifiedBundle, artifact: str, held: HeldNotes | None = None
@@ -68,16 +90,18 @@ def check_artifact(verified: VerifiedBundle, artifact: str, held: HeldNotes | No
         raise LoadRefused(Reason.BUNDLE_INTEGRITY,
                           f"receipt_mismatch: {artifact} receipt names model "
                           f"{str(art.model_sha256)[:12]}, artifact is {digest[:12]}")
-    run_rel = art.receipt_run
+    run_rel, gated_with = receipt_for_here(art)
     if run_rel is None:
         raise LoadRefused(Reason.BUNDLE_INTEGRITY, f"receipt_mismatch: {artifact} has no "
                                                    f"receipt run")
-    shared = sorted(n for n, a in artifacts.items() if n != artifact and a.receipt_run == run_rel)
+    # No run this artifact names (in force or per family) may be another artifact's.
+    mine = runs_named(art)
+    shared = sorted(n for n, a in artifacts.items() if n != artifact and mine & runs_named(a))
     if shared:
         raise LoadRefused(Reason.BUNDLE_INTEGRITY, f"receipt_mismatch: {artifact} reuses the "
                                                    f"receipt run of {shared[0]}")
     run = check_receipt(verified, artifact, run_rel, held)
-    return Bound(art, run)
+    return Bound(art, run, golden_key(artifact, gated_with))
 
 
 def check_receipt(verified: VerifiedBundle, artifact: str, run_rel: str,

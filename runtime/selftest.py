@@ -49,15 +49,16 @@ def golden_self_test(verified: VerifiedBundle, artifact: str, bound: Bound, back
                      tokenizer: Any, spec: ScoreSpec) -> str:
     """Score the artifact's golden rows and refuse a drift beyond tolerance.
 
-    `receipt/golden.json` (written by train/export) holds, per artifact, the model digest it
-    belongs to, a tolerance, and K rows `{fixture_id, text, score}` whose scores are that
-    artifact's own receipt scores. Absent file or block: the self-test is skipped (logged).
+    `receipt/golden.json` (written by train/export) holds, per artifact (and per CPU family for
+    a quantized one: `bound.golden_key`), the model digest it belongs to, a tolerance, and K rows
+    `{fixture_id, text, score}` whose scores are the bound receipt run's. Absent file or block: the self-test is skipped (logged).
     """
     if GOLDEN not in verified.manifest.listed:
         return "absent"
     try:
         doc = json.loads(verified.read(GOLDEN).decode("utf-8"))
-        block = doc["artifacts"].get(artifact)
+        # This family's own block, else the artifact's (bundles from before per-family blocks).
+        block = doc["artifacts"].get(bound.golden_key) or doc["artifacts"].get(artifact)
     except (ValueError, KeyError, AttributeError, TypeError) as exc:
         raise LoadRefused(Reason.BUNDLE_INTEGRITY,
                           f"selftest_mismatch: {GOLDEN} unreadable ({exc})") from None

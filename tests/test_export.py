@@ -30,6 +30,9 @@ from intakegate.export.cpu import int8_settings
 from intakegate.hardware import CpuFamily, detect_cpu_family
 from intakegate.export.pipeline import export_bundle
 from intakegate.export.regate import load_inventory, regate_bundle
+from intakegate.export.results import ArtifactGate, updated_manifest
+from intakegate.bundle.paths import GOLDEN
+from intakegate.pack import pack_bundle
 from intakegate.gate import load_run, load_spec, release_decision
 from intakegate.jsonio import write_json
 
@@ -228,6 +231,63 @@ def test_int8_regated_on_another_cpu_family_adds_that_familys_entry(
     assert {f"onnxruntime-cpu-{family}", f"onnxruntime-cpu-{other}"} <= set(recorded)
 
 
+def test_each_cpu_family_is_served_by_its_own_int8_receipt(
+        tiny_exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gating a second family keeps the first one's run and golden rows; the router on each
+    family binds and self-tests against its own (int8 scores differ per family), in the bundle
+    and in a pack made from it."""
+    from intakegate.runtime import Router
+    from intakegate.runtime.binding import check_artifact
+
+    bundle = copy_bundle(tiny_exported, tmp_path, "tiny-two-families")
+    family = detect_cpu_family().value
+    other = next(f.value for f in CpuFamily if f.value != family)
+    monkeypatch.setenv("INTAKEGATE_CPU_FAMILY", other)
+    regate_bundle(bundle, [Artifact.ONNX_INT8], record=True)
+    entry = verify_bundle(bundle).manifest.artifacts["onnx-int8"]
+    runs = {f: entry.family_gate(f).receipt_run for f in (family, other)}
+    assert runs == {f: f"receipt/runs/onnx-int8.{f}.json" for f in (family, other)}
+    assert entry.receipt_run == runs[other]  # the family recorded last is in force
+    golden = json.loads((bundle / GOLDEN).read_text())["artifacts"]
+    assert {f"onnx-int8@{family}", f"onnx-int8@{other}"} <= set(golden)
+    pack = tmp_path / "pack"
+    pack_bundle(bundle, Artifact.ONNX_INT8, pack)
+    for declared in (family, other):
+        monkeypatch.setenv("INTAKEGATE_CPU_FAMILY", declared)
+        for where in (bundle, pack):
+            bound = check_artifact(verify_bundle(where), "onnx-int8")
+            assert bound.golden_key == f"onnx-int8@{declared}"
+            assert bound.run == load_run(where / runs[declared])
+            router = Router.load(where, artifact="onnx-int8")
+            assert router.ready, router.health()
+
+
+def test_a_family_that_holds_leaves_the_others_and_device_classes_accumulate(
+        tiny_exported: Path) -> None:
+    """A second family's pass adds its machine type to the device classes; a family that holds
+    is recorded as held without taking the receipt in force (or any family) from the others."""
+    m = verify_bundle(tiny_exported).manifest
+    entry = m.artifacts["onnx-int8"]
+    family = detect_cpu_family().value
+    passes, holds = [f.value for f in CpuFamily if f.value != family][:2]
+    run = load_run(tiny_exported / str(entry.receipt_run))
+
+    def gate(status: Status, fam: str, device_class: str) -> ArtifactGate:
+        return ArtifactGate(Artifact.ONNX_INT8, m.bundle_version, status, "some_reason",
+                            f"onnxruntime-cpu-{fam}", run, None, {"device_class": device_class})
+
+    m2 = updated_manifest(m, [gate(Status.ELIGIBLE, passes, "cpu-arm64")])
+    after = m2.artifacts["onnx-int8"]
+    assert after.device_classes == tuple(sorted({*(entry.device_classes or ()), "cpu-arm64"}))
+    assert after.gated_cpu_families() == sorted([family, passes])
+    held = updated_manifest(m2, [gate(Status.HOLD, holds, "cpu-x86_64")]).artifacts["onnx-int8"]
+    assert held.status is Status.ELIGIBLE and held.gated_with == after.gated_with
+    assert held.receipt_run == after.receipt_run
+    assert held.family_gate(holds).decision == Status.HOLD.value
+    assert held.family_gate(holds).receipt_run is None
+    assert held.gated_cpu_families() == sorted([family, passes])
+
+
 # ---------------------------------------------------------------------------------------------
 # Core ML: converted everywhere, gated only where it runs
 
@@ -409,7 +469,7 @@ def test_a_held_artifact_keeps_golden_rows_so_the_bench_can_time_it(
     export_bundle(bundle, [Artifact.ONNX_INT8])
     assert manifest(bundle)["artifacts"]["onnx-int8"]["status"] == "hold"
     golden = json.loads((bundle / "receipt" / "golden.json").read_text())
-    assert "onnx-int8" in golden["artifacts"]
+    assert f"onnx-int8@{detect_cpu_family().value}" in golden["artifacts"]
     measured = Router.load(bundle, artifact="onnx-int8", device="cpu",
                            allow_held_for_measurement=True)
     assert measured.ready and measured.measurement_only, measured.health()

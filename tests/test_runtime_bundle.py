@@ -258,6 +258,16 @@ def test_int8_never_inherits_the_fp32_receipt(copy: Path) -> None:
     refused(copy, Reason.BUNDLE_INTEGRITY, "reuses the receipt run of onnx-fp32",
             artifact="onnx-int8")
 
+    def same_family_run(m: dict[str, Any]) -> None:  # the run the router binds on this family
+        art = m["artifacts"]["onnx-int8"]
+        art["receipt_run"] = "receipt/runs/onnx-int8.json"
+        for gate in art["gates"].values():
+            gate["receipt_run"] = fp32["receipt_run"]
+
+    rewrite(copy, same_family_run)
+    refused(copy, Reason.BUNDLE_INTEGRITY, "reuses the receipt run of onnx-fp32",
+            artifact="onnx-int8")
+
 
 def test_an_artifact_whose_run_does_not_regate_is_held(copy: Path) -> None:
     """The manifest says eligible, but the artifact's own run misses a required positive."""

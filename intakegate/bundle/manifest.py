@@ -27,7 +27,7 @@ from intakegate.bundle.errors import BundleError
 from intakegate.bundle.hashing import FileEntry, atomic_write, file_table, sha256_bytes
 from intakegate.bundle.paths import FORBIDDEN_SUFFIXES, MANIFEST, MAX_MANIFEST_BYTES, check_relpath
 from intakegate.errors import InputError
-from intakegate.hardware import CPU_GATE_PREFIX
+from intakegate.hardware import cpu_gate_key, gate_cpu_family
 from intakegate.jsonio import dumps_canonical, loads_strict
 from intakegate.vocab import FALLBACK_ROUTE, GateDecision, Route
 
@@ -215,8 +215,12 @@ class ArtifactEntry:
 
     def gated_cpu_families(self) -> list[str]:
         """The CPU families whose receipt in the `gates` map passed (sorted)."""
-        return sorted(key[len(CPU_GATE_PREFIX):] for key, gate in self.gates.items()
-                      if key.startswith(CPU_GATE_PREFIX) and gate.eligible)
+        return sorted(str(gate_cpu_family(key)) for key, gate in self.gates.items()
+                      if gate_cpu_family(key) and gate.eligible)
+
+    def family_gate(self, family: str) -> GateEntry | None:
+        """This CPU family's own receipt result, when one was recorded."""
+        return self.gates.get(cpu_gate_key(family))
 
     @classmethod
     def parse(cls, obj: object, prefix: str, where: str) -> ArtifactEntry:

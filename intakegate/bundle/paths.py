@@ -38,9 +38,10 @@ _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
              *(f"lpt{i}" for i in range(10))}
 
 
-def run_path(artifact: str) -> str:
-    """Where an artifact's own receipt run is written."""
-    return f"{RUNS_DIR}/{artifact}.json"
+def run_path(artifact: str, cpu_family: str | None = None) -> str:
+    """Where an artifact's own receipt run is written; a quantized artifact's receipt on one
+    CPU family has a file per family, so gating a second family keeps the first one's run."""
+    return f"{RUNS_DIR}/{artifact}{f'.{cpu_family}' if cpu_family else ''}.json"
 
 
 def check_relpath(rel: str) -> None:
