@@ -1,8 +1,10 @@
 """Golden self-test rows: a few receipt rows per artifact, with texts, checked at load time.
 
 Train writes the reference artifact's block; export adds a block for each artifact it re-gates,
-picked by the same rule from that artifact's own receipt scores (never inherited from fp32). The runtime refuses an
-artifact whose golden scores drift beyond tolerance.
+picked by the same rule from that artifact's own receipt scores (never inherited from fp32), and
+a quantized artifact has one block per CPU family it was gated on (`golden_key`): its int8
+scores differ by family. The runtime refuses an artifact whose golden scores drift beyond
+tolerance.
 """
 
 from __future__ import annotations

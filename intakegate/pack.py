@@ -3,8 +3,9 @@
 Why: the router verifies every file its manifest lists, so a client shipping the 23 MB int8 model
 had to carry the whole bundle (torch weights, fp32 ONNX, Core ML packages). A pack is a bundle
 of its own: the chosen artifact, the tokenizer, the lexical model, the receipt spec and that
-artifact's receipt runs and golden rows (one per CPU family for int8), the documents, and a manifest that hashes every file
-and names its parent (`derived_from`: the parent's manifest digest). The router loads it like
+artifact's receipt runs and golden rows (one per CPU family for int8), the documents, and a
+manifest that hashes every file and names its parent (`derived_from`: the parent's manifest
+digest). The router loads it like
 any bundle, and it is signed like any bundle (`bundles sign PACK`). Fixture texts and the
 benchmark rows are customer text: left out unless `with_fixtures`.
 """
