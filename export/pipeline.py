@@ -20,18 +20,18 @@ from typing import Any
 
 from intakegate.bundle import (Artifact, ArtifactEntry, BundleError, Manifest, Status,
                                VerifiedBundle, tree_sha256, verify_bundle)
+from intakegate.bundle.paths import GOLDEN, RUNS_DIR
 from intakegate.export.artifacts import (COREML_ARTIFACTS, EXPORTABLE, SPECS, ArtifactSpec,
                                          tool_versions)
 from intakegate.export.commit import (commit_manifest, manifest_sha, refresh_active_pointer,
                                       swap_into_place)
 from intakegate.export.cpu import int8_settings
-from intakegate.bundle.paths import GOLDEN, RUNS_DIR
-from intakegate.golden import drop_golden_blocks
-from intakegate.hardware import CpuFamily, detect_cpu_family
 from intakegate.export.materialize import materialize
 from intakegate.export.regate import load_inventory, regate_artifact
 from intakegate.export.results import (REFERENCE, ArtifactGate, updated_manifest,
                                        write_gate_files, write_golden_rows)
+from intakegate.golden import drop_golden_blocks
+from intakegate.hardware import CpuFamily, detect_cpu_family
 
 log = logging.getLogger(__name__)
 NOT_GATED = "not_gated_yet"

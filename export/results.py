@@ -26,10 +26,10 @@ from types import MappingProxyType
 from typing import Any
 
 from intakegate.bundle import Artifact, ArtifactEntry, GateEntry, Manifest, Status
+from intakegate.bundle.paths import run_path
 from intakegate.export.artifacts import SPECS
 from intakegate.export.drift import drift_summary
 from intakegate.export.mil_reference import MIL_REFERENCE
-from intakegate.bundle.paths import run_path
 from intakegate.gate import Run
 from intakegate.golden import GOLDEN, golden_key, pick_golden_ids, set_golden_block
 from intakegate.hardware import gate_cpu_family

@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from intakegate.hardware import gate_cpu_family
+from intakegate.hardware import detect_cpu_family, gate_cpu_family
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_PY = ROOT / ".venv" / "bin" / "python"
@@ -66,12 +66,9 @@ TARGETS = (
 
 
 def expected_family(machine: str, features: set[str]) -> str:
-    """The family these features make, by the rule of intakegate.hardware."""
-    if machine in ("aarch64", "arm64"):
-        return "arm64"
-    if "AVX512VNNI" in features:
-        return "avx512_vnni"
-    return "avx2" if "AVX2" in features else "x86_no_avx2"
+    """The family these features make, by intakegate.hardware's own rule (numpy's feature
+    names, lower-cased, are the flag names it reads: `avx2`, `avx512vnni`)."""
+    return detect_cpu_family(machine, {f.lower() for f in features}).value
 
 
 def command(target: Target, emu: Path, args: list[str]) -> tuple[list[str], dict[str, str]]:
