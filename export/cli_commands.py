@@ -23,12 +23,19 @@ def export_command(
     bundles_dir: Annotated[Path, typer.Option("--bundles-dir", envvar="INTAKEGATE_BUNDLES",
                                               help="Root folder of the bundles.")] = Path(
         "bundles"),
+    measurement_only: Annotated[bool, typer.Option(
+        "--measurement-only",
+        help="Export a held model anyway, for `intakegate bench` only: every artifact is "
+             "re-gated and recorded held (model_held), so the router refuses it.")] = False,
 ) -> None:
     """Export ONNX and Core ML artifacts into a bundle; re-gate each on the exact receipt.
 
     The bundle is verified first (a tampered bundle is refused); a bundle whose torch-fp32
-    reference is held is not exported. Each artifact is scored over the frozen validation
-    receipt by its own runtime, and one gate line is printed per artifact.
+    reference is held is not exported, unless `--measurement-only`: then its artifacts are
+    exported and re-gated, each is recorded held whatever its own run says (`model_held:`; the
+    run's verdict stays in its drift report), and only `intakegate bench` can time them. Each
+    artifact is scored over the frozen validation receipt by its own runtime, and one gate
+    line is printed per artifact.
 
     Exit 0 when no artifact is held; exit 1 naming each held artifact and its reason.
 
@@ -59,7 +66,7 @@ def export_command(
     logging.getLogger(__name__).info("exporting %s from %s", ",".join(a.value for a in names),
                                      bundle_dir)
     try:
-        result = export_bundle(bundle_dir, names)
+        result = export_bundle(bundle_dir, names, measurement_only=measurement_only)
     except (CoreMLExportError, OnnxExportError) as exc:
         typer.echo(f"error: {exc}\nnothing was written to {bundle_dir}; to export the other "
                    "artifacts alone, name them with --artifacts", err=True)

@@ -49,26 +49,35 @@ class ExportResult:
     seconds: float
 
 
-def check_exportable(bundle: VerifiedBundle) -> None:
-    """Only a model whose reference artifact passed its receipt is exported."""
+def check_exportable(bundle: VerifiedBundle, measurement_only: bool = False) -> None:
+    """Only a model whose reference artifact passed its receipt is exported, unless the export
+    is for measurement only: then every artifact is re-gated and recorded held
+    (`model_held`, `export.regate`), so the bench can time what the model would cost."""
     m = bundle.manifest
     ref = m.artifacts.get(REFERENCE.value)
     if ref is None:
         raise BundleError("artifact_missing", "the bundle has no torch-fp32 reference artifact",
                           str(bundle.root))
-    if not ref.eligible or not m.eligible:
+    held = not ref.eligible or not m.eligible
+    if held and not measurement_only:
         raise BundleError("artifact_held", f"torch-fp32 is {ref.status.value} "
                                            f"({ref.reason or m.decision_reason}); a held "
-                                           "model is not exported", str(bundle.root))
+                                           "model is not exported (--measurement-only exports "
+                                           "it held, for `intakegate bench`)", str(bundle.root))
+    if held:
+        log.warning("%s is held (%s): exporting for measurement only; every artifact stays "
+                    "held", bundle.bundle_version, ref.reason or m.decision_reason)
 
 
 def export_bundle(bundle_dir: Path, artifacts: Sequence[Artifact] = EXPORTABLE,
-                  cpu_family: CpuFamily | None = None) -> ExportResult:
-    """Export and re-gate `artifacts` into the bundle; the bundle changes only on success."""
+                  cpu_family: CpuFamily | None = None, measurement_only: bool = False
+                  ) -> ExportResult:
+    """Export and re-gate `artifacts` into the bundle; the bundle changes only on success.
+    `measurement_only` admits a held model (`check_exportable`)."""
     started = time.monotonic()
     bundle_dir = Path(bundle_dir)
     verified = verify_bundle(bundle_dir)
-    check_exportable(verified)
+    check_exportable(verified, measurement_only)
     unknown = [a for a in artifacts if a not in EXPORTABLE]
     if unknown:
         raise ValueError(f"not exportable: {[a.value for a in unknown]}")

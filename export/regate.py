@@ -151,7 +151,12 @@ def regate_artifact(bundle: VerifiedBundle, artifact: Artifact, inventory: Inven
     drift["gated_with"] = {"runtime": backend.gated_with, **backend.details}
     drift["gate"] = result.to_json()
     status = Status.ELIGIBLE if result.decision is GateDecision.ELIGIBLE_FOR_SHADOW else Status.HOLD
-    return ArtifactGate(artifact, bundle.bundle_version, status, result.reason,
+    reason = result.reason
+    if artifact is not REFERENCE and not m.eligible:
+        # An artifact of a held model is held whatever its own run says (that stays in the
+        # drift report): quantization noise must not make a held model shippable.
+        status, reason = Status.HOLD, f"model_held:{m.decision_reason}"
+    return ArtifactGate(artifact, bundle.bundle_version, status, reason,
                         backend.gated_with, run, drift, backend.details,
                         time.monotonic() - started)
 

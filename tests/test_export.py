@@ -517,6 +517,32 @@ def test_held_or_unverifiable_bundles_are_not_exported(tiny_bundle: Path, tmp_pa
     assert not (bundle / "model/onnx-fp32").exists()
 
 
+def test_a_held_model_exported_for_measurement_keeps_every_artifact_held(
+        tiny_bundle: Path, tmp_path: Path) -> None:
+    """`--measurement-only` lets the bench time a held model's artifacts; an artifact whose
+    own run passes the receipt is still held (model_held), and a serving router refuses it."""
+    from intakegate.runtime import Router
+
+    bundle = copy_bundle(tiny_bundle, tmp_path, "tiny-held-measured")
+    repin_threshold(bundle, 0.0)  # trained with a margin: the int8 run itself passes
+    m = json.loads((bundle / "manifest.json").read_text())
+    m["artifacts"]["torch-fp32"].update(status="hold", reason="fp_budget:0.14>0.08")
+    m.update(decision="hold", decision_reason="fp_budget:0.14>0.08")
+    write_manifest(bundle, Manifest.parse(m))
+    result = cli("export", str(bundle), "--artifacts", "onnx-int8", "--measurement-only")
+    assert result.returncode == 1, result.stderr
+    entry = manifest(bundle)["artifacts"]["onnx-int8"]
+    assert (entry["status"], entry["reason"]) == ("hold", "model_held:fp_budget:0.14>0.08")
+    drift = json.loads((bundle / SPECS[Artifact.ONNX_INT8].drift_report).read_text())
+    assert drift["gate"]["decision"] == "eligible_for_shadow"  # its own verdict, kept
+    assert "is held: model_held:" in result.stderr
+    served = Router.load(bundle, artifact="onnx-int8", device="cpu")
+    assert not served.ready and served.health()["reason"] == "artifact_held"
+    measured = Router.load(bundle, artifact="onnx-int8", device="cpu",
+                           allow_held_for_measurement=True)
+    assert measured.ready and measured.measurement_only, measured.health()
+
+
 def test_failed_export_leaves_the_bundle_as_it_was(tiny_bundle: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from intakegate.export import coreml_export
