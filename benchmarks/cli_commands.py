@@ -44,6 +44,11 @@ def bench_command(
         "--no-optimum-default", help="Skip the side-by-side column (a bare onnxruntime session "
                                      "on Optimum's default int8 of the onnx-fp32 graph).")
     ] = False,
+    hand_built_from: Annotated[Optional[Path], typer.Option(
+        "--hand-built-from", help="Build that column from this bundle's onnx-fp32 instead (a "
+                                  "dataset name or directory; same tokenizer). For a student, "
+                                  "its teacher: the model a user would quantize by hand.")
+    ] = None,
     no_baselines: Annotated[bool, typer.Option("--no-baselines",
                                                help="Skip the keyword and TF-IDF baselines.")
                             ] = False,
@@ -101,7 +106,7 @@ def bench_command(
                             if v is not None})
     config = replace(config, artifacts=names, device=device, threads=threads, out=out,
                      bundles_root=bundles_dir, warm=warm, baselines=not no_baselines,
-                     optimum_default=not no_optimum_default,
+                     optimum_default=not no_optimum_default, hand_built_from=hand_built_from,
                      cold_runs=config.cold_runs if cold_runs is None else cold_runs,
                      command=command)
     results, out_dir = run_bench(config)

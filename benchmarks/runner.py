@@ -15,6 +15,7 @@ from typing import Any
 from intakegate.benchmarks import machine
 from intakegate.benchmarks.latency import WarmSettings
 from intakegate.bundle.manifest import Manifest
+from intakegate.bundle.verify import VerifiedBundle
 
 log = logging.getLogger("intakegate.benchmarks")
 SCHEMA = "intakegate-bench/1"
@@ -38,6 +39,9 @@ class BenchConfig:
     baselines: bool = True
     # The side-by-side column: a bare session on Optimum's default int8 of the onnx-fp32 graph.
     optimum_default: bool = True
+    # The bundle whose onnx-fp32 that column quantizes (None: this one). A student names its
+    # teacher: the fine-tuned model a user would quantize by hand.
+    hand_built_from: Path | None = None
     charts: bool = True
     command: str = ""  # how this run was started, recorded so it can be rerun
 
@@ -142,7 +146,11 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
         "artifacts": {}, "baselines": {},
         "test_set": bundle_test_figures(verified),
     }
-    optimum = (optimum_default_model(bundle_dir, verified.manifest, results["machine"])
+    source = (verify_bundle(resolve_bundle(str(config.hand_built_from),
+                                           config.bundles_root).path.resolve())
+              if config.hand_built_from is not None else verified)
+    optimum = (optimum_default_model(source.root, source.manifest, results["machine"],
+                                     same_tokenizer(source, verified))
                if config.optimum_default and any(a.startswith("onnx-") for a in config.artifacts)
                else None)
     results["optimum_default"] = optimum
@@ -193,22 +201,35 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
     return results, out_dir
 
 
-def optimum_default_model(bundle_dir: Path, manifest: Manifest, machine_block: dict[str, Any]
-                          ) -> dict[str, Any]:
+def same_tokenizer(source: VerifiedBundle, verified: VerifiedBundle) -> bool:
+    """The bare session tokenizes with the benchmarked bundle's tokenizer: the graph it runs
+    must have been trained with the same one."""
+    def digest(b: VerifiedBundle) -> str | None:
+        entry = b.manifest.file(b.manifest.tokenizer)
+        return None if entry is None else entry.sha256
+    return source is verified or digest(source) == digest(verified) is not None
+
+
+def optimum_default_model(bundle_dir: Path, manifest: Manifest, machine_block: dict[str, Any],
+                          tokenizer_matches: bool = True) -> dict[str, Any]:
     """Build (or find cached) Optimum's default int8 of the bundle's onnx-fp32, in a worker."""
     from intakegate.benchmarks.worker import run_in_worker
 
+    if not tokenizer_matches:
+        return {"skip_reason": f"{manifest.bundle_version} has another tokenizer than the "
+                               "benchmarked bundle"}
     art = manifest.artifacts.get("onnx-fp32")
     if art is None:
-        return {"skip_reason": "the bundle has no onnx-fp32 graph to quantize"}
-    log.info("Optimum default int8 of onnx-fp32 for %s (fresh process)",
-             machine_block["cpu_family"])
+        return {"skip_reason": f"{manifest.bundle_version} has no onnx-fp32 graph to quantize"}
+    log.info("Optimum default int8 of %s onnx-fp32 for %s (fresh process)",
+             manifest.bundle_version, machine_block["cpu_family"])
     try:
-        return run_in_worker({"kind": "optimum_int8", "artifact": "optimum-default-int8",
-                              "fp32": str(bundle_dir / art.path),
-                              "cpu_family": machine_block["cpu_family"]})
+        built = run_in_worker({"kind": "optimum_int8", "artifact": "optimum-default-int8",
+                               "fp32": str(bundle_dir / art.path),
+                               "cpu_family": machine_block["cpu_family"]})
     except RuntimeError as exc:
         return {"skip_reason": str(exc)}
+    return {**built, "fp32_bundle_version": manifest.bundle_version}
 
 
 def _charts(results: dict[str, Any], out_dir: Path) -> list[str]:

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Issue 15 on banking77 (its floor is defined on banking77 test tickets): the held teacher and a
+# 3-layer student distilled from it, each exported for measurement only (every artifact stays
+# held: model_held) and benchmarked on this machine. The student's side-by-side column is built
+# from the teacher's onnx-fp32: Optimum's default int8 of the fine-tuned model is what a user
+# would build by hand. Run on a quiet machine; about 60 minutes on 2 cores.
+# Usage: bash reports/banking77/studies/speed_candidates.sh [TEACHER_VERSION] [STUDENT_VERSION]
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+CLI=${CLI:-.venv/bin/intakegate}
+TEACHER=bundles/banking77/${1:-b77-minilm-v5}
+STUDENT_VERSION=${2:-b77-minilm-v5-s135}
+STUDENT=bundles/banking77/$STUDENT_VERSION
+held_ok() { "$@" || [ $? -eq 1 ]; }  # exit 1 is "held", which is expected here
+
+[ -d "$TEACHER/model/onnx-int8" ] || \
+  held_ok "$CLI" export "$TEACHER" --artifacts onnx-fp32,onnx-int8 --measurement-only
+[ -d "$STUDENT" ] || \
+  held_ok "$CLI" train --dataset banking77 --bundle-version "$STUDENT_VERSION" \
+    --teacher "$TEACHER" --student-layers 1,3,5 --distill-weight 0.5
+[ -d "$STUDENT/model/onnx-int8" ] || \
+  held_ok "$CLI" export "$STUDENT" --artifacts onnx-fp32,onnx-int8 --measurement-only
+"$CLI" bench "$TEACHER" --device cpu --artifacts torch-fp32,onnx-fp32,onnx-int8
+"$CLI" bench "$STUDENT" --device cpu --artifacts torch-fp32,onnx-fp32,onnx-int8 \
+  --hand-built-from "$TEACHER"
