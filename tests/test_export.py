@@ -35,6 +35,7 @@ from intakegate.bundle.paths import GOLDEN
 from intakegate.pack import pack_bundle
 from intakegate.gate import load_run, load_spec, release_decision
 from intakegate.jsonio import write_json
+from tests.runtime_helpers import rewrite
 
 ONNX = [Artifact.ONNX_FP32, Artifact.ONNX_INT8]
 COREML = [Artifact.COREML_FP16, Artifact.COREML_INT8]
@@ -541,6 +542,12 @@ def test_a_held_model_exported_for_measurement_keeps_every_artifact_held(
     measured = Router.load(bundle, artifact="onnx-int8", device="cpu",
                            allow_held_for_measurement=True)
     assert measured.ready and measured.measurement_only, measured.health()
+    # A manifest rewritten (and re-hashed) to call that artifact eligible: the model is held.
+    rewrite(bundle, lambda m: m["artifacts"]["onnx-int8"].update(
+        status="eligible_for_shadow", reason="exact_receipt_pass"))
+    forged = Router.load(bundle, artifact="onnx-int8", device="cpu")
+    assert not forged.ready and "bundle_held" in forged.health()["detail"], forged.health()
+    assert forged.route("Someone took money from my card").route == "human_review_now"
 
 
 def test_failed_export_leaves_the_bundle_as_it_was(tiny_bundle: Path, tmp_path: Path,
