@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
-from intakegate.bundle import Artifact, GraphOptimization
+from intakegate.bundle import Artifact
 from intakegate.bundle.paths import run_path
 from intakegate.errors import InputError
 
@@ -37,8 +37,6 @@ class ArtifactSpec:
     precision: str
     path: str
     engine: Engine
-    # int8 runs on the CPU provider only: its graph is optimized once, at export, and gated so.
-    graph: GraphOptimization = GraphOptimization.AT_LOAD
 
     @property
     def name(self) -> str:
@@ -59,8 +57,7 @@ SPECS: dict[Artifact, ArtifactSpec] = {
     Artifact.ONNX_FP32: ArtifactSpec(Artifact.ONNX_FP32, "onnx", "fp32",
                                      f"{MODEL_ROOT}/onnx-fp32/model.onnx", Engine.ONNXRUNTIME),
     Artifact.ONNX_INT8: ArtifactSpec(Artifact.ONNX_INT8, "onnx", "int8-dynamic",
-                                     f"{MODEL_ROOT}/onnx-int8/model.onnx", Engine.ONNXRUNTIME,
-                                     GraphOptimization.OFFLINE_CPU_EXTENDED),
+                                     f"{MODEL_ROOT}/onnx-int8/model.onnx", Engine.ONNXRUNTIME),
     Artifact.COREML_FP16: ArtifactSpec(Artifact.COREML_FP16, "mlpackage", "fp16",
                                        f"{MODEL_ROOT}/coreml-fp16/model.mlpackage", Engine.COREML),
     Artifact.COREML_INT8: ArtifactSpec(Artifact.COREML_INT8, "mlpackage", "int8-weights-fp16",

@@ -27,8 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from intakegate.bundle import (Artifact, ArtifactEntry, BundleError, GraphOptimization,
-                               VerifiedBundle)
+from intakegate.bundle import Artifact, BundleError, VerifiedBundle
 from intakegate.encoding import Windows
 from intakegate.export.artifacts import SPECS, Engine
 from intakegate.export.materialize import materialize
@@ -78,13 +77,13 @@ class GateBackend:
         self.close()
 
 
-def artifact_entry(bundle: VerifiedBundle, artifact: Artifact) -> ArtifactEntry:
-    """The artifact's manifest entry (path, and how its graph is loaded)."""
+def artifact_path(bundle: VerifiedBundle, artifact: Artifact) -> str:
+    """The artifact's path as the manifest records it."""
     entry = bundle.manifest.artifacts.get(artifact.value)
     if entry is None:
         raise BundleError("artifact_missing", f"{artifact.value} is not in the manifest's "
                                               "artifacts; run `intakegate export` first")
-    return entry
+    return entry.path
 
 
 def gate_backend(artifact: Artifact, bundle: VerifiedBundle, workers: int | None = None
@@ -92,19 +91,16 @@ def gate_backend(artifact: Artifact, bundle: VerifiedBundle, workers: int | None
     """The backend that executes `artifact`, loaded from the bundle's verified bytes, for
     `workers` tickets at once (default: one per core where its runtime allows it)."""
     engine = SPECS[artifact].engine
-    entry = artifact_entry(bundle, artifact)
-    path = entry.path
+    path = artifact_path(bundle, artifact)
     wanted = cpu_workers() if workers is None else max(1, workers)
     if engine is Engine.ONNXRUNTIME:
-        return _onnx_backend(bundle.read(path), entry.graph_optimization,
-                             SPECS[artifact].precision != "fp32", wanted)
+        return _onnx_backend(bundle.read(path), SPECS[artifact].precision != "fp32", wanted)
     if engine is Engine.TORCH:
         return _torch_backend(bundle, path)
     return _coreml_backend(bundle, path, wanted)
 
 
-def _onnx_backend(model_bytes: bytes, graph: GraphOptimization, quantized: bool,
-                  workers: int = 1) -> GateBackend:
+def _onnx_backend(model_bytes: bytes, quantized: bool, workers: int = 1) -> GateBackend:
     """Side by side, each ticket's `Run` takes one thread: a few short rows split across
     threads wait on each other (reports/refund-intake/studies/regate_threads.py: 400 refund
     fixtures on 2 cores, 71 s as 2 tickets x 1 thread against 83 s as 1 ticket x 2 threads;
@@ -112,14 +108,12 @@ def _onnx_backend(model_bytes: bytes, graph: GraphOptimization, quantized: bool,
     from intakegate.hardware import cpu_gate_key, detect_cpu_family, device_class
     from intakegate.runtime.onnx_backend import OnnxLogits
 
-    logits = OnnxLogits(model_bytes, device="cpu", threads=1 if workers > 1 else None,
-                        graph=graph)
+    logits = OnnxLogits(model_bytes, device="cpu", threads=1 if workers > 1 else None)
     family = detect_cpu_family().value
     # int8 kernels differ per CPU family, so each family's receipt is its own `gates` entry.
     gated_with = cpu_gate_key(family) if quantized else "onnxruntime-cpu"
     return GateBackend(logits, gated_with, {
         "providers": logits.providers, "threads": logits.threads, "machine": logits.platform,
-        "graph_optimization_level": logits.optimization_level,
         "cpu_family": family, "device_class": device_class("cpu")}, workers=workers)
 
 

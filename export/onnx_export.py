@@ -190,34 +190,3 @@ def quantize_onnx_int8(fp32: Path, out: Path, settings: Int8Settings,
         dynamic.unlink(missing_ok=True)
     return {**settings.to_json(), "source": "onnx-fp32", "graph_fusion": fusion,
             **check_graph(out)}
-
-
-def optimize_offline_for_cpu(path: Path) -> dict[str, Any]:
-    """Replace the graph at `path` with onnxruntime's own ORT_ENABLE_EXTENDED graph for its CPU
-    provider (`SessionOptions.optimized_model_filepath`), which the runtime then loads with
-    optimizations off (`GraphOptimization.OFFLINE_CPU_EXTENDED`).
-
-    Why: session creation is mostly graph optimization; done here once, it leaves a desktop
-    client's cold start (about 18 ms of 0.34 s for the refund-intake int8 pack,
-    reports/refund-intake/studies/offline_optimized_session.py). Not ORT_ENABLE_ALL: its layout
-    passes may depend on the CPU that saved the graph. The saved bytes are what the receipt gates.
-    """
-    import onnxruntime as ort
-
-    optimized = path.with_name(path.stem + ".optimized.onnx")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    options.optimized_model_filepath = str(optimized)
-    options.log_severity_level = 3
-    try:
-        ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-        if not optimized.is_file():
-            raise OnnxExportError(f"{path}: onnxruntime saved no optimized graph")
-        before = path.stat().st_size
-        optimized.replace(path)
-    finally:
-        optimized.unlink(missing_ok=True)
-    return {"tool": "onnxruntime.SessionOptions.optimized_model_filepath",
-            "level": "ORT_ENABLE_EXTENDED", "provider": "CPUExecutionProvider",
-            "onnxruntime": ort.__version__, "bytes_before": before,
-            "bytes_after": path.stat().st_size, **check_graph(path)}

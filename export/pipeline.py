@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from intakegate.bundle import (Artifact, ArtifactEntry, BundleError, GraphOptimization,
-                               Manifest, Status, VerifiedBundle, tree_sha256, verify_bundle)
+from intakegate.bundle import (Artifact, ArtifactEntry, BundleError, Manifest, Status,
+                               VerifiedBundle, tree_sha256, verify_bundle)
 from intakegate.bundle.paths import GOLDEN, RUNS_DIR
 from intakegate.export.artifacts import (COREML_ARTIFACTS, EXPORTABLE, SPECS, ArtifactSpec,
                                          tool_versions)
@@ -159,8 +159,7 @@ def _clear_previous(staging: Path, artifacts: list[Artifact]) -> list[str]:
 def _export_onnx(staging: Path, work_dir: Path, model_dir: Path, m: Manifest,
                  artifacts: list[Artifact], cpu_family: CpuFamily | None
                  ) -> dict[Artifact, dict[str, Any]]:
-    from intakegate.export.onnx_export import (export_onnx_fp32, optimize_offline_for_cpu,
-                                               quantize_onnx_int8)
+    from intakegate.export.onnx_export import export_onnx_fp32, quantize_onnx_int8
 
     out: dict[Artifact, dict[str, Any]] = {}
     if not {Artifact.ONNX_FP32, Artifact.ONNX_INT8} & set(artifacts):
@@ -179,11 +178,8 @@ def _export_onnx(staging: Path, work_dir: Path, model_dir: Path, m: Manifest,
         family = cpu_family or detect_cpu_family()
         log.info("quantizing onnx-int8 for %s", family.value)
         t = time.monotonic()
-        spec = SPECS[Artifact.ONNX_INT8]
-        settings = quantize_onnx_int8(fp32, staging / spec.path, int8_settings(family),
-                                      model_dir)
-        if spec.graph is GraphOptimization.OFFLINE_CPU_EXTENDED:
-            settings["offline_optimization"] = optimize_offline_for_cpu(staging / spec.path)
+        settings = quantize_onnx_int8(fp32, staging / SPECS[Artifact.ONNX_INT8].path,
+                                      int8_settings(family), model_dir)
         settings["export_seconds"] = round(time.monotonic() - t, 2)
         out[Artifact.ONNX_INT8] = settings
     return out
@@ -217,7 +213,7 @@ def _entry(staging: Path, spec: ArtifactSpec, settings: dict[str, Any], source_s
     coreml = spec.artifact in COREML_ARTIFACTS
     return ArtifactEntry(
         spec.format, spec.precision, spec.path, digest, Status.PENDING_REGATE, reason=NOT_GATED,
-        model_sha256=digest, size_bytes=size, graph_optimization=spec.graph,
+        model_sha256=digest, size_bytes=size,
         tool_versions=tool_versions(*(COREML_TOOLS if coreml else ONNX_TOOLS)),
         export_settings={**settings, "source_artifact": REFERENCE.value,
                          "source_sha256": source_sha})

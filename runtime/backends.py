@@ -80,7 +80,7 @@ def _build_onnx(verified: VerifiedBundle, artifact: str, art: ArtifactEntry, dev
         raise LoadRefused(Reason.MODEL_UNAVAILABLE, f"model_unloadable: {exc}") from None
     if device != Device.AUTO.value:
         try:
-            return OnnxLogits(model, device, threads, art.graph_optimization)
+            return OnnxLogits(model, device, threads)
         except DeviceUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - an unloadable model fails closed
@@ -95,7 +95,7 @@ def _build_onnx(verified: VerifiedBundle, artifact: str, art: ArtifactEntry, dev
     errors = []
     for dev in candidates:
         try:
-            backend = OnnxLogits(model, dev, threads, art.graph_optimization)
+            backend = OnnxLogits(model, dev, threads)
         except Exception as exc:  # noqa: BLE001 - auto tries the next device
             log.warning("auto: %s did not start (%s); trying the next device", dev, exc)
             errors.append(f"{dev}: {type(exc).__name__}")

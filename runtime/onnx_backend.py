@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from intakegate.bundle.manifest import GraphOptimization
 from intakegate.encoding import Windows
 
 PROVIDER_FOR_DEVICE = {
@@ -51,34 +50,15 @@ def pick_provider(device: str, available: list[str]) -> tuple[str, str]:
     return device, provider
 
 
-def optimization_level(graph: GraphOptimization, provider: str) -> str:
-    """The `ort.GraphOptimizationLevel` member name a session of this graph is built with.
-
-    A graph optimized offline for the CPU provider is loaded as it is (re-optimizing it costs
-    the time the offline pass saved); its fused kernels are the CPU provider's, so another
-    provider is refused rather than handed a graph made for something else.
-    """
-    if graph is GraphOptimization.AT_LOAD:
-        return "ORT_ENABLE_ALL"
-    if provider != PROVIDER_FOR_DEVICE["cpu"]:
-        raise DeviceUnavailable(f"this graph was optimized offline for the CPU provider "
-                                f"({graph.value}); it does not run on {provider}")
-    return "ORT_DISABLE_ALL"
-
-
 class OnnxLogits:
     """Callable: Windows -> logits, feeding only the inputs the graph declares."""
 
-    def __init__(self, model_bytes: bytes, device: str = "cpu", threads: int | None = None,
-                 graph: GraphOptimization = GraphOptimization.AT_LOAD) -> None:
+    def __init__(self, model_bytes: bytes, device: str = "cpu", threads: int | None = None) -> None:
         import onnxruntime as ort
 
         available = list(ort.get_available_providers())
         self.device, provider = pick_provider(device, available)
         options = ort.SessionOptions()
-        self.optimization_level = optimization_level(graph, provider)
-        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
-                                                   self.optimization_level)
         options.intra_op_num_threads = threads or default_threads()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3

@@ -35,7 +35,7 @@ from intakegate.bundle.paths import GOLDEN
 from intakegate.pack import pack_bundle
 from intakegate.gate import load_run, load_spec, release_decision
 from intakegate.jsonio import write_json
-from tests.runtime_helpers import rewrite, write_raw_manifest
+from tests.runtime_helpers import rewrite
 
 ONNX = [Artifact.ONNX_FP32, Artifact.ONNX_INT8]
 COREML = [Artifact.COREML_FP16, Artifact.COREML_INT8]
@@ -677,67 +677,3 @@ def test_bert_int8_is_quantized_from_the_fused_graph(bert_exported: Path,
     assert fusion["fused_operators"]["Attention"] == 2  # one per layer of the tiny BERT
     tiny = manifest(tiny_exported)["artifacts"]["onnx-int8"]["export_settings"]
     assert tiny["graph_fusion"] is None
-
-
-def test_int8_is_gated_and_served_as_the_graph_optimized_at_export(exported: Path,
-                                                                   tmp_path: Path) -> None:
-    """The int8 file is onnxruntime's own CPU-optimized graph (saved at export, so a session
-    skips that work at load): the manifest says so, the re-gate scored it loaded with
-    optimizations off, and a router and a pack serve it the same way, self-test passing."""
-    from intakegate.bundle import GraphOptimization
-    from intakegate.runtime import Router
-
-    bundle = verify_bundle(exported)
-    entry = bundle.manifest.artifacts["onnx-int8"]
-    assert entry.graph_optimization is GraphOptimization.OFFLINE_CPU_EXTENDED
-    offline = entry.export_settings["offline_optimization"]
-    assert offline["level"] == "ORT_ENABLE_EXTENDED"
-    assert offline["provider"] == "CPUExecutionProvider"
-    assert entry.size_bytes == (exported / entry.path).stat().st_size
-    drift = json.loads((exported / SPECS[Artifact.ONNX_INT8].drift_report).read_text())
-    assert drift["gated_with"]["graph_optimization_level"] == "ORT_DISABLE_ALL"
-    fp32 = bundle.manifest.artifacts["onnx-fp32"]
-    assert fp32.graph_optimization is GraphOptimization.AT_LOAD  # may run on CUDA or Core ML
-    assert "graph_optimization" not in manifest(exported)["artifacts"]["onnx-fp32"]
-    pack = tmp_path / "pack"
-    pack_bundle(exported, Artifact.ONNX_INT8, pack)
-    for where in (exported, pack):
-        router = Router.load(where, artifact="onnx-int8", device="cpu")
-        assert router.ready, router.health()
-        assert router.engine.backend.optimization_level == "ORT_DISABLE_ALL"
-        fp32_router = Router.load(where, artifact="onnx-fp32", device="cpu") \
-            if where == exported else None
-        if fp32_router is not None:
-            assert fp32_router.engine.backend.optimization_level == "ORT_ENABLE_ALL"
-
-
-def test_a_graph_optimized_for_the_cpu_provider_is_not_handed_to_another() -> None:
-    """Offline fusions are the CPU provider's: CUDA or Core ML would be given a graph made for
-    something else, so that load is refused; graphs optimized at load keep every provider."""
-    from intakegate.bundle import GraphOptimization
-    from intakegate.runtime.onnx_backend import DeviceUnavailable, optimization_level
-
-    offline = GraphOptimization.OFFLINE_CPU_EXTENDED
-    assert optimization_level(offline, "CPUExecutionProvider") == "ORT_DISABLE_ALL"
-    for provider in ("CUDAExecutionProvider", "CoreMLExecutionProvider"):
-        assert optimization_level(GraphOptimization.AT_LOAD, provider) == "ORT_ENABLE_ALL"
-        with pytest.raises(DeviceUnavailable, match="optimized offline for the CPU provider"):
-            optimization_level(offline, provider)
-
-
-def test_an_unknown_graph_optimization_is_refused_naming_the_field(tiny_exported: Path,
-                                                                  tmp_path: Path) -> None:
-    """A manifest naming a load mode this runtime does not know fails closed (manifest_invalid
-    on `artifacts.onnx-int8.graph_optimization`), and the router sends tickets to a person."""
-    from intakegate.runtime import Router
-
-    bundle = copy_bundle(tiny_exported, tmp_path, "tiny-unknown-graph")
-    m = manifest(bundle)
-    m["artifacts"]["onnx-int8"]["graph_optimization"] = "offline_gpu_everything"
-    write_raw_manifest(bundle, m)
-    with pytest.raises(BundleError, match="graph_optimization"):
-        verify_bundle(bundle)
-    router = Router.load(bundle, artifact="onnx-int8", device="cpu")
-    decision = router.route("Someone used my card without my permission.")
-    assert decision.route == "human_review_now"
-    assert "graph_optimization" in (router.health()["detail"] or "")

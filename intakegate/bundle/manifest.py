@@ -37,8 +37,6 @@ if TYPE_CHECKING:  # intakegate.encoding imports numpy; the CLI reads bundles wi
 # 2: the input policy carries the segmentation (every segment of a ticket is scored).
 # 3: self-contained: receipt/fixtures.jsonl, eval/rows.json, text digests and shadow floors in
 #    the receipt spec; int8 `gates` keyed per CPU family; slim packs (`derived_from`).
-#    Later, still 3: an optional per-artifact `graph_optimization`; a runtime that predates it
-#    refuses such a bundle as manifest_invalid naming that field (fails closed).
 FORMAT_VERSION = 3
 FORMAT_CHANGES = {2: "format 2 bundles read their fixture texts from the shipped dataset; "
                      "retrain (intakegate train) to write a self-contained format 3 bundle"}
@@ -50,20 +48,6 @@ class Status(str, Enum):
     ELIGIBLE = GateDecision.ELIGIBLE_FOR_SHADOW.value
     HOLD = GateDecision.HOLD.value
     PENDING_REGATE = "pending_regate"
-
-
-class GraphOptimization(str, Enum):
-    """How onnxruntime treats an ONNX artifact's graph when a session is built from it.
-
-    Why: optimizing the graph is most of session creation. `OFFLINE_CPU_EXTENDED` files are
-    onnxruntime's own ORT_ENABLE_EXTENDED graph for its CPU provider, saved at export and
-    gated as these bytes: they load with optimizations off (about 18 ms less cold start,
-    reports/refund-intake/studies/offline_optimized_session.py) and only on the CPU provider,
-    for which the fusions were made. Absent from an entry: `AT_LOAD`.
-    """
-
-    AT_LOAD = "at_load"
-    OFFLINE_CPU_EXTENDED = "offline_cpu_extended"
 
 
 class Artifact(str, Enum):
@@ -89,7 +73,7 @@ _GATE_FIELDS = frozenset({"decision", "reason", "when", "receipt_run", "max_abs_
 _ARTIFACT_FIELDS = frozenset({"format", "precision", "path", "sha256", "size_bytes", "status",
                               "reason", "receipt_run", "gated_with", "drift", "tool_versions",
                               "export_settings", "model_sha256", "device_classes", "gates",
-                              "note", "graph_optimization"})
+                              "note"})
 _BLEND_FIELDS = frozenset({"rule", "lexical", "lexical_kind", "encoder_weight", "chosen_on"})
 _DERIVED_FIELDS = frozenset({"manifest_sha256", "bundle_version", "artifact", "with_fixtures",
                              "packed_at"})
@@ -219,7 +203,6 @@ class ArtifactEntry:
     tool_versions: JsonObject | None = None
     export_settings: JsonObject | None = None
     note: str | None = None
-    graph_optimization: GraphOptimization = GraphOptimization.AT_LOAD
 
     @property
     def eligible(self) -> bool:
@@ -247,12 +230,6 @@ class ArtifactEntry:
         except ValueError:
             raise f.bad("status", "unknown status") from None
         gates = f.get("gates", dict, False) or {}
-        graph = f.get("graph_optimization", str, False) or GraphOptimization.AT_LOAD.value
-        try:
-            graph_optimization = GraphOptimization(graph)
-        except ValueError:
-            raise f.bad("graph_optimization", f"unknown value {graph!r}; known: "
-                        f"{[g.value for g in GraphOptimization]}") from None
         return cls(f.get("format", str), f.get("precision", str), str(f.path("path")),
                    f.get("sha256", str), status, f.get("reason", str, False),
                    f.path("receipt_run", False), f.get("gated_with", str, False),
@@ -261,8 +238,7 @@ class ArtifactEntry:
                    MappingProxyType({str(k): GateEntry.parse(v, f"{prefix}gates.{k}.", where)
                                      for k, v in gates.items()}),
                    f.json_object("drift"), f.json_object("tool_versions"),
-                   f.json_object("export_settings"), f.get("note", str, False),
-                   graph_optimization)
+                   f.json_object("export_settings"), f.get("note", str, False))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"format": self.format, "precision": self.precision,
@@ -278,11 +254,7 @@ class ArtifactEntry:
                     else dict(self.tool_versions),
                     "export_settings": None if self.export_settings is None
                     else dict(self.export_settings),
-                    "note": self.note,
-                    # Written only when not the default, so earlier bundles keep their digests.
-                    "graph_optimization": None
-                    if self.graph_optimization is GraphOptimization.AT_LOAD
-                    else self.graph_optimization.value}
+                    "note": self.note}
         out.update({k: v for k, v in optional.items() if v is not None})
         return out
 
