@@ -23,6 +23,7 @@ from intakegate.bundle import (MANIFEST, Artifact, ArtifactEntry, BundleError, D
 from intakegate.gate import release_decision, run_from_json, spec_from_json
 from intakegate.golden import is_block_of
 from intakegate.jsonio import loads_strict, write_json
+from intakegate.lexical import LexicalFormatError, LexicalModel
 from intakegate.tokenizer_pins import pinned_to_source
 
 CUSTOMER_TEXT = (FIXTURES, EVAL_ROWS)
@@ -84,8 +85,13 @@ def pack_bundle(bundle_dir: Path, artifact: Artifact, out: Path,
     # its own receipt, as the parent does.
     runs = sorted({str(entry.receipt_run), *(g.receipt_run for g in entry.gates.values()
                                              if g.receipt_run)})
+    try:
+        lexical = (LexicalModel.files(m.score_blend.lexical, verified.read)
+                   if m.score_blend is not None else ())
+    except LexicalFormatError as exc:
+        raise BundleError("manifest_invalid", str(exc), str(bundle_dir)) from None
     keep_prefixes = [entry.path, m.tokenizer, m.receipt, *runs, DOCS_DIR, SPLIT_MANIFEST,
-                     *([m.score_blend.lexical] if m.score_blend is not None else []),
+                     *lexical,
                      *(CUSTOMER_TEXT if with_fixtures else ())]
     listed = [e.path for e in m.files]
     chosen = [rel for rel in listed if any(_under(rel, p) for p in keep_prefixes)]

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from intakegate.bundle import Artifact, verify_bundle
+from intakegate.bundle.paths import LEXICAL, LEXICAL_TERMS, LEXICAL_WEIGHTS
 from intakegate.routing import Reason
 from intakegate.runtime import Router
 from intakegate.vocab import Route
@@ -80,3 +82,39 @@ def test_a_bundle_that_drops_its_blend_fails_the_self_test(blended: Path, tmp_pa
     router = Router.load(copy, artifact="onnx-fp32")
     assert not router.ready
     assert "selftest_mismatch" in router.health()["detail"]
+
+
+def test_lexical_model_is_stored_without_json_arrays_and_packs_whole(blended: Path,
+                                                                      tmp_path: Path) -> None:
+    """The blend's idf and coefficients are a float64 .npy and its terms a text file, each
+    hashed in the manifest and named by the header; a slim pack carries all three and routes."""
+    from intakegate.pack import pack_bundle
+
+    m = manifest(blended)
+    listed = {f["path"] for f in m["files"]}
+    assert {LEXICAL, LEXICAL_TERMS, LEXICAL_WEIGHTS} <= listed
+    assert json.loads((blended / LEXICAL).read_text())["format"] == "intakegate-lexical-v2"
+    pack = tmp_path / "pack"
+    pack_bundle(blended, Artifact.ONNX_FP32, pack)
+    assert all((pack / rel).is_file() for rel in (LEXICAL, LEXICAL_TERMS, LEXICAL_WEIGHTS))
+    served, packed = Router.load(blended, artifact="onnx-fp32"), Router.load(pack,
+                                                                             artifact="onnx-fp32")
+    assert packed.ready, packed.health()
+    text = "Where is my package? Someone used my card and I never made these payments."
+    assert packed.route(text).score == served.route(text).score
+
+
+def test_lexical_weights_of_another_model_refuse_the_bundle_even_when_relisted(
+        blended: Path, tmp_path: Path) -> None:
+    """Weights swapped for other ones and the manifest re-listed to match (a consistent bundle):
+    the lexical header's digest of its parts catches it, and tickets go to a person."""
+    copy = copy_bundle(blended, tmp_path, "swapped-weights")
+    weights = np.load(copy / LEXICAL_WEIGHTS, allow_pickle=False)
+    weights[1] *= -1.0
+    np.save(copy / LEXICAL_WEIGHTS, weights, allow_pickle=False)
+    rewrite(copy, lambda m: None)
+    verify_bundle(copy)
+    router = Router.load(copy, artifact="onnx-fp32")
+    d = router.route("Someone used my card and I never made these payments.")
+    assert d.route is Route.HUMAN_REVIEW_NOW and d.reason is Reason.BUNDLE_INTEGRITY
+    assert "weights.sha256" in d.detail

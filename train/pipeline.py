@@ -201,7 +201,8 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
     weights_sha = sha256_file(model_dir / "model.safetensors")
     tokenizer_sha = sha256_file(staging / TOKENIZER)
     if blend is not None:
-        write_json(staging / LEXICAL, blend.lexical.to_json())
+        for rel, data in blend.lexical.to_files().items():
+            (staging / rel).write_bytes(data)
 
     # --- receipt scores through the serving path, threshold, receipt, gate -------------------
     spec_score = ScoreSpec(policy, tuple(positive), len(id2label),

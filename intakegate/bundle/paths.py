@@ -13,7 +13,9 @@ from intakegate.bundle.errors import BundleError
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 TORCH_MODEL_DIR = "model/torch-fp32"
-LEXICAL = "lexical.json"  # the score blend's lexical model (intakegate.lexical)
+LEXICAL = "lexical.json"  # the score blend's lexical model (intakegate.lexical): its header,
+LEXICAL_TERMS = "lexical.terms.txt"  # its n-gram vocabulary, one term per line,
+LEXICAL_WEIGHTS = "lexical.weights.npy"  # and its idf and coefficients (float64, no pickle)
 # The detached signature over the manifest digest (intakegate.signing); it cannot be listed in
 # the manifest it signs, and it is only ever parsed as a small strict JSON signature.
 SIGNATURE = "manifest.sig"
