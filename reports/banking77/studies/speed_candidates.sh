@@ -5,22 +5,27 @@
 # from the teacher's onnx-fp32: Optimum's default int8 of the fine-tuned model is what a user
 # would build by hand. Run on a quiet machine; about 25 minutes on 2 cores once the teacher is
 # trained (export 1 min, student train 16 min, two bench runs 5 min).
-# Usage: bash reports/banking77/studies/speed_candidates.sh [TEACHER_VERSION] [STUDENT_VERSION]
+# Usage: bash reports/banking77/studies/speed_candidates.sh [TEACHER_VERSION] [STUDENT_VERSION] \
+#            [STUDENT_LAYERS]
+# (defaults b77-minilm-v5, b77-minilm-v5-s135, 1,3,5). BENCH_TEACHER=0 skips the teacher's bench
+# when it is already benchmarked on this machine (each bench run is its own comparison).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 CLI=${CLI:-.venv/bin/intakegate}
 TEACHER=bundles/banking77/${1:-b77-minilm-v5}
 STUDENT_VERSION=${2:-b77-minilm-v5-s135}
 STUDENT=bundles/banking77/$STUDENT_VERSION
+STUDENT_LAYERS=${3:-1,3,5}
 held_ok() { "$@" || [ $? -eq 1 ]; }  # exit 1 is "held", which is expected here
 
 [ -d "$TEACHER/model/onnx-int8" ] || \
   held_ok "$CLI" export "$TEACHER" --artifacts onnx-fp32,onnx-int8 --measurement-only
 [ -d "$STUDENT" ] || \
   held_ok "$CLI" train --dataset banking77 --bundle-version "$STUDENT_VERSION" \
-    --teacher "$TEACHER" --student-layers 1,3,5 --distill-weight 0.5
+    --teacher "$TEACHER" --student-layers "$STUDENT_LAYERS" --distill-weight 0.5
 [ -d "$STUDENT/model/onnx-int8" ] || \
   held_ok "$CLI" export "$STUDENT" --artifacts onnx-fp32,onnx-int8 --measurement-only
-"$CLI" bench "$TEACHER" --device cpu --artifacts torch-fp32,onnx-fp32,onnx-int8
+[ "${BENCH_TEACHER:-1}" = 0 ] || \
+  "$CLI" bench "$TEACHER" --device cpu --artifacts torch-fp32,onnx-fp32,onnx-int8
 "$CLI" bench "$STUDENT" --device cpu --artifacts torch-fp32,onnx-fp32,onnx-int8 \
   --hand-built-from "$TEACHER"

@@ -1,7 +1,9 @@
 """Would an offline-optimized ONNX graph cut cold start? Session creation in fresh processes,
 alternating, for a bundle's int8 graph as shipped and for the copy onnxruntime saves after its
 own ORT_ENABLE_EXTENDED pass (`SessionOptions.optimized_model_filepath`), each loaded at
-ORT_ENABLE_ALL (what the router does) and at ORT_DISABLE_ALL.
+ORT_ENABLE_ALL (what the router does) and at ORT_DISABLE_ALL, and the same graph in onnxruntime's
+flatbuffer ORT format (`onnxruntime.tools.convert_onnx_models_to_ort`, optimized at conversion),
+loaded at ORT_DISABLE_ALL.
 
     .venv/bin/python reports/refund-intake/studies/offline_optimized_session.py \
         bundles/refund-intake/refund-intake-minilm-v3/model/onnx-int8/model.onnx 7
@@ -39,6 +41,15 @@ def save_optimized(source: Path, out: Path) -> None:
     ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
 
 
+def save_ort_format(source: Path, work: Path) -> Path:
+    """The ORT-format copy (`.ort`), written by onnxruntime's own converter beside a copy."""
+    copy = work / "ort_format.onnx"
+    copy.write_bytes(source.read_bytes())
+    subprocess.run([sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort",
+                    str(copy), "--optimization_style", "Fixed"], check=True, capture_output=True)
+    return copy.with_suffix(".ort")
+
+
 def fresh_session_s(graph: Path, level: str) -> float:
     done = subprocess.run([sys.executable, "-c", CHILD, str(graph), level], check=True,
                           capture_output=True, text=True)
@@ -52,6 +63,8 @@ def main(graph: str, runs: str) -> None:
         variants = [(name, path, level) for name, path in (("shipped", Path(graph)),
                                                            ("offline_extended", optimized))
                     for level in ("ORT_ENABLE_ALL", "ORT_DISABLE_ALL")]
+        variants.append(("ort_format", save_ort_format(Path(graph), Path(work)),
+                         "ORT_DISABLE_ALL"))
         seconds: dict[tuple[str, str], list[float]] = {(n, lv): [] for n, _, lv in variants}
         for _ in range(int(runs)):
             for name, path, level in variants:
