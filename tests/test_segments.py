@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from intakegate.train.config import TrainConfig
 from intakegate.composed import (ComposedRecipe, composed_fixtures, composed_text,
                                  join_texts, parse_composed_id)
 from intakegate.dataset import TicketRow
@@ -195,6 +196,32 @@ def test_composed_fixtures_are_deterministic_and_rebuild_from_their_ids() -> Non
     assert sum(r.gold == 0 for r in a) == 8  # one routine pair per routine ticket
     assert join_texts("Where is it?", "My card was stolen.", "bare") == \
         "Where is it My card was stolen."
+    assert join_texts("Where's it?!\n Thanks,", "My card - STOLEN (today).", "chat") == \
+        "where's it thanks my card stolen today"
+
+
+def test_the_chat_generator_adds_a_fourth_join_and_v1_keeps_its_inventory() -> None:
+    """Generator v2 adds chat (lowercase, no punctuation) to the three joins; a receipt names
+    its generator, so a v1 bundle rebuilds exactly its own inventory, and an unknown generator
+    is refused, not guessed."""
+    base = rows()
+    required = ["account_takeover", "damaged_package_exception"]
+    v2 = ComposedRecipe.from_json({**ComposedRecipe(seed=5).to_json(),
+                                   "generator": "intakegate-composed-v2"})
+    chat = composed_fixtures(base, required, v2)
+    assert {parse_composed_id(r.id)[2] for r in chat} == {"space", "newline", "bare", "chat"}  # type: ignore[index]
+    assert sum(r.gold == 1 for r in chat) == 2 * 4 * 4
+    v1 = composed_fixtures(base, required, ComposedRecipe(seed=5))
+    assert {r.id for r in v1 if r.gold} < {r.id for r in chat if r.gold}  # same partners
+    assert sum(r.gold == 1 for r in v1) == 2 * 4 * 3
+    texts = {r.id: r.text for r in base}
+    assert all(composed_text(r.id, texts) == r.text for r in chat)
+    assert join_texts("Where's it?!\n Thanks,", "My card - STOLEN (today).", "chat") == \
+        "where's it thanks my card stolen today"
+    with pytest.raises(ValueError, match="generator"):
+        ComposedRecipe.from_json({**v2.to_json(), "generator": "intakegate-composed-v9"})
+    with pytest.raises(ValueError, match="composed_generator"):
+        TrainConfig(composed_generator="intakegate-composed-v9")
 
 
 def test_a_missing_or_extra_composed_fixture_holds_the_gate() -> None:

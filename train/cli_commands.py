@@ -77,6 +77,10 @@ def train_command(
         help="Weight of the teacher term in the loss (0..1; default 0.5).")] = None,
     distill_temperature: Annotated[Optional[float], typer.Option(
         help="Softmax temperature of the teacher term (default 2).")] = None,
+    composed_generator: Annotated[Optional[str], typer.Option(
+        help="Composed fixtures and train rows: intakegate-composed-v1 (space, line break, no "
+             "punctuation) or intakegate-composed-v2 (those and chat: lowercase, no "
+             "punctuation). Default: the dataset recipe, else v1.")] = None,
     bundles_dir: BundlesDirOpt = None,
     reports_dir: Annotated[Path, typer.Option(help="Committed report copies.")] = Path("reports"),
     activate_if_eligible: Annotated[bool, typer.Option("--activate/--no-activate")] = False,
@@ -94,7 +98,8 @@ def train_command(
                  "train_max_length": train_max_length, "label_smoothing": label_smoothing,
                  "class_weighting": class_weighting, "seed": seed, "device": device,
                  "teacher": str(teacher) if teacher else None,
-                 "distill_weight": distill_weight, "distill_temperature": distill_temperature}
+                 "distill_weight": distill_weight, "distill_temperature": distill_temperature,
+                 "composed_generator": composed_generator}
     if student_layers is not None:
         try:
             overrides["student_layers"] = tuple(int(i) for i in student_layers.split(","))

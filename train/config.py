@@ -41,6 +41,9 @@ class TrainConfig:
     # Parts of routine train tickets (cut by `augment_segmentation`) added as routine rows, as a
     # share of the train rows; tried with every composed share, validation picks.
     segment_shares: tuple[float, ...] = (0.0,)
+    # The composed-fixture generator of the receipt and of composed train rows
+    # (intakegate.composed.GENERATOR_JOINERS): v2 adds the chat join.
+    composed_generator: str = "intakegate-composed-v1"
     augment_segmentation: str = "sent2+win8/4"
     # Distillation: `teacher` is a bundle whose torch-fp32 logits on every training row are soft
     # targets (loss: (1 - distill_weight) * cross-entropy + distill_weight * T^2 * KL at
@@ -71,6 +74,11 @@ class TrainConfig:
         if any(not 0.0 < w <= 1.0 for w in self.blend_weights):
             raise ValueError("blend_weights are encoder weights in (0, 1]; include 1.0 to let "
                              "the encoder alone compete")
+        from intakegate.composed import GENERATOR_JOINERS
+
+        if self.composed_generator not in GENERATOR_JOINERS:
+            raise ValueError(f"composed_generator must be one of {sorted(GENERATOR_JOINERS)}, "
+                             f"got {self.composed_generator!r}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.class_weighting not in ("none", "balanced"):

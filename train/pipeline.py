@@ -24,7 +24,7 @@ from intakegate.bundle import (FORMAT_VERSION, Artifact, ArtifactEntry, Manifest
                                write_manifest)
 from intakegate.datacard import render_data_card
 from intakegate.dataset import Dataset, TicketRow, load_dataset
-from intakegate.composed import (PREFIX, ComposedRecipe, composed_fixtures,
+from intakegate.composed import (GENERATOR_JOINERS, PREFIX, ComposedRecipe, composed_fixtures,
                                  composed_training_rows, is_composed_slice,
                                  routine_segment_rows)
 from intakegate.encoding import InputPolicy, configure_tokenizer, policy_digest, prepare_text
@@ -153,7 +153,7 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
     # --- candidates: composed-training share x segmentation x blend, chosen on validation ---
     seg_version = current_policy().segmenter_version
     segmentations = [SegmentPolicy.from_name(n, seg_version) for n in cfg.segmentations]
-    recipe = ComposedRecipe(seed=cfg.seed)
+    recipe = ComposedRecipe(generator=cfg.composed_generator, seed=cfg.seed)
     val_all = [*val_rows, *composed_fixtures(val_rows, required, recipe)]
     val_prepared = _prepared(val_all, policy)
     required_all = [*required, *(f"{PREFIX}{s}" for s in required)]
@@ -416,7 +416,8 @@ def _fit_candidate(cfg: TrainConfig, shares: tuple[float, float], augment: Segme
     share of the train rows); weigh every segmentation and blend weight on validation. With a
     teacher, its logits on these very rows are soft targets; `student` replaces the base."""
     share, seg_share = shares
-    composed = composed_training_rows(train_rows, share, cfg.seed)
+    composed = composed_training_rows(train_rows, share, cfg.seed,
+                                      GENERATOR_JOINERS[cfg.composed_generator])
     parts = routine_segment_rows(train_rows, augment, seg_share, cfg.seed)
     rows = [*train_rows, *composed, *parts]
     texts = _prepared(rows, policy)
