@@ -14,7 +14,7 @@ pickle may ship in a bundle. Parity with scikit-learn's
 Stored as three files (format v2): a small JSON header (settings, intercept, and the path and
 sha256 of each part), the n-gram vocabulary as UTF-8 text, one term per line, and idf and
 coefficients as one float64 `.npy` read with `allow_pickle=False`. Why: banking77's model has
-24,229 terms, and parsing them as one 1.6 MB JSON document took 16 ms of every cold start,
+24,229 terms, and parsing them as one 1.6 MB JSON document took 16 ms of its cold start,
 nearly all of it in the float lists. The header's digests bind the parts to it, so the header's
 own digest (in `model_version`) names the whole model. Format v1 (one JSON document) is still
 read, so earlier bundles keep loading.
@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from intakegate.bundle import ScoreBlendEntry
-
 from intakegate.bundle.errors import BundleError
 from intakegate.bundle.hashing import sha256_bytes
 from intakegate.bundle.paths import LEXICAL, LEXICAL_TERMS, LEXICAL_WEIGHTS, check_relpath
 from intakegate.jsonio import dumps_canonical
+
+if TYPE_CHECKING:
+    from intakegate.bundle import ScoreBlendEntry
 
 LEXICAL_FORMAT = "intakegate-lexical-v2"  # header JSON + terms text + weights .npy
 LEXICAL_FORMAT_V1 = "intakegate-lexical-v1"  # one JSON document; read, no longer written
