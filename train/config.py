@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from intakegate.composed import GENERATOR, GENERATOR_JOINERS
+
 OBJECTIVES = ("binary", "intents")
 
 
@@ -43,7 +45,7 @@ class TrainConfig:
     segment_shares: tuple[float, ...] = (0.0,)
     # The composed-fixture generator of the receipt and of composed train rows
     # (intakegate.composed.GENERATOR_JOINERS): v2 adds the chat join.
-    composed_generator: str = "intakegate-composed-v1"
+    composed_generator: str = GENERATOR
     augment_segmentation: str = "sent2+win8/4"
     # Distillation: `teacher` is a bundle whose torch-fp32 logits on every training row are soft
     # targets (loss: (1 - distill_weight) * cross-entropy + distill_weight * T^2 * KL at
@@ -74,8 +76,6 @@ class TrainConfig:
         if any(not 0.0 < w <= 1.0 for w in self.blend_weights):
             raise ValueError("blend_weights are encoder weights in (0, 1]; include 1.0 to let "
                              "the encoder alone compete")
-        from intakegate.composed import GENERATOR_JOINERS
-
         if self.composed_generator not in GENERATOR_JOINERS:
             raise ValueError(f"composed_generator must be one of {sorted(GENERATOR_JOINERS)}, "
                              f"got {self.composed_generator!r}")
