@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-ALL = "torch-fp32,onnx-fp32,onnx-int8,coreml-fp16,coreml-int8"
+ALL = "torch-fp32,onnx-fp32,onnx-int8,onnx-int8-vnni,coreml-fp16,coreml-int8"
 
 
 def register(app: typer.Typer) -> None:

@@ -19,7 +19,8 @@ from intakegate.bundle.verify import VerifiedBundle
 
 log = logging.getLogger("intakegate.benchmarks")
 SCHEMA = "intakegate-bench/1"
-DEFAULT_ARTIFACTS = ("torch-fp32", "onnx-fp32", "onnx-int8", "coreml-fp16", "coreml-int8")
+DEFAULT_ARTIFACTS = ("torch-fp32", "onnx-fp32", "onnx-int8", "onnx-int8-vnni", "coreml-fp16",
+                     "coreml-int8")
 COREML = ("coreml-fp16", "coreml-int8")
 RESULTS_ROOT = Path("benchmarks") / "results"
 

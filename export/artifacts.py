@@ -58,14 +58,18 @@ SPECS: dict[Artifact, ArtifactSpec] = {
                                      f"{MODEL_ROOT}/onnx-fp32/model.onnx", Engine.ONNXRUNTIME),
     Artifact.ONNX_INT8: ArtifactSpec(Artifact.ONNX_INT8, "onnx", "int8-dynamic",
                                      f"{MODEL_ROOT}/onnx-int8/model.onnx", Engine.ONNXRUNTIME),
+    Artifact.ONNX_INT8_VNNI: ArtifactSpec(Artifact.ONNX_INT8_VNNI, "onnx",
+                                          "int8-dynamic-full-range",
+                                          f"{MODEL_ROOT}/onnx-int8-vnni/model.onnx",
+                                          Engine.ONNXRUNTIME),
     Artifact.COREML_FP16: ArtifactSpec(Artifact.COREML_FP16, "mlpackage", "fp16",
                                        f"{MODEL_ROOT}/coreml-fp16/model.mlpackage", Engine.COREML),
     Artifact.COREML_INT8: ArtifactSpec(Artifact.COREML_INT8, "mlpackage", "int8-weights-fp16",
                                        f"{MODEL_ROOT}/coreml-int8/model.mlpackage", Engine.COREML),
 }
-EXPORTABLE: tuple[Artifact, ...] = (Artifact.ONNX_FP32, Artifact.ONNX_INT8, Artifact.COREML_FP16,
-                                    Artifact.COREML_INT8)
-ONNX_ARTIFACTS = frozenset({Artifact.ONNX_FP32, Artifact.ONNX_INT8})
+EXPORTABLE: tuple[Artifact, ...] = (Artifact.ONNX_FP32, Artifact.ONNX_INT8, Artifact.ONNX_INT8_VNNI,
+                                    Artifact.COREML_FP16, Artifact.COREML_INT8)
+ONNX_ARTIFACTS = frozenset({Artifact.ONNX_FP32, Artifact.ONNX_INT8, Artifact.ONNX_INT8_VNNI})
 COREML_ARTIFACTS = frozenset({Artifact.COREML_FP16, Artifact.COREML_INT8})
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-DEFAULT_ARTIFACTS = "onnx-fp32,onnx-int8,coreml-fp16,coreml-int8"
+DEFAULT_ARTIFACTS = "onnx-fp32,onnx-int8,onnx-int8-vnni,coreml-fp16,coreml-int8"
 
 
 def register(app: typer.Typer) -> None:

@@ -1,7 +1,7 @@
-"""The int8 quantization recipe: one configuration for every CPU family onnxruntime may
-dispatch to (intakegate.hardware names the families), whose scores re-pass the receipt.
+"""The int8 quantization recipes, both built from onnxruntime's own quantizers.
 
-Two steps, both onnxruntime's own quantizers:
+`onnx-int8` (portable): one graph for every CPU family onnxruntime may dispatch to
+(intakegate.hardware names the families), whose scores re-pass the receipt.
 
 1. `quantize_dynamic` on the embedding table and the fused attention block (QKV projection)
    only: uint8 activations against 7-bit per-channel int8 weights (`reduce_range`). On x86 CPUs
@@ -16,30 +16,58 @@ Why not dynamic int8 everywhere (the earlier recipe): BERT's dense-layer inputs 
 outlier channels, and one per-tensor activation scale flattens everything else. On
 refund-intake-minilm-v3 that recipe missed 2 composed required positives (lowest margin -0.124
 log-odds); with the dense projections in blocks the same graph re-passes (+0.613), at 24 MB
-(reports/refund-intake/studies/int8_variants.py). The family a receipt was computed on is still
-recorded, per family, in the artifact's `gates` map: the router admits tickets only on a family
-that has one.
+(reports/refund-intake/studies/int8_variants.py).
+
+`onnx-int8-vnni` (full range, AVX-512 VNNI and arm64 only): step 1 takes every op Optimum's
+VNNI default quantizes, with full 8-bit weights (no `reduce_range`), except the FFN-down
+MatMuls, whose inputs (the GELU outputs) carry the outliers; only those go to 8-bit blocks.
+The 8-bit blocks are the slow part of the portable graph on a VNNI CPU: on b77-minilm-v5 this
+recipe scores the receipt 1.45x faster at the same gate (0 required missed, margin +0.209
+against +0.218), where Optimum's default itself misses a required positive (int8_variants.py).
+Full-range weights saturate VPMADDUBSW, so the artifact is exported, gated and served only on
+`EXACT_DOT_FAMILIES` (intakegate.bundle.cpu_family_exactness_refusal).
+
+The family a receipt was computed on is recorded, per family, in the artifact's `gates` map:
+the router admits tickets only on a family that has one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
-from intakegate.hardware import CpuFamily
+from intakegate.hardware import EXACT_DOT_FAMILIES, CpuFamily
+
+
+class BlockedMatMuls(str, Enum):
+    """Which MatMuls the second step puts in 8-bit blocks."""
+
+    REMAINING = "every MatMul the dynamic step left in float"
+    FFN_DOWN = "the FFN-down MatMuls only (inputs: the GELU outputs)"
+
+    def picks(self, node_name: str) -> bool:
+        """Whether the dynamic step must leave this MatMul to the blocks (by its exported
+        name: HF BERT graphs name FFN-down `.../layer.N/output/dense/MatMul`)."""
+        if self is BlockedMatMuls.REMAINING:
+            return False  # MatMul is not a dynamic op type here; nothing to exclude
+        return node_name.endswith("/output/dense/MatMul") and "/attention/" not in node_name
 
 
 @dataclass(frozen=True)
 class Int8Settings:
-    """The two-step int8 configuration (the same for every family)."""
+    """A two-step int8 configuration: dynamic int8, then 8-bit blocks."""
 
     exported_on: CpuFamily
+    recipe: str = "portable"
+    cpu_families: tuple[CpuFamily, ...] = tuple(CpuFamily)  # where its kernels are exact
     weight_type: str = "QInt8"
     activation_type: str = "QUInt8"
     per_channel: bool = True
     reduce_range: bool = True
     dynamic_op_types: tuple[str, ...] = ("Gather", "Attention", "EmbedLayerNormalization")
     block_op_types: tuple[str, ...] = ("MatMul",)
+    blocked: BlockedMatMuls = BlockedMatMuls.REMAINING
     block_bits: int = 8
     block_size: int = 32
     block_accuracy_level: int = 4
@@ -51,13 +79,15 @@ class Int8Settings:
     def to_json(self) -> dict[str, Any]:
         return {"method": "onnxruntime.quantization.quantize_dynamic, then "
                           "onnxruntime.quantization.matmul_nbits_quantizer.MatMulNBitsQuantizer",
+                "recipe": self.recipe,
                 "exported_on_cpu_family": self.exported_on.value,
-                "portable_cpu_families": [f.value for f in CpuFamily],
+                "cpu_families": [f.value for f in self.cpu_families],
                 "weight_type": self.weight_type,
                 "activation_type": f"{self.activation_type} (dynamic, per tensor)",
                 "per_channel": self.per_channel, "reduce_range": self.reduce_range,
                 "op_types_to_quantize": list(self.dynamic_op_types),
                 "block_quantized": {"op_types": list(self.block_op_types),
+                                    "which": self.blocked.name.lower(),
                                     "bits": self.block_bits, "block_size": self.block_size,
                                     "accuracy_level": self.block_accuracy_level,
                                     "symmetric": False},
@@ -67,3 +97,14 @@ class Int8Settings:
 def int8_settings(exported_on: CpuFamily) -> Int8Settings:
     """The portable settings, naming the family the export ran on."""
     return Int8Settings(exported_on)
+
+
+def vnni_int8_settings(exported_on: CpuFamily) -> Int8Settings:
+    """The full-range settings (`onnx-int8-vnni`), naming the family the export ran on."""
+    return Int8Settings(
+        exported_on, recipe="full-range", cpu_families=EXACT_DOT_FAMILIES, reduce_range=False,
+        dynamic_op_types=("MatMul", "Attention", "Gather", "EmbedLayerNormalization"),
+        blocked=BlockedMatMuls.FFN_DOWN,
+        rationale=("full-range 8-bit per-channel weights on every dynamically quantized op "
+                   "(exact where dot products accumulate in 32 bits: AVX-512 VNNI, arm64); "
+                   "the FFN-down MatMuls, whose inputs carry outlier channels, in 8-bit blocks"))

@@ -13,10 +13,11 @@ import logging
 import shutil
 import tempfile
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from intakegate.export.cpu import Int8Settings
+from intakegate.export.cpu import BlockedMatMuls, Int8Settings
 from intakegate.extras import require
 
 log = logging.getLogger(__name__)
@@ -148,9 +149,9 @@ def fuse_bert_graph(fp32: Path, model_dir: Path, out: Path) -> dict[str, Any] | 
 
 def quantize_onnx_int8(fp32: Path, out: Path, settings: Int8Settings,
                        model_dir: Path | None = None) -> dict[str, Any]:
-    """Quantize the fp32 graph (fused first where it is BERT-family) with the two-step recipe of
-    `intakegate.export.cpu`: dynamic int8 for embeddings and fused attention, then 8-bit
-    block-wise weights for the remaining MatMuls."""
+    """Quantize the fp32 graph (fused first where it is BERT-family) with a two-step recipe of
+    `intakegate.export.cpu`: dynamic int8 for its op types (less the MatMuls it leaves to the
+    blocks), then 8-bit block-wise weights for the MatMuls still in float."""
     import onnx
 
     quant_logger = logging.getLogger()
@@ -170,13 +171,18 @@ def quantize_onnx_int8(fp32: Path, out: Path, settings: Int8Settings,
         fusion = fuse_bert_graph(fp32, model_dir, fused_path)
         if fusion and fusion["applied"]:
             source = fused_path
+    to_blocks = [n.name for n in onnx.load(str(source)).graph.node
+                 if n.op_type == "MatMul" and settings.blocked.picks(n.name)]
+    if settings.blocked is not BlockedMatMuls.REMAINING and not to_blocks:
+        log.warning("%s: no MatMul matched %s; the dynamic step quantizes them all",
+                    settings.recipe, settings.blocked.value)
     dynamic = out.with_name(out.stem + ".dynamic.onnx")
     quant_logger.setLevel(max(level, logging.ERROR))  # the quantizers log on the root logger
     try:
         quantize_dynamic(source, dynamic, op_types_to_quantize=list(settings.dynamic_op_types),
                          per_channel=settings.per_channel, reduce_range=settings.reduce_range,
                          weight_type=QuantType[settings.weight_type],
-                         use_external_data_format=False,
+                         nodes_to_exclude=to_blocks, use_external_data_format=False,
                          # Fused contrib ops carry no ONNX type info for their outputs.
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         blocks = MatMulNBitsQuantizer(onnx.load(str(dynamic)), bits=settings.block_bits,
@@ -188,5 +194,9 @@ def quantize_onnx_int8(fp32: Path, out: Path, settings: Int8Settings,
     finally:
         quant_logger.setLevel(level)
         dynamic.unlink(missing_ok=True)
+    kinds = Counter(n.op_type for n in onnx.load(str(out)).graph.node)
+    ops = {k: kinds[k] for k in ("MatMulInteger", "DynamicQuantizeMatMul", "QAttention",
+                                 "MatMulNBits", "MatMul") if kinds[k]}
     return {**settings.to_json(), "source": "onnx-fp32", "graph_fusion": fusion,
+            "quantized_op_counts": ops,
             **check_graph(out)}

@@ -21,11 +21,11 @@ from typing import Any
 from intakegate.bundle import (Artifact, ArtifactEntry, BundleError, Manifest, Status,
                                VerifiedBundle, tree_sha256, verify_bundle)
 from intakegate.bundle.paths import GOLDEN, RUNS_DIR
-from intakegate.export.artifacts import (COREML_ARTIFACTS, EXPORTABLE, SPECS, ArtifactSpec,
-                                         tool_versions)
+from intakegate.export.artifacts import (COREML_ARTIFACTS, EXPORTABLE, ONNX_ARTIFACTS, SPECS,
+                                         ArtifactSpec, tool_versions)
 from intakegate.export.commit import (commit_manifest, manifest_sha, refresh_active_pointer,
                                       swap_into_place)
-from intakegate.export.cpu import int8_settings
+from intakegate.export.cpu import int8_settings, vnni_int8_settings
 from intakegate.export.materialize import materialize
 from intakegate.export.regate import load_inventory, regate_artifact
 from intakegate.export.results import (REFERENCE, ArtifactGate, updated_manifest,
@@ -162,7 +162,7 @@ def _export_onnx(staging: Path, work_dir: Path, model_dir: Path, m: Manifest,
     from intakegate.export.onnx_export import export_onnx_fp32, quantize_onnx_int8
 
     out: dict[Artifact, dict[str, Any]] = {}
-    if not {Artifact.ONNX_FP32, Artifact.ONNX_INT8} & set(artifacts):
+    if not ONNX_ARTIFACTS & set(artifacts):
         return out
     fp32 = work_dir / "onnx-fp32.onnx"
     log.info("exporting onnx-fp32 (%s)", m.model_kind)
@@ -174,14 +174,17 @@ def _export_onnx(staging: Path, work_dir: Path, model_dir: Path, m: Manifest,
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(fp32, target)
         out[Artifact.ONNX_FP32] = fp32_settings
-    if Artifact.ONNX_INT8 in artifacts:
-        family = cpu_family or detect_cpu_family()
-        log.info("quantizing onnx-int8 for %s", family.value)
+    family = cpu_family or detect_cpu_family()
+    for artifact, settings_for in ((Artifact.ONNX_INT8, int8_settings),
+                                   (Artifact.ONNX_INT8_VNNI, vnni_int8_settings)):
+        if artifact not in artifacts:
+            continue
+        log.info("quantizing %s for %s", artifact.value, family.value)
         t = time.monotonic()
-        settings = quantize_onnx_int8(fp32, staging / SPECS[Artifact.ONNX_INT8].path,
-                                      int8_settings(family), model_dir)
+        settings = quantize_onnx_int8(fp32, staging / SPECS[artifact].path,
+                                      settings_for(family), model_dir)
         settings["export_seconds"] = round(time.monotonic() - t, 2)
-        out[Artifact.ONNX_INT8] = settings
+        out[artifact] = settings
     return out
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from intakegate.bundle import (MANIFEST, SIGNATURE, Artifact, BundleError, Status,
-                               VerifiedBundle, resolve_bundle, verify_bundle)
+                               VerifiedBundle, cpu_family_exactness_refusal, resolve_bundle,
+                               verify_bundle)
 from intakegate.bundle.paths import FIXTURES
 from intakegate.encoding import tokenizer_matches_policy
 from intakegate.fixtures import fixture_texts
@@ -28,6 +29,7 @@ from intakegate.export.results import (REFERENCE, ArtifactGate, updated_manifest
                                        write_gate_files, write_golden_rows)
 from intakegate.gate import (IDENTITY_FIELDS, GateRow, ReceiptSpec, Run, release_decision,
                              run_from_json, spec_from_json)
+from intakegate.hardware import cpu_gate_key, detect_cpu_family
 from intakegate.jsonio import loads_strict
 from intakegate.lexical import blend_from_entry
 from intakegate.ticket_score import ScoreSpec, progress_log, score_texts
@@ -118,6 +120,12 @@ def regate_artifact(bundle: VerifiedBundle, artifact: Artifact, inventory: Inven
     ref_rows = {r.fixture_id: r for r in inventory.reference.rows}
     scorable = [fid for fid in inventory.spec.fixture_ids
                 if fid in ref_rows and fid in inventory.texts]
+    family = detect_cpu_family().value
+    inexact = cpu_family_exactness_refusal(artifact.value, family)
+    if inexact:  # its receipt would measure kernels that saturate: never gated here
+        log.warning("%s/%s: %s", bundle.bundle_version, artifact.value, inexact)
+        return _hold(artifact, bundle, f"cpu_family_inexact:{family}",
+                     gated_with=cpu_gate_key(family))
     try:
         backend = gate_backend(artifact, bundle, workers)
     except BackendUnavailable as exc:

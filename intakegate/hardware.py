@@ -32,6 +32,21 @@ class CpuFamily(str, Enum):
     X86_NO_AVX2 = "x86_no_avx2"
 
 
+# Families whose u8 x s8 dot products accumulate in 32 bits (VNNI VPDPBUSD, arm64 SDOT/I8MM):
+# full-range (8-bit) int8 weights are exact there. AVX2 without VNNI sums pairs of products
+# into a saturating 16-bit lane (VPMADDUBSW), so full-range weights are not safe on it.
+EXACT_DOT_FAMILIES = (CpuFamily.AVX512_VNNI, CpuFamily.ARM64)
+
+
+def inexact_dot_refusal(artifact: str, family: str) -> str | None:
+    """Why a full-range int8 artifact may not run on `family` whatever a receipt says, or None."""
+    if family in {f.value for f in EXACT_DOT_FAMILIES}:
+        return None
+    return (f"cpu_family_inexact: {artifact} uses full-range int8 weights, exact only where dot "
+            f"products accumulate in 32 bits ({', '.join(f.value for f in EXACT_DOT_FAMILIES)});"
+            f" this CPU is {family}: use onnx-int8")
+
+
 def machine_class() -> str:
     machine = platform.machine().lower()
     return {"amd64": "x86_64", "aarch64": "arm64"}.get(machine, machine)

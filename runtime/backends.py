@@ -19,7 +19,8 @@ from intakegate.runtime.decision import Device
 from intakegate.runtime.refusal import HeldNotes, LoadRefused
 
 log = logging.getLogger(__name__)
-ONNX_ARTIFACTS = {Artifact.ONNX_FP32.value, Artifact.ONNX_INT8.value}
+ONNX_ARTIFACTS = {Artifact.ONNX_FP32.value, Artifact.ONNX_INT8.value,
+                  Artifact.ONNX_INT8_VNNI.value}
 # What `auto` tries, best first, for every artifact kind (restricted to validated devices).
 DEVICE_PREFERENCE = (Device.CUDA.value, Device.MPS.value, Device.CPU.value)
 

@@ -13,7 +13,8 @@ EXIT_BAD_INPUT = 2
 EXIT_NOT_READY = 3
 BundleArg = Annotated[str, typer.Argument(help="A bundle directory, or a dataset name whose "
                                                "ACTIVE bundle is used.")]
-ArtifactOpt = Annotated[str, typer.Option(help="onnx-int8 | onnx-fp32 | torch-fp32")]
+ArtifactOpt = Annotated[str, typer.Option(
+    help="onnx-int8 | onnx-int8-vnni | onnx-fp32 | torch-fp32")]
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | mps")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="Inference threads (default: min(4, "
                                                         "CPU count)).")]

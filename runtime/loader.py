@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from intakegate.bundle import BundleError, VerifiedBundle, verify_bundle
+from intakegate.bundle import (BundleError, VerifiedBundle, cpu_family_exactness_refusal,
+                               verify_bundle)
 from intakegate.bundle.manifest import parse_manifest_bytes
 from intakegate.bundle.paths import GOLDEN, MANIFEST
 from intakegate.encoding import InputPolicy, tokenizer_matches_policy
@@ -180,6 +181,10 @@ def load_engine(bundle_dir: Path, artifact: str, device: str, threads: int | Non
         backend = build_backend(verified, artifact, bound.art, device, threads, held,
                                 verify_on_device)
         probe_vocabulary(backend, tokenizer, spec)
+        if str(backend.device) == Device.CPU.value:  # before any receipt, computed or cached
+            inexact = cpu_family_exactness_refusal(artifact, this_cpu_family())
+            if inexact:
+                held.held(inexact)
         if (verify_on_device and str(backend.device) == Device.CPU.value
                 and cpu_family_refusal(bound.art) is not None):
             from intakegate.runtime.device_receipt import verify_here

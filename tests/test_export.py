@@ -199,8 +199,10 @@ def test_int8_config_is_portable_and_its_receipt_names_the_cpu_family(exported: 
     assert settings["exported_on_cpu_family"] == family.value
     assert settings["weight_type"] == "QInt8" and settings["per_channel"] is True
     assert settings["reduce_range"] is True
-    assert settings["block_quantized"] == {"op_types": ["MatMul"], "bits": 8, "block_size": 32,
-                                           "accuracy_level": 4, "symmetric": False}
+    assert settings["block_quantized"] == {"op_types": ["MatMul"], "which": "remaining",
+                                           "bits": 8, "block_size": 32, "accuracy_level": 4,
+                                           "symmetric": False}
+    assert settings["cpu_families"] == [f.value for f in CpuFamily]
     assert entry["gates"][f"onnxruntime-cpu-{family.value}"]["decision"] == "eligible_for_shadow"
     assert m["artifacts"]["onnx-int8"]["size_bytes"] < m["artifacts"]["onnx-fp32"]["size_bytes"]
     machine = {"amd64": "x86_64", "aarch64": "arm64"}.get(platform.machine().lower(),
@@ -677,3 +679,52 @@ def test_bert_int8_is_quantized_from_the_fused_graph(bert_exported: Path,
     assert fusion["fused_operators"]["Attention"] == 2  # one per layer of the tiny BERT
     tiny = manifest(tiny_exported)["artifacts"]["onnx-int8"]["export_settings"]
     assert tiny["graph_fusion"] is None
+
+
+# ---------------------------------------------------------------------------------------------
+# onnx-int8-vnni: full-range int8, only where integer dot products are exact
+
+
+def test_full_range_int8_is_gated_and_served_only_where_dot_products_are_exact(
+        exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Full 8-bit weights saturate VPMADDUBSW (AVX2 without VNNI): on such a family the gate
+    holds the artifact without scoring it, and a router refuses it even when asked to compute
+    the receipt itself (--verify-on-device)."""
+    from intakegate.runtime import Router
+
+    entry = manifest(exported)["artifacts"]["onnx-int8-vnni"]
+    settings = entry["export_settings"]
+    assert (settings["recipe"], settings["reduce_range"]) == ("full-range", False)
+    assert settings["cpu_families"] == ["avx512_vnni", "arm64"]
+    assert settings["block_quantized"]["which"] == "ffn_down"
+    family = detect_cpu_family().value
+    if family in settings["cpu_families"]:
+        assert entry["gates"][f"onnxruntime-cpu-{family}"]["decision"] == "eligible_for_shadow"
+    else:
+        assert (entry["status"], entry["reason"]) == ("hold", f"cpu_family_inexact:{family}")
+    bundle = copy_bundle(exported, tmp_path, "full-range-on-avx2")
+    monkeypatch.setenv("INTAKEGATE_CPU_FAMILY", "avx2")
+    (gate,) = regate_bundle(bundle, [Artifact.ONNX_INT8_VNNI], record=True)
+    assert (gate.status, gate.reason) == (Status.HOLD, "cpu_family_inexact:avx2")
+    assert gate.run is None  # nothing was scored on kernels that saturate
+    assert manifest(bundle)["artifacts"]["onnx-int8-vnni"]["gates"][
+        "onnxruntime-cpu-avx2"]["decision"] == "hold"
+    router = Router.load(bundle, artifact="onnx-int8-vnni", verify_on_device=True,
+                         cache_dir=tmp_path / "cache")
+    assert not router.ready
+    assert router.health()["detail"].startswith("cpu_family_inexact: onnx-int8-vnni")
+    assert router.route("refund my order").route == "human_review_now"
+    assert Router.load(bundle, artifact="onnx-int8", verify_on_device=True,
+                       cache_dir=tmp_path / "cache").ready  # the portable graph still serves
+
+
+def test_full_range_int8_leaves_only_the_ffn_down_matmuls_to_blocks(bert_exported: Path) -> None:
+    """The portable graph puts every dense MatMul in 8-bit blocks; the full-range graph only
+    the FFN-down ones (one per layer), the rest run VNNI's integer kernels."""
+    artifacts = manifest(bert_exported)["artifacts"]
+    full = artifacts["onnx-int8-vnni"]["export_settings"]["quantized_op_counts"]
+    portable = artifacts["onnx-int8"]["export_settings"]["quantized_op_counts"]
+    assert full["MatMulNBits"] == 2  # the tiny BERT has 2 layers
+    assert full["QAttention"] == portable["QAttention"] == 2
+    # Every other MatMul the portable graph puts in blocks runs VNNI's integer kernel here.
+    assert full["MatMulInteger"] == portable["MatMulNBits"] - 2 >= 4

@@ -27,7 +27,7 @@ from intakegate.bundle.errors import BundleError
 from intakegate.bundle.hashing import FileEntry, atomic_write, file_table, sha256_bytes
 from intakegate.bundle.paths import FORBIDDEN_SUFFIXES, MANIFEST, MAX_MANIFEST_BYTES, check_relpath
 from intakegate.errors import InputError
-from intakegate.hardware import cpu_gate_key, gate_cpu_family
+from intakegate.hardware import cpu_gate_key, gate_cpu_family, inexact_dot_refusal
 from intakegate.jsonio import dumps_canonical, loads_strict
 from intakegate.vocab import FALLBACK_ROUTE, GateDecision, Route
 
@@ -56,8 +56,21 @@ class Artifact(str, Enum):
     TORCH_FP32 = "torch-fp32"
     ONNX_FP32 = "onnx-fp32"
     ONNX_INT8 = "onnx-int8"
+    ONNX_INT8_VNNI = "onnx-int8-vnni"
     COREML_FP16 = "coreml-fp16"
     COREML_INT8 = "coreml-int8"
+
+
+# Full-range int8 artifacts: faster where integer dot products are exact, refused elsewhere.
+FULL_RANGE_INT8 = frozenset({Artifact.ONNX_INT8_VNNI})
+
+
+def cpu_family_exactness_refusal(artifact: str, family: str) -> str | None:
+    """The one rule export, gate and router share: a full-range int8 artifact runs (and is
+    gated) only on a CPU family whose dot products are exact; None when `artifact` may."""
+    if artifact not in {a.value for a in FULL_RANGE_INT8}:
+        return None
+    return inexact_dot_refusal(artifact, family)
 
 
 def now_iso() -> str:
