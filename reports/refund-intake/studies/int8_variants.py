@@ -7,15 +7,21 @@ margin of a required positive over the pinned threshold (log-odds), the largest 
 against torch-fp32 (the export's drift report), the file size and the seconds it took to score
 the inventory (compare as ratios within one run). The test split is not opened.
 
-Variants: the earlier recipe (dynamic int8 on every MatMul, U8S8 7-bit), the same with some
-MatMuls kept fp32, the shipped two-step recipe (intakegate.export.cpu: dynamic int8 for
-embeddings and fused QKV, 8-bit blocks for the dense MatMuls) with and without int8 compute in
-the blocks and with QKV kept fp32, and static int8 (QDQ) on the dense MatMuls, its activation
-ranges calibrated on the model batches of train rows only (the bundle's own `eval/rows.json`,
-composed training rows included). A second argument keeps only the variants whose label
-contains it.
+Variants: Optimum's VNNI default (full-range dynamic int8 on every op it quantizes), the
+shipped full-range recipe (`onnx-int8-vnni`: the same, FFN-down MatMuls in 8-bit blocks) and a
+variant that also blocks the attention-output MatMuls, the earlier recipe (dynamic int8 on every
+MatMul, U8S8 7-bit), the same with some MatMuls kept fp32, the shipped two-step recipe
+(intakegate.export.cpu: dynamic int8 for embeddings and fused QKV, 8-bit blocks for the dense
+MatMuls) with and without int8 compute in the blocks and with QKV kept fp32, and static int8
+(QDQ) on the dense MatMuls, its activation ranges calibrated on the model batches of train
+rows only (the bundle's own `eval/rows.json`, composed training rows included). A second argument keeps only the variants whose label
+contains it (alternatives separated by `|`).
 
-    .venv/bin/python reports/refund-intake/studies/int8_variants.py bundles/refund-intake/refund-intake-minilm-v3 [static]
+    .venv/bin/python reports/refund-intake/studies/int8_variants.py \
+        bundles/refund-intake/refund-intake-minilm-v3 [static]
+    # b77-minilm-v5 (AVX-512 VNNI), the full-range candidates against the shipped recipe:
+    .venv/bin/python reports/refund-intake/studies/int8_variants.py \
+        bundles/banking77/b77-minilm-v5 "full-range|shipped|earlier: dynamic int8 on all"
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from intakegate.bundle import VerifiedBundle, verify_bundle
 from intakegate.bundle.paths import EVAL_ROWS
 from intakegate.composed import composed_training_rows
 from intakegate.export.backends import _onnx_backend
-from intakegate.export.cpu import Int8Settings, int8_settings
+from intakegate.export.cpu import Int8Settings, int8_settings, vnni_int8_settings
 from intakegate.fixtures import parse_eval_rows
 from intakegate.export.onnx_export import fuse_bert_graph, quantize_onnx_int8
 from intakegate.export.regate import load_inventory, scoring_inputs
@@ -63,6 +69,43 @@ def _dynamic_everywhere(fp32_matmuls: str | None) -> Builder:
                          weight_type=QuantType[settings.weight_type], nodes_to_exclude=exclude,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return build
+
+
+def _dynamic_full_range(_fp32: Path, fused: Path, _model_dir: Path, out: Path,
+                       settings: Int8Settings) -> None:
+    """Optimum's own default for AVX-512 VNNI and arm64 (`AutoQuantizationConfig.avx512_vnni(
+    is_static=False, per_channel=True)`: every integer op, 8-bit per-channel weights, no
+    reduce_range) on the fused graph. Exact only where dot products are 32-bit (VNNI, arm64):
+    on other x86 CPUs the u8 x s8 pair sums saturate at 16 bits, so it is gated per family."""
+    quantize_dynamic(fused, out, per_channel=True, reduce_range=False,
+                     weight_type=QuantType.QInt8,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+def _full_range_also_attention_output(_fp32: Path, fused: Path, _model_dir: Path, out: Path,
+                                      settings: Int8Settings) -> None:
+    """Full-range dynamic int8 except every `/output/dense/MatMul` (attention output and
+    FFN down), which get 8-bit blocks (accuracy level 4)."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    names = [n.name for n in onnx.load(str(fused)).graph.node if n.op_type == "MatMul"]
+    dynamic = out.with_name(out.stem + ".dynamic.onnx")
+    quantize_dynamic(fused, dynamic, per_channel=True, reduce_range=False,
+                     weight_type=QuantType.QInt8,
+                     nodes_to_exclude=[n for n in names if n.endswith("/output/dense/MatMul")],
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    blocks = MatMulNBitsQuantizer(onnx.load(str(dynamic)), bits=settings.block_bits,
+                                  block_size=settings.block_size,
+                                  accuracy_level=settings.block_accuracy_level,
+                                  op_types_to_quantize=settings.block_op_types)
+    blocks.process()
+    blocks.model.save_model_to_file(str(out), use_external_data_format=False)
+
+
+def _shipped_full_range(fp32: Path, _fused: Path, model_dir: Path, out: Path,
+                        settings: Int8Settings) -> None:
+    """The export's own `onnx-int8-vnni` recipe (intakegate.export.cpu.vnni_int8_settings)."""
+    quantize_onnx_int8(fp32, out, vnni_int8_settings(settings.exported_on), model_dir)
 
 
 def _two_step(accuracy_level: int, dynamic_op_types: tuple[str, ...] | None = None) -> Builder:
@@ -137,6 +180,12 @@ def variants(feeds: Sequence[dict[str, np.ndarray]]) -> dict[str, Builder]:
         "earlier: dynamic int8 on all MatMuls": _dynamic_everywhere(None),
         "earlier, attention-output and FFN-down fp32": _dynamic_everywhere("/output/dense/MatMul"),
         "earlier, all dense projections fp32": _dynamic_everywhere("/dense/MatMul"),
+        "full-range dynamic int8 everywhere (Optimum's VNNI default, fused graph)":
+            _dynamic_full_range,
+        "full-range dynamic, FFN-down MatMuls in 8-bit blocks (onnx-int8-vnni, shipped)":
+            _shipped_full_range,
+        "full-range dynamic, attention-output and FFN-down MatMuls in 8-bit blocks":
+            _full_range_also_attention_output,
         "two-step, blocks with fp32 compute (accuracy 0)": _two_step(0),
         "two-step, blocks with int8 compute (accuracy 4, shipped)": _two_step(4),
         "two-step, QKV kept fp32 (embeddings dynamic, blocks accuracy 4)":
@@ -166,7 +215,7 @@ def main(bundle_dir: str, only: str = "") -> None:
     print(json.dumps({"calibration_batches": len(feeds)}), flush=True)
     results = []
     for label, build in variants(feeds).items():
-        if only and only not in label:
+        if only and not any(part in label for part in only.split("|")):
             continue
         out = tmp / f"v{len(results)}.onnx"
         build(fp32, fused, model_dir, out, settings)
