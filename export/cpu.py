@@ -45,13 +45,17 @@ class BlockedMatMuls(str, Enum):
 
     REMAINING = "every MatMul the dynamic step left in float"
     FFN_DOWN = "the FFN-down MatMuls only (inputs: the GELU outputs)"
+    OUTPUT_DENSE = "the FFN-down and attention-output MatMuls (measured, not shipped)"
 
     def picks(self, node_name: str) -> bool:
         """Whether the dynamic step must leave this MatMul to the blocks (by its exported
         name: HF BERT graphs name FFN-down `.../layer.N/output/dense/MatMul`)."""
         if self is BlockedMatMuls.REMAINING:
             return False  # MatMul is not a dynamic op type here; nothing to exclude
-        return node_name.endswith("/output/dense/MatMul") and "/attention/" not in node_name
+        output_dense = node_name.endswith("/output/dense/MatMul")
+        if self is BlockedMatMuls.OUTPUT_DENSE:
+            return output_dense
+        return output_dense and "/attention/" not in node_name
 
 
 @dataclass(frozen=True)

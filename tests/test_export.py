@@ -26,7 +26,7 @@ from intakegate.bundle import (Artifact, BundleError, Manifest, Status, activate
 from intakegate.export.artifacts import EXPORTABLE, SPECS
 from intakegate.export.backends import gate_backend
 from intakegate.export.mil_reference import MIL_REFERENCE
-from intakegate.export.cpu import int8_settings
+from intakegate.export.cpu import BlockedMatMuls, int8_settings
 from intakegate.hardware import CpuFamily, detect_cpu_family
 from intakegate.export.pipeline import export_bundle
 from intakegate.export.regate import load_inventory, regate_bundle
@@ -728,3 +728,16 @@ def test_full_range_int8_leaves_only_the_ffn_down_matmuls_to_blocks(bert_exporte
     assert full["QAttention"] == portable["QAttention"] == 2
     # Every other MatMul the portable graph puts in blocks runs VNNI's integer kernel here.
     assert full["MatMulInteger"] == portable["MatMulNBits"] - 2 >= 4
+
+
+def test_blocked_matmuls_pick_by_exported_node_name() -> None:
+    """FFN_DOWN (shipped) takes only the FFN-down MatMul of a layer; OUTPUT_DENSE (the study's
+    variant) also takes the attention output; REMAINING excludes nothing from the dynamic step."""
+    ffn_down = "/encoder/layer.0/output/dense/MatMul"
+    attention_out = "/encoder/layer.0/attention/output/dense/MatMul"
+    ffn_up = "/encoder/layer.0/intermediate/dense/MatMul"
+    assert [BlockedMatMuls.FFN_DOWN.picks(n) for n in (ffn_down, attention_out, ffn_up)] == [
+        True, False, False]
+    assert [BlockedMatMuls.OUTPUT_DENSE.picks(n) for n in (ffn_down, attention_out, ffn_up)] == [
+        True, True, False]
+    assert not any(BlockedMatMuls.REMAINING.picks(n) for n in (ffn_down, attention_out, ffn_up))

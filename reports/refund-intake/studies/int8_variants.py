@@ -45,7 +45,8 @@ from intakegate.bundle import VerifiedBundle, verify_bundle
 from intakegate.bundle.paths import EVAL_ROWS
 from intakegate.composed import composed_training_rows
 from intakegate.export.backends import _onnx_backend
-from intakegate.export.cpu import Int8Settings, int8_settings, vnni_int8_settings
+from intakegate.export.cpu import (BlockedMatMuls, Int8Settings, int8_settings,
+                                   vnni_int8_settings)
 from intakegate.fixtures import parse_eval_rows
 from intakegate.export.onnx_export import fuse_bert_graph, quantize_onnx_int8
 from intakegate.export.regate import load_inventory, scoring_inputs
@@ -82,24 +83,13 @@ def _dynamic_full_range(_fp32: Path, fused: Path, _model_dir: Path, out: Path,
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
-def _full_range_also_attention_output(_fp32: Path, fused: Path, _model_dir: Path, out: Path,
+def _full_range_also_attention_output(fp32: Path, _fused: Path, model_dir: Path, out: Path,
                                       settings: Int8Settings) -> None:
-    """Full-range dynamic int8 except every `/output/dense/MatMul` (attention output and
-    FFN down), which get 8-bit blocks (accuracy level 4)."""
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
-    names = [n.name for n in onnx.load(str(fused)).graph.node if n.op_type == "MatMul"]
-    dynamic = out.with_name(out.stem + ".dynamic.onnx")
-    quantize_dynamic(fused, dynamic, per_channel=True, reduce_range=False,
-                     weight_type=QuantType.QInt8,
-                     nodes_to_exclude=[n for n in names if n.endswith("/output/dense/MatMul")],
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-    blocks = MatMulNBitsQuantizer(onnx.load(str(dynamic)), bits=settings.block_bits,
-                                  block_size=settings.block_size,
-                                  accuracy_level=settings.block_accuracy_level,
-                                  op_types_to_quantize=settings.block_op_types)
-    blocks.process()
-    blocks.model.save_model_to_file(str(out), use_external_data_format=False)
+    """The shipped full-range recipe with the attention-output MatMuls in 8-bit blocks too
+    (`BlockedMatMuls.OUTPUT_DENSE`: every `/output/dense/MatMul`)."""
+    chosen = replace(vnni_int8_settings(settings.exported_on),
+                     blocked=BlockedMatMuls.OUTPUT_DENSE)
+    quantize_onnx_int8(fp32, out, chosen, model_dir)
 
 
 def _shipped_full_range(fp32: Path, _fused: Path, model_dir: Path, out: Path,
