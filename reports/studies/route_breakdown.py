@@ -13,7 +13,8 @@ times). Further artifacts after a comma add their own `Router.route` and bare se
 same loop (`route:<artifact>`, `bare:<artifact>`): the bench times each artifact in its own
 process, whose bare figure drifts between processes; here all share one. Blocks of 50 tickets
 in rotating order, after a warm-up. Prints one JSON document (p50 and mean per stage, in ms)
-and writes it beside this file, named after the bundle, the artifacts, threads and CPU family.
+and writes it beside this file, named after the bundle, the artifacts, threads and the machine (CPU model, int8 family,
+cores: the bench's results folder name).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from intakegate.benchmarks.inputs import cycle, load_texts
-from intakegate.benchmarks.machine import cpu_family, describe
+from intakegate.benchmarks.machine import cpu_family, describe, device_name
 from intakegate.benchmarks.optimum_default import BareSession, build
 from intakegate.encoding import prepare_text
 from intakegate.runtime import Router
@@ -173,7 +174,7 @@ def main(bundle: str, artifacts: str = "onnx-int8", tickets: int = 2000,
     text = json.dumps(out, indent=1)
     print(text)
     name = (f"route-breakdown-{e.bundle_version}-{'+'.join([artifact, *others])}"
-            f"-t{e.threads}-{family}.json")
+            f"-t{e.threads}-{device_name('cpu')}.json")
     (HERE / name).write_text(text + "\n", encoding="utf-8")
 
 

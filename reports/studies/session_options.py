@@ -29,7 +29,7 @@ import numpy as np
 import onnxruntime as ort
 
 from intakegate.benchmarks.inputs import cycle, load_texts
-from intakegate.benchmarks.machine import cpu_family, describe
+from intakegate.benchmarks.machine import cpu_family, describe, device_name
 from intakegate.benchmarks.optimum_default import BareSession, build
 from intakegate.encoding import Windows, prepare_text
 from intakegate.runtime import Router
@@ -142,7 +142,7 @@ def main(bundle: str, artifact: str = "onnx-int8", tickets: int = 2000) -> None:
     }
     text = json.dumps(result, indent=1)
     print(text)
-    (HERE / f"session-options-{e.bundle_version}-{artifact}-{family}.json").write_text(
+    (HERE / f"session-options-{e.bundle_version}-{artifact}-{device_name('cpu')}.json").write_text(
         text + "\n", encoding="utf-8")
 
 
