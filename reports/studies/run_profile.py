@@ -35,22 +35,13 @@ import onnxruntime as ort
 
 from intakegate.benchmarks.inputs import load_texts
 from intakegate.benchmarks.machine import cpu_family, describe, device_name
-from intakegate.benchmarks.optimum_default import build
 from intakegate.encoding import Windows, prepare_text
 from intakegate.runtime import Router
 from intakegate.ticket_score import score_ticket
+from route_breakdown import _build_optimum, artifact_file  # this folder: run as a script
 
 HERE = Path(__file__).parent
 WARMUP = 50
-
-
-def artifact_file(verified: Any, name: str) -> Path:
-    path = Path(verified.root) / verified.manifest.artifacts[name].path
-    return path / "model.onnx" if path.is_dir() else path
-
-
-def _build_optimum(fp32: str, family: str) -> str:
-    return build(Path(fp32), family).path
 
 
 def profiled_runs(model: bytes | str, threads: int, feeds: list[dict[str, np.ndarray]]
