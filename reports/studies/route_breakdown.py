@@ -13,8 +13,8 @@ times). Further artifacts after a comma add their own `Router.route` and bare se
 same loop (`route:<artifact>`, `bare:<artifact>`): the bench times each artifact in its own
 process, whose bare figure drifts between processes; here all share one. Blocks of 50 tickets
 in rotating order, after a warm-up. Prints one JSON document (p50 and mean per stage, in ms)
-and writes it beside this file, named after the bundle, the artifacts, threads and the machine (CPU model, int8 family,
-cores: the bench's results folder name).
+and writes it beside this file, named after the bundle, the artifacts, threads and the machine
+(CPU model, int8 family, cores: the bench's results folder name).
 """
 
 from __future__ import annotations

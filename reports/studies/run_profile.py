@@ -35,7 +35,7 @@ import onnxruntime as ort
 
 from intakegate.benchmarks.inputs import load_texts
 from intakegate.benchmarks.machine import cpu_family, describe, device_name
-from intakegate.encoding import Windows, prepare_text
+from intakegate.encoding import Windows, padded, prepare_text
 from intakegate.runtime import Router
 from intakegate.ticket_score import score_ticket
 from route_breakdown import _build_optimum, artifact_file  # this folder: run as a script
@@ -111,10 +111,7 @@ def main(bundle: str, artifact: str = "onnx-int8", tickets: int = 1000) -> None:
             score_ticket(capture, tokenizer, prepared.text, e.spec)
         per_ticket_runs.append(len(batches) - before)
     whole = tokenizer.encode_batch([prepare_text(t, e.spec.policy).text or "" for t in texts])
-    whole_feeds = [{"input_ids": np.asarray([w.ids], dtype=np.int64),
-                    "attention_mask": np.asarray([w.attention_mask], dtype=np.int64),
-                    "token_type_ids": np.asarray([w.type_ids], dtype=np.int64)}
-                   for w in whole]
+    whole_rows = [padded([w], (0,), (1,)) for w in whole]  # one row each, as a user would
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(1) as pool:  # optimum imports torch: never beside the timings
         optimum_path = pool.apply(_build_optimum,
@@ -123,9 +120,9 @@ def main(bundle: str, artifact: str = "onnx-int8", tickets: int = 1000) -> None:
         optimum_path, providers=["CPUExecutionProvider"]).get_inputs()]
     ours = profiled_runs(str(artifact_file(e.verified, artifact)), e.threads, batches)
     ours_whole = profiled_runs(str(artifact_file(e.verified, artifact)), e.threads,
-                               [{n: f[n] for n in names} for f in whole_feeds])
+                               [feed_of(w, names) for w in whole_rows])
     optimum = profiled_runs(optimum_path, e.threads,
-                            [{n: f[n] for n in optimum_names} for f in whole_feeds])
+                            [feed_of(w, optimum_names) for w in whole_rows])
     out = {
         "bundle": e.bundle_version, "artifact": artifact, "tickets": len(texts),
         "threads": e.threads, "cpu_family": family, "machine": describe("cpu", e.threads),
