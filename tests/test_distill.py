@@ -113,3 +113,27 @@ def test_the_teacher_term_reaches_the_loss(tiny_bert_dir: Path, tmp_path: Path) 
         weights[name] = load_file(str(tmp_path / name / "model.safetensors"))["classifier.weight"]
     assert not np.allclose(weights["labels"], weights["teacher"])
     assert not np.allclose(weights["teacher"], weights["flipped"])
+
+
+def test_train_takes_composed_and_segment_shares_from_the_command_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A student's recipe (more composed rows, routine parts with soft targets) is a command
+    anyone can rerun, not an edited dataset recipe; a bad list is a usage error."""
+    from typer.testing import CliRunner
+
+    import intakegate.train.pipeline as pipeline
+    from intakegate.cli.app import app
+
+    seen: dict[str, object] = {}
+
+    def fake_train(*args: object, overrides: dict[str, object], **kw: object) -> None:
+        seen.update(overrides)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(pipeline, "train_bundle", fake_train)
+    runner = CliRunner()
+    runner.invoke(app, ["train", "--dataset", "banking77", "--composed-shares", "0.5,1",
+                        "--segment-shares", "0.5"])
+    assert seen["composed_shares"] == (0.5, 1.0) and seen["segment_shares"] == (0.5,)
+    bad = runner.invoke(app, ["train", "--dataset", "banking77", "--segment-shares", "half"])
+    assert bad.exit_code != 0 and "--segment-shares" in bad.output

@@ -77,6 +77,13 @@ def train_command(
         help="Weight of the teacher term in the loss (0..1; default 0.5).")] = None,
     distill_temperature: Annotated[Optional[float], typer.Option(
         help="Softmax temperature of the teacher term (default 2).")] = None,
+    composed_shares: Annotated[Optional[str], typer.Option(
+        help="Composed train rows as shares of the train rows to try, e.g. '0.5,1' (each "
+             "trains a model; validation picks). Default: the dataset recipe.")] = None,
+    segment_shares: Annotated[Optional[str], typer.Option(
+        help="Parts of routine train tickets added as routine rows, as shares of the train "
+             "rows, e.g. '0,0.5' (with --teacher they get its soft targets too). Default: the "
+             "dataset recipe.")] = None,
     composed_generator: Annotated[Optional[str], typer.Option(
         help="Composed fixtures and train rows: intakegate-composed-v1 (space, line break, no "
              "punctuation) or intakegate-composed-v2 (those and chat: lowercase, no "
@@ -107,12 +114,13 @@ def train_command(
             raise typer.BadParameter("comma-separated layer indices, e.g. 1,3,5",
                                      param_hint="--student-layers") from None
     if blend_weights is not None:
-        try:
-            overrides["blend_weights"] = (() if blend_weights.strip().lower() == "none" else
-                                          tuple(float(w) for w in blend_weights.split(",")))
-        except ValueError:
-            raise typer.BadParameter("a comma-separated list of numbers, or 'none'",
-                                     param_hint="--blend-weights") from None
+        overrides["blend_weights"] = (() if blend_weights.strip().lower() == "none" else
+                                      _numbers(blend_weights, "--blend-weights",
+                                               " or 'none'"))
+    if composed_shares is not None:
+        overrides["composed_shares"] = _numbers(composed_shares, "--composed-shares")
+    if segment_shares is not None:
+        overrides["segment_shares"] = _numbers(segment_shares, "--segment-shares")
     result = train_bundle(dataset, label_guide=str(label_guide) if label_guide else None,
                           adjudication=str(adjudication) if adjudication else None,
                           bundles_root=root, bundle_version=bundle_version,
@@ -127,3 +135,12 @@ def train_command(
         activate(root, result.bundle_dir.parent.name, result.bundle_dir.name)
         typer.echo(f"activated {result.bundle_dir.parent.name}/{result.bundle_dir.name}")
     raise typer.Exit(ExitCode.OK if result.gate.eligible else ExitCode.HELD)
+
+
+def _numbers(value: str, option: str, alternative: str = "") -> tuple[float, ...]:
+    """A comma-separated list of numbers, or a usage error naming the option."""
+    try:
+        return tuple(float(w) for w in value.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"a comma-separated list of numbers{alternative}",
+                                 param_hint=option) from None

@@ -9,6 +9,12 @@
 #            [STUDENT_LAYERS]
 # (defaults b77-minilm-v5, b77-minilm-v5-s135, 1,3,5). BENCH_TEACHER=0 skips the teacher's bench
 # when it is already benchmarked on this machine (each bench run is its own comparison).
+# STUDENT_TRAIN_ARGS: the student's training options (default: --distill-weight 0.5, the s135
+# recipe); ONNX_ARTIFACTS: what is exported and benchmarked besides torch-fp32 (default
+# onnx-fp32,onnx-int8; add onnx-int8-vnni on an AVX-512 VNNI or arm64 CPU). The s135d student:
+#   STUDENT_TRAIN_ARGS="--distill-weight 0.8 --epochs 4 --composed-shares 1 --segment-shares 0.5" \
+#   ONNX_ARTIFACTS=onnx-fp32,onnx-int8,onnx-int8-vnni BENCH_TEACHER=0 \
+#   bash reports/banking77/studies/speed_candidates.sh b77-minilm-v5 b77-minilm-v5-s135d 1,3,5
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 CLI=${CLI:-.venv/bin/intakegate}
@@ -16,16 +22,18 @@ TEACHER=bundles/banking77/${1:-b77-minilm-v5}
 STUDENT_VERSION=${2:-b77-minilm-v5-s135}
 STUDENT=bundles/banking77/$STUDENT_VERSION
 STUDENT_LAYERS=${3:-1,3,5}
+STUDENT_TRAIN_ARGS=${STUDENT_TRAIN_ARGS:---distill-weight 0.5}
+ONNX_ARTIFACTS=${ONNX_ARTIFACTS:-onnx-fp32,onnx-int8}
 held_ok() { "$@" || [ $? -eq 1 ]; }  # exit 1 is "held", which is expected here
 
 [ -d "$TEACHER/model/onnx-int8" ] || \
-  held_ok "$CLI" export "$TEACHER" --artifacts onnx-fp32,onnx-int8 --measurement-only
+  held_ok "$CLI" export "$TEACHER" --artifacts "$ONNX_ARTIFACTS" --measurement-only
 [ -d "$STUDENT" ] || \
   held_ok "$CLI" train --dataset banking77 --bundle-version "$STUDENT_VERSION" \
-    --teacher "$TEACHER" --student-layers "$STUDENT_LAYERS" --distill-weight 0.5
+    --teacher "$TEACHER" --student-layers "$STUDENT_LAYERS" $STUDENT_TRAIN_ARGS
 [ -d "$STUDENT/model/onnx-int8" ] || \
-  held_ok "$CLI" export "$STUDENT" --artifacts onnx-fp32,onnx-int8 --measurement-only
+  held_ok "$CLI" export "$STUDENT" --artifacts "$ONNX_ARTIFACTS" --measurement-only
 [ "${BENCH_TEACHER:-1}" = 0 ] || \
-  "$CLI" bench "$TEACHER" --device cpu --artifacts torch-fp32,onnx-fp32,onnx-int8
-"$CLI" bench "$STUDENT" --device cpu --artifacts torch-fp32,onnx-fp32,onnx-int8 \
+  "$CLI" bench "$TEACHER" --device cpu --artifacts "torch-fp32,$ONNX_ARTIFACTS"
+"$CLI" bench "$STUDENT" --device cpu --artifacts "torch-fp32,$ONNX_ARTIFACTS" \
   --hand-built-from "$TEACHER"
