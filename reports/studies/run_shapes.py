@@ -28,6 +28,7 @@ import numpy as np
 
 from intakegate.benchmarks.machine import cpu_family, describe, device_name
 from intakegate.bundle import verify_bundle
+from intakegate.bundle.paths import TOKENIZER
 from intakegate.runtime.onnx_backend import default_threads
 from route_breakdown import _build_optimum, artifact_file  # this folder: run as a script
 
@@ -48,10 +49,12 @@ def session(path: str, threads: int) -> Any:
     return ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def feed(sess: Any, rows: int, tokens: int, vocab: int,
+def feed(sess: Any, rows: int, tokens: int, tokenizer: Any,
          rng: np.random.Generator) -> dict[str, np.ndarray]:
-    ids = rng.integers(1000, vocab, size=(rows, tokens), dtype=np.int64)
-    ids[:, 0], ids[:, -1] = 101, 102  # [CLS] ... [SEP], as the tokenizer writes them
+    """Random ids from the bundle's vocabulary, framed as the tokenizer frames a ticket."""
+    first, last = tokenizer.encode("").ids  # [CLS] ... [SEP] for a BERT tokenizer
+    ids = rng.integers(1000, tokenizer.get_vocab_size(), size=(rows, tokens), dtype=np.int64)
+    ids[:, 0], ids[:, -1] = first, last
     cols = {"input_ids": ids, "attention_mask": np.ones_like(ids),
             "token_type_ids": np.zeros_like(ids)}
     return {i.name: cols[i.name] for i in sess.get_inputs()}
@@ -70,11 +73,13 @@ def main(bundle: str, artifacts: str = "onnx-int8", reps: int = 25,
     paths = {name: str(artifact_file(verified, name)) for name in artifacts.split(",")}
     paths[OPTIMUM] = optimum_path
     sessions = {name: session(path, threads) for name, path in paths.items()}
-    vocab = 30522
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_str(verified.read(TOKENIZER).decode("utf-8"))
     rng = np.random.default_rng(0)
     results: dict[str, dict[str, float]] = {name: {} for name in sessions}
     for rows, tokens in SHAPES:
-        feeds = {name: feed(s, rows, tokens, vocab, rng) for name, s in sessions.items()}
+        feeds = {name: feed(s, rows, tokens, tokenizer, rng) for name, s in sessions.items()}
         for name, s in sessions.items():
             for _ in range(reps):
                 s.run(None, feeds[name])
