@@ -217,14 +217,24 @@ def encode_windows(tokenizer: Any, texts: Sequence[str], policy: InputPolicy) ->
 
 def padded(rows: Sequence[Any], owner: Sequence[int], per_text: Sequence[int]) -> Windows:
     """Tokenizer encodings as one zero-padded batch (padded to the longest row only)."""
-    width = max((len(w.ids) for w in rows), default=1)
-    n = len(rows)
-    ids = np.zeros((n, width), dtype=np.int64)
-    mask = np.zeros((n, width), dtype=np.int64)
-    types = np.zeros((n, width), dtype=np.int64)
-    for r, w in enumerate(rows):
-        k = len(w.ids)
-        ids[r, :k] = w.ids
-        mask[r, :k] = w.attention_mask
-        types[r, :k] = w.type_ids
-    return Windows(ids, mask, types, np.asarray(owner, dtype=np.int64), tuple(per_text))
+    return padded_ids([w.ids for w in rows], [w.attention_mask for w in rows],
+                      [w.type_ids for w in rows], owner, per_text)
+
+
+def padded_ids(ids: Sequence[Sequence[int]], masks: Sequence[Sequence[int]],
+               types: Sequence[Sequence[int]], owner: Sequence[int], per_text: Sequence[int]
+               ) -> Windows:
+    """`padded` from id lists already read off the encodings (each `Encoding.ids` read builds
+    a new list, so the scorer reads them once). Rows of one length, the usual single-row
+    ticket, become arrays in one step."""
+    n = len(ids)
+    width = max(map(len, ids), default=1)
+    if n and all(len(row) == width for row in ids):
+        arrays = [np.array(rows, dtype=np.int64).reshape(n, width) for rows in (ids, masks, types)]
+    else:
+        arrays = [np.zeros((n, width), dtype=np.int64) for _ in range(3)]
+        for array, rows in zip(arrays, (ids, masks, types)):
+            for r, row in enumerate(rows):
+                array[r, :len(row)] = row
+    return Windows(arrays[0], arrays[1], arrays[2], np.asarray(owner, dtype=np.int64),
+                   tuple(per_text))

@@ -246,7 +246,9 @@ def _part(obj: Mapping[str, Any], key: str, read: Callable[[str], bytes], header
 
 
 def log_odds(p: np.ndarray) -> np.ndarray:
-    q = np.clip(np.asarray(p, dtype=np.float64), LOGIT_CLIP, 1.0 - LOGIT_CLIP)
+    # maximum/minimum, not np.clip: the same values (NaN stays NaN) at a fifth of the
+    # per-call cost on the few scores of one ticket.
+    q = np.minimum(np.maximum(np.asarray(p, dtype=np.float64), LOGIT_CLIP), 1.0 - LOGIT_CLIP)
     return np.log(q) - np.log1p(-q)
 
 

@@ -61,12 +61,13 @@ def rows_out_of_range(logits: np.ndarray, recorded: LogitRange | None) -> np.nda
     """Per row: True when a finite logit is outside the accepted range (NaN/inf rows are the
     caller's own failure and are not flagged here)."""
     values = np.asarray(logits, dtype=np.float64)
+    low, high = (-math.inf, math.inf) if recorded is None else recorded.bounds()
+    lo, hi = max(-ABSOLUTE_CAP, low), min(ABSOLUTE_CAP, high)
+    if values.ndim == 2 and values.size and lo <= values.min() and values.max() <= hi:
+        return np.zeros(values.shape[0], dtype=bool)  # all in range; a NaN fails this test
     finite = np.isfinite(values)
     with np.errstate(all="ignore"):
-        outside = np.abs(values) > ABSOLUTE_CAP
-        if recorded is not None:
-            lo, hi = recorded.bounds()
-            outside |= (values < lo) | (values > hi)
+        outside = (np.abs(values) > ABSOLUTE_CAP) | (values < low) | (values > high)
     return (outside & finite).any(axis=1)
 
 

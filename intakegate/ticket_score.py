@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from intakegate.encoding import InputPolicy, Windows, padded, prepare_text
+from intakegate.encoding import InputPolicy, Windows, padded_ids, prepare_text
 from intakegate.gate import valid_score
 from intakegate.lexical import ScoreBlend, blend_scores
 from intakegate.logit_range import LogitRange, rows_out_of_range
@@ -154,21 +154,27 @@ def score_ticket(logits: LogitsFn, tokenizer: Any, text: str, spec: ScoreSpec,
                                                    f"{policy.max_windows}")
         rows.extend(windows)
         owner.extend([i] * len(windows))
-    whole_rows = [r for r, o in zip(rows, owner) if o == 0]
+    # Read each encoding's lists once: every `Encoding.ids` access builds a new list.
+    ids = [w.ids for w in rows]
+    masks = [w.attention_mask for w in rows]
+    types = [w.type_ids for w in rows]
+    n_whole = owner.count(0)  # the whole ticket is segment 0, so its rows come first
     unk_ratio = None
     if spec.unk_id is not None:
-        total = sum(sum(w.attention_mask) for w in whole_rows)
-        unk = sum(sum(1 for t, m in zip(w.ids, w.attention_mask) if m and t == spec.unk_id)
-                  for w in whole_rows)
+        unk_id = spec.unk_id
+        total = sum(sum(m) for m in masks[:n_whole])
+        unk = sum(sum(1 for t, m in zip(r, mk) if m and t == unk_id)
+                  for r, mk in zip(ids[:n_whole], masks[:n_whole]) if unk_id in r)
         unk_ratio = unk / total if total else None
     n_rows = len(rows)
-    if any(t < 0 or t >= spec.vocab_size for w in rows for t in w.ids):
+    if any(min(r) < 0 or max(r) >= spec.vocab_size for r in ids if r):
         return _failed(Reason.MODEL_ERROR, "token_id_out_of_range: checked before Run",
                        n_rows, unk_ratio)
 
     row_logits = np.empty((n_rows, spec.n_labels), dtype=np.float64)
-    for run in _runs([len(w.ids) for w in rows]):
-        batch = padded([rows[r] for r in run], range(len(run)), (1,) * len(run))
+    for run in _runs([len(r) for r in ids]):
+        batch = padded_ids([ids[r] for r in run], [masks[r] for r in run],
+                           [types[r] for r in run], range(len(run)), (1,) * len(run))
         try:
             raw = call(logits, batch)
         except TimeoutError:
@@ -191,22 +197,21 @@ def score_ticket(logits: LogitsFn, tokenizer: Any, text: str, spec: ScoreSpec,
         return _failed(Reason.INVALID_SCORE, "logit_out_of_range: logits far outside the range "
                                              "seen at gate time", n_rows, unk_ratio)
 
+    owners = np.asarray(owner)
+    lexical: np.ndarray | None = None
     with np.errstate(all="ignore"):
         per_row = human_review_score(row_logits, spec.positive)
-    owners = np.asarray(owner)
-    encoder = np.full(len(segments), -np.inf)
-    np.maximum.at(encoder, owners, per_row)
-    lexical: np.ndarray | None = None
-    blended = encoder
-    if spec.blend is not None:
-        try:
-            with np.errstate(all="ignore"):
+        encoder = np.full(len(segments), -np.inf)
+        np.maximum.at(encoder, owners, per_row)
+        blended = encoder
+        if spec.blend is not None:
+            try:
                 lexical = spec.blend.lexical.scores(seg_texts)
                 blended = blend_scores(encoder, lexical, spec.blend.encoder_weight)
-        except Exception as exc:  # noqa: BLE001 - a lexical fault routes to a person
-            log.warning("score blend error: %s", type(exc).__name__)
-            return _failed(Reason.MODEL_ERROR, f"blend_error: {type(exc).__name__}", n_rows,
-                           unk_ratio)
+            except Exception as exc:  # noqa: BLE001 - a lexical fault routes to a person
+                log.warning("score blend error: %s", type(exc).__name__)
+                return _failed(Reason.MODEL_ERROR, f"blend_error: {type(exc).__name__}",
+                               n_rows, unk_ratio)
     parts = tuple(SegmentScore(seg, float(encoder[i]),
                                None if lexical is None else float(lexical[i]),
                                float(blended[i])) for i, seg in enumerate(segments))
@@ -216,7 +221,7 @@ def score_ticket(logits: LogitsFn, tokenizer: Any, text: str, spec: ScoreSpec,
     best = int(np.argmax(blended))
     seg_rows = np.flatnonzero(owners == best)
     max_window = int(np.argmax(per_row[seg_rows]))
-    return Scored(parts[best].score, None, len(whole_rows), max_window, unk_ratio, "", best,
+    return Scored(parts[best].score, None, n_whole, max_window, unk_ratio, "", best,
                   parts, n_rows)
 
 

@@ -36,6 +36,8 @@ def _script(ch: str) -> str | None:
 
 def mixed_script_word(text: str) -> str | None:
     """The first word mixing Latin, Cyrillic or Greek letters, as its Latin skeleton."""
+    if text.isascii():  # one script only
+        return None
     for match in _WORD.finditer(text):
         word = match.group()
         if word.isascii():
