@@ -120,7 +120,8 @@ def bench_command(
         ratio = (block.get("vs_torch_fp32") or {}).get("p50_speedup")
         typer.echo(f"{name}: p50 {lat['p50_ms']:.3f} ms p95 {lat['p95_ms']:.3f} ms p99 "
                    f"{lat['p99_ms']:.3f} ms, x{ratio if ratio is not None else '-'} vs "
-                   f"torch-fp32, cold start {cold.get('median_s', '-')} s, peak RSS "
+                   f"torch-fp32, cold start {cold.get('median_s', '-')} s (slim pack "
+                   f"{(block.get('pack_cold_start') or {}).get('median_s', '-')} s), peak RSS "
                    f"{(cold.get('peak_rss_mb') or {}).get('max', '-')} MB"
                    + (" [held: measured only]" if warm_block["mode"] == "measurement_only"
                       else ""))

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -94,8 +96,12 @@ def one_run(bundle: Path, artifact: str, device: str, threads: int | None, held:
     """Spawn one child; wall time is spawn -> decision line received."""
     args = [sys.executable, "-c", CHILD, str(bundle), artifact, device, str(threads or 0),
             "1" if held else "0", text, json.dumps(SPANS)]
+    # Bytecode as an installed wheel has it (compiled at install): a child that inherits
+    # PYTHONDONTWRITEBYTECODE in a source checkout would recompile intakegate every time.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         wall = time.perf_counter() - start
@@ -119,7 +125,9 @@ def median_spans(runs: list[dict[str, float]]) -> dict[str, float]:
 
 def cold_start(bundle: Path, artifact: str, device: str, threads: int | None, held: bool,
                text: str, runs: int) -> dict[str, Any]:
-    """Median (and min/max) over `runs` fresh processes, and the peak RSS of those processes."""
+    """Median (and min/max) over `runs` fresh processes, and the peak RSS of those processes,
+    after one untimed process that writes what bytecode is missing."""
+    one_run(bundle, artifact, device, threads, held, text)
     results = []
     for i in range(runs):
         results.append(one_run(bundle, artifact, device, threads, held, text))
@@ -140,8 +148,22 @@ def cold_start(bundle: Path, artifact: str, device: str, threads: int | None, he
         "ready": all(r["ready"] for r in results),
         "first_decision": {"route": results[0]["route"], "reason": results[0]["reason"]},
         "torch_imported": any(r["torch_imported"] for r in results),
-        # PYTHONDONTWRITEBYTECODE: a source checkout then recompiles intakegate in every new
-        # process, which an installed wheel (compiled at install) does not; the import span
-        # is inflated by that compile.
+        # The children's flag: False, since the parent's PYTHONDONTWRITEBYTECODE is not passed
+        # on and a warm-up process writes missing bytecode before the timed ones.
         "dont_write_bytecode": any(r["dont_write_bytecode"] for r in results),
     }
+
+
+def pack_cold_start(bundle: Path, artifact: str, device: str, threads: int | None, held: bool,
+                    text: str, runs: int) -> dict[str, Any]:
+    """`cold_start` of a slim pack of `artifact` (what a desktop client ships: it hashes only
+    its own files), made from the bundle in a temporary directory; measurement-only where the
+    artifact is held, so the pack stays held too."""
+    from intakegate.bundle import Artifact
+    from intakegate.pack import pack_bundle
+
+    with tempfile.TemporaryDirectory(prefix="intakegate-pack-") as tmp:
+        packed = pack_bundle(bundle, Artifact(artifact), Path(tmp) / "pack",
+                             measurement_only=held)
+        return {"files": packed.files, "size_mb": round(packed.size_bytes / 2 ** 20, 2),
+                **cold_start(packed.out, artifact, device, threads, held, text, runs)}

@@ -115,11 +115,11 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
     """Measure every requested artifact and both baselines; write results.json/.md and charts."""
     from intakegate.benchmarks import report
     from intakegate.benchmarks.baselines_speed import measure_baselines
-    from intakegate.benchmarks.coldstart import cold_start
+    from intakegate.benchmarks.coldstart import cold_start, pack_cold_start
     from intakegate.benchmarks.inputs import load_texts
     from intakegate.benchmarks.quality import artifact_quality, bundle_test_figures
     from intakegate.benchmarks.worker import run_in_worker
-    from intakegate.bundle import resolve_bundle, verify_bundle
+    from intakegate.bundle import BundleError, resolve_bundle, verify_bundle
     from intakegate.runtime.onnx_backend import default_threads
 
     started = time.perf_counter()
@@ -157,7 +157,8 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
     results["optimum_default"] = optimum
     for artifact in config.artifacts:
         block: dict[str, Any] = {"quality": artifact_quality(verified, artifact), "warm": None,
-                                 "cold_start": None, "skip_reason": None}
+                                 "cold_start": None, "pack_cold_start": None,
+                                 "skip_reason": None}
         results["artifacts"][artifact] = block
         why = skip_reason(artifact, verified.manifest.artifacts)
         if why is not None:
@@ -180,12 +181,19 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
         log.info("%s: p50 %.3f ms, p95 %.3f ms (%s)", artifact, warm["latency"]["p50_ms"],
                  warm["latency"]["p95_ms"], warm["mode"])
         if config.cold_runs > 0:
+            held = warm["mode"] == "measurement_only"
             try:
-                block["cold_start"] = cold_start(bundle_dir, artifact, device, threads,
-                                                 warm["mode"] == "measurement_only",
+                block["cold_start"] = cold_start(bundle_dir, artifact, device, threads, held,
                                                  texts.test[0], config.cold_runs)
             except RuntimeError as exc:
                 block["cold_start"] = {"error": str(exc)}
+            if artifact.startswith("onnx-"):  # what a desktop client ships: a slim pack
+                try:
+                    block["pack_cold_start"] = pack_cold_start(
+                        bundle_dir, artifact, device, threads, held, texts.test[0],
+                        config.cold_runs)
+                except (RuntimeError, BundleError) as exc:
+                    block["pack_cold_start"] = {"error": str(exc)}
     if config.baselines:
         log.info("baselines: keyword rule and TF-IDF + LR on the same tickets")
         results["baselines"] = measure_baselines(texts, config.warm)

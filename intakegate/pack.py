@@ -45,15 +45,20 @@ def _under(rel: str, prefix: str) -> bool:
     return rel == prefix or rel.startswith(prefix.rstrip("/") + "/")
 
 
-def check_packable(verified: VerifiedBundle, artifact: Artifact) -> ArtifactEntry:
+def check_packable(verified: VerifiedBundle, artifact: Artifact,
+                   measurement_only: bool = False) -> ArtifactEntry:
     """The artifact's entry, when the bundle and the artifact may ship; else BundleError
-    `artifact_held` (or `artifact_missing`) with the reason."""
+    `artifact_held` (or `artifact_missing`) with the reason. `measurement_only` skips the
+    release checks: the pack keeps its parent's held status, so the router still refuses to
+    serve it and only `intakegate bench` (a measurement-only load) can time it."""
     m = verified.manifest
     entry = m.artifacts.get(artifact.value)
     if entry is None:
         raise BundleError("artifact_missing", f"the bundle has no {artifact.value} (has "
                                               f"{sorted(m.artifacts)}); run `intakegate "
                                               f"export` first", str(verified.root))
+    if measurement_only:
+        return entry
     if not m.eligible:
         raise BundleError("artifact_held", f"the bundle is held ({m.decision_reason}); a "
                                            f"held bundle is not packed", str(verified.root))
@@ -71,11 +76,12 @@ def check_packable(verified: VerifiedBundle, artifact: Artifact) -> ArtifactEntr
 
 
 def pack_bundle(bundle_dir: Path, artifact: Artifact, out: Path,
-                with_fixtures: bool = False) -> PackResult:
+                with_fixtures: bool = False, measurement_only: bool = False) -> PackResult:
     """Verify the parent, copy what serving `artifact` needs from its verified bytes, and
-    write the pack's own manifest. `out` must not exist; nothing is left behind on failure."""
+    write the pack's own manifest. `out` must not exist; nothing is left behind on failure.
+    `measurement_only` also packs a held artifact, which stays held (`check_packable`)."""
     verified = verify_bundle(bundle_dir)  # a tampered parent is refused here
-    entry = check_packable(verified, artifact)
+    entry = check_packable(verified, artifact, measurement_only)
     m = verified.manifest
     out = Path(out)
     if out.exists():
@@ -83,8 +89,9 @@ def pack_bundle(bundle_dir: Path, artifact: Artifact, out: Path,
                           str(out))
     # Every CPU family's own run beside the receipt in force: the pack serves each family by
     # its own receipt, as the parent does.
-    runs = sorted({str(entry.receipt_run), *(g.receipt_run for g in entry.gates.values()
-                                             if g.receipt_run)})
+    runs = sorted({run for run in (entry.receipt_run, *(g.receipt_run
+                                                         for g in entry.gates.values()))
+                   if run})
     try:
         lexical = (LexicalModel.files(m.score_blend.lexical, verified.read)
                    if m.score_blend is not None else ())

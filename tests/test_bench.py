@@ -157,6 +157,14 @@ def test_ratios_follow_from_the_numbers(bench: tuple[dict, Path]) -> None:
     speedup = targets["onnx-int8 p50 speed-up over torch-fp32 eager"]
     assert speedup["value"] == results["artifacts"]["onnx-int8"]["vs_torch_fp32"]["p50_speedup"]
     assert speedup["met"] == (speedup["value"] >= 5.0)
+    int8 = results["artifacts"]["onnx-int8"]
+    for level, ratio_max, cold_max in (("floor", 0.8, 0.35), ("target", 0.5, 0.2)):
+        ratio = targets[f"onnx-int8 Router.route p50 / bare Optimum-default p50 ({level})"]
+        assert ratio["value"] == int8["warm"]["vs_optimum_default"]["p50_ratio"]
+        assert ratio["limit"] == ratio_max and ratio["met"] == (ratio["value"] <= ratio_max)
+        cold = targets[f"onnx-int8 pack cold start s, median ({level})"]
+        assert cold["value"] == int8["pack_cold_start"]["median_s"]
+        assert cold["limit"] == cold_max and cold["met"] == (cold["value"] <= cold_max)
 
 
 def test_held_artifact_is_measured_and_every_decision_labelled(bench: tuple[dict, Path]
@@ -173,6 +181,14 @@ def test_held_artifact_is_measured_and_every_decision_labelled(bench: tuple[dict
     assert decisions["measurement_only_labelled"] == decisions["total"]
     assert held["cold_start"]["first_decision"] == {"route": "human_review_now",
                                                     "reason": "artifact_held"}
+    # Its slim pack (made measurement-only, so the pack is held too) is timed the same way.
+    pack = held["pack_cold_start"]
+    assert pack["runs"] == 1 and pack["median_s"] > 0 and pack["ready"]
+    assert pack["first_decision"] == {"route": "human_review_now", "reason": "artifact_held"}
+    assert 0 < pack["size_mb"] < held["quality"]["size_bytes"] / 2 ** 20 + 1
+    served = results["artifacts"]["onnx-fp32"]["pack_cold_start"]
+    assert served["ready"] and served["first_decision"]["reason"] != "artifact_held"
+    assert results["artifacts"]["torch-fp32"]["pack_cold_start"] is None  # ONNX packs only
     for name in ("torch-fp32", "onnx-fp32"):
         assert results["artifacts"][name]["warm"]["mode"] == "serving"
         assert results["artifacts"][name]["warm"]["decisions"]["measurement_only_labelled"] == 0

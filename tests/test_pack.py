@@ -116,6 +116,27 @@ def test_a_held_artifact_is_not_packed(own: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "pack").exists()
 
 
+def test_a_held_artifact_packs_for_measurement_only_and_the_pack_stays_held(
+        own: Path, tmp_path: Path) -> None:
+    bundle = copy_of(own, tmp_path)
+    m = json.loads((bundle / "manifest.json").read_text())
+    m["artifacts"]["onnx-int8"].update(status="hold", reason="missed:rwe-044")
+    write_manifest(bundle, Manifest.parse(m))
+    pack = tmp_path / "pack"
+    out = cli("bundles", "pack", str(bundle), "--artifact", "onnx-int8", "--out", str(pack),
+              "--measurement-only")
+    assert out.returncode == 0, out.stdout + out.stderr
+    entry = verify_bundle(pack).manifest.artifacts["onnx-int8"]
+    assert (entry.status.value, entry.reason) == ("hold", "missed:rwe-044")
+    refused = Router.load(pack, artifact="onnx-int8", device="cpu")
+    assert not refused.ready
+    assert refused.route(RISKY.replace("email", "phone")).reason.value == "artifact_held"
+    measured = Router.load(pack, artifact="onnx-int8", device="cpu",
+                           allow_held_for_measurement=True)
+    decision = measured.route("Where is my refund?")
+    assert (decision.route, decision.reason.value) == (Route.HUMAN_REVIEW_NOW, "artifact_held")
+
+
 def test_a_tampered_parent_is_not_packed(own: Path, tmp_path: Path) -> None:
     from intakegate.pack import pack_bundle
     from intakegate.bundle import Artifact

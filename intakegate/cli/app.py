@@ -153,6 +153,10 @@ def bundles_pack(
     with_fixtures: Annotated[bool, typer.Option(
         "--with-fixtures", help="Include the receipt's fixture texts and the benchmark rows "
                                 "(customer text), e.g. for --verify-on-device.")] = False,
+    measurement_only: Annotated[bool, typer.Option(
+        "--measurement-only", help="Also pack a held artifact, to time its cold start with "
+                                   "`intakegate bench`; the pack stays held and routes every "
+                                   "ticket to a person.")] = False,
     bundles_dir: BundlesDirOpt = None,
 ) -> None:
     """Write a deployable bundle with one eligible artifact, its tokenizer, lexical model,
@@ -166,7 +170,7 @@ def bundles_pack(
         raise InputError(f"unknown artifact {artifact!r}; choose from "
                          f"{[a.value for a in Artifact]}", field="--artifact") from None
     result = pack_bundle(resolve_bundle(bundle, bundles_root(bundles_dir).path).path, chosen, out,
-                         with_fixtures)
+                         with_fixtures, measurement_only)
     mb = 1024 * 1024
     typer.echo(f"packed: {result.out} manifest_sha256={result.manifest_sha256} "
                f"derived_from={result.parent_sha256}")
