@@ -90,12 +90,39 @@ print(json.dumps({"import_s": T1 - T0, "load_s": T2 - T1b, "first_route_s": T3 -
                   "dont_write_bytecode": bool(sys.flags.dont_write_bytecode)}), flush=True)
 """
 
+# What a user would build by hand, from a new process to its first logits: onnxruntime and
+# tokenizers only (no intakegate import, no checks), on Optimum's default int8 file.
+BARE_CHILD = r"""
+import time
+T0 = time.perf_counter()
+import json, sys
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+T1 = time.perf_counter()
+model, tokenizer_file, max_length, threads, text = sys.argv[1:6]
+options = ort.SessionOptions()
+options.intra_op_num_threads = int(threads)
+options.inter_op_num_threads = 1
+session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+tokenizer = Tokenizer.from_file(tokenizer_file)
+tokenizer.enable_truncation(max_length=int(max_length))
+T2 = time.perf_counter()
+enc = tokenizer.encode(text)
+columns = dict(input_ids=enc.ids, attention_mask=enc.attention_mask, token_type_ids=enc.type_ids)
+session.run(None, {i.name: np.asarray([columns[i.name]], dtype=np.int64)
+                   for i in session.get_inputs()})
+T3 = time.perf_counter()
+import resource
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"import_s": T1 - T0, "load_s": T2 - T1, "first_route_s": T3 - T2,
+                  "peak_rss_mb": peak / (1024.0 * (1024.0 if sys.platform == "darwin" else 1))}),
+      flush=True)
+"""
 
-def one_run(bundle: Path, artifact: str, device: str, threads: int | None, held: bool,
-            text: str, timeout_s: float = 300.0) -> dict[str, Any]:
-    """Spawn one child; wall time is spawn -> decision line received."""
-    args = [sys.executable, "-c", CHILD, str(bundle), artifact, device, str(threads or 0),
-            "1" if held else "0", text, json.dumps(SPANS)]
+
+def _spawn(args: list[str], what: str, timeout_s: float) -> dict[str, Any]:
+    """Run one child; wall time is spawn -> its one JSON line received."""
     # Bytecode as an installed wheel has it (compiled at install): a child that inherits
     # PYTHONDONTWRITEBYTECODE in a source checkout would recompile intakegate every time.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -109,11 +136,36 @@ def one_run(bundle: Path, artifact: str, device: str, threads: int | None, held:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
-        raise RuntimeError(f"cold start of {artifact} did not finish in {timeout_s}s") from None
+        raise RuntimeError(f"cold start of {what} did not finish in {timeout_s}s") from None
     if proc.returncode != 0 or not line.strip():
-        raise RuntimeError(f"cold start of {artifact} failed (exit {proc.returncode}): "
+        raise RuntimeError(f"cold start of {what} failed (exit {proc.returncode}): "
                            f"{(err or '').strip()[-500:]}")
     return {"process_to_first_decision_s": wall, **json.loads(line)}
+
+
+def one_run(bundle: Path, artifact: str, device: str, threads: int | None, held: bool,
+            text: str, timeout_s: float = 300.0) -> dict[str, Any]:
+    """One router child: a new process to its first routing decision."""
+    return _spawn([sys.executable, "-c", CHILD, str(bundle), artifact, device,
+                   str(threads or 0), "1" if held else "0", text, json.dumps(SPANS)],
+                  artifact, timeout_s)
+
+
+def bare_cold_start(model: Path, tokenizer_file: Path, max_length: int, threads: int,
+                    text: str, runs: int) -> dict[str, Any]:
+    """Median over `runs` new processes of a bare onnxruntime + tokenizers load and first
+    logits (after one untimed process): the by-hand figure the router's cold start is read
+    against, in the same run."""
+    args = [sys.executable, "-c", BARE_CHILD, str(model), str(tokenizer_file), str(max_length),
+            str(threads), text]
+    _spawn(args, "a bare session", 300.0)
+    results = [_spawn(args, "a bare session", 300.0) for _ in range(runs)]
+    wall = [r["process_to_first_decision_s"] for r in results]
+    return {"runs": runs, "median_s": round(statistics.median(wall), 4),
+            "min_s": round(min(wall), 4), "max_s": round(max(wall), 4),
+            "median_split_s": {k: round(statistics.median(r[k] for r in results), 4)
+                               for k in ("import_s", "load_s", "first_route_s")},
+            "peak_rss_mb": round(max(r["peak_rss_mb"] for r in results), 1)}
 
 
 def median_spans(runs: list[dict[str, float]]) -> dict[str, float]:

@@ -161,10 +161,20 @@ def render_md(results: Mapping[str, Any]) -> str:
                   f"scoring on), blocks of 50 tickets in rotating order. Ratio < 1: the router "
                   f"is faster.", "",
                   "| Artifact | Router p50 ms | Optimum-default bare p50 ms | p50 ratio | "
-                  "p95 ratio |", "|---|---|---|---|---|"]
-        lines += [f"| {n} | {_fmt(v['router']['p50_ms'], 3)} | "
-                  f"{_fmt(v['optimum_default_bare']['p50_ms'], 3)} | {_fmt(v['p50_ratio'], 3)}x "
-                  f"| {_fmt(v['p95_ratio'], 3)}x |" for n, v in versus]
+                  "p95 ratio | Pack cold start / bare cold start |", "|---|---|---|---|---|---|"]
+        bare_cold = (results.get("optimum_default") or {}).get("cold_start") or {}
+        for n, v in versus:
+            pack = (results["artifacts"][n].get("pack_cold_start") or {}).get("median_s")
+            lines.append(f"| {n} | {_fmt(v['router']['p50_ms'], 3)} | "
+                         f"{_fmt(v['optimum_default_bare']['p50_ms'], 3)} | "
+                         f"{_fmt(v['p50_ratio'], 3)}x | {_fmt(v['p95_ratio'], 3)}x | "
+                         f"{_fmt(_ratio(pack, bare_cold.get('median_s')), 3)}x |")
+        if bare_cold.get("median_s") is not None:
+            lines += ["", f"Bare onnxruntime + tokenizers on that Optimum-default file, a new "
+                          f"process to its first logits: median {bare_cold['median_s']:.3f} s "
+                          f"over {bare_cold['runs']} processes (imports "
+                          f"{bare_cold['median_split_s']['import_s']:.3f} s), peak RSS "
+                          f"{bare_cold['peak_rss_mb']:.0f} MB."]
     spans = [(f"{n}{label}", (b.get(key) or {}).get("median_spans_s"))
              for n, b in results["artifacts"].items()
              for key, label in (("cold_start", ""), ("pack_cold_start", " (pack)"))]

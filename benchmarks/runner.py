@@ -115,7 +115,7 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
     """Measure every requested artifact and both baselines; write results.json/.md and charts."""
     from intakegate.benchmarks import report
     from intakegate.benchmarks.baselines_speed import measure_baselines
-    from intakegate.benchmarks.coldstart import cold_start, pack_cold_start
+    from intakegate.benchmarks.coldstart import bare_cold_start, cold_start, pack_cold_start
     from intakegate.benchmarks.inputs import load_texts
     from intakegate.benchmarks.quality import artifact_quality, bundle_test_figures
     from intakegate.benchmarks.worker import run_in_worker
@@ -155,6 +155,15 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
                if config.optimum_default and any(a.startswith("onnx-") for a in config.artifacts)
                else None)
     results["optimum_default"] = optimum
+    if optimum and optimum.get("path") and config.cold_runs > 0:
+        log.info("bare onnxruntime + tokenizers on the Optimum default: cold start")
+        try:
+            optimum["cold_start"] = bare_cold_start(
+                Path(optimum["path"]), bundle_dir / verified.manifest.tokenizer,
+                verified.manifest.input_policy.max_length, threads, texts.test[0],
+                config.cold_runs)
+        except RuntimeError as exc:
+            optimum["cold_start"] = {"error": str(exc)}
     for artifact in config.artifacts:
         block: dict[str, Any] = {"quality": artifact_quality(verified, artifact), "warm": None,
                                  "cold_start": None, "pack_cold_start": None,

@@ -88,6 +88,10 @@ def test_optimum_default_column_is_timed_beside_the_router(bench: tuple[dict, Pa
         assert versus["p50_ratio"] == round(versus["router"]["p50_ms"]
                                             / versus["optimum_default_bare"]["p50_ms"], 3)
     assert not results["artifacts"]["torch-fp32"]["warm"]["vs_optimum_default"]["measured"]
+    # The by-hand cold start beside the router's: same file, a new process to first logits.
+    bare = built["cold_start"]
+    assert bare["runs"] == 1 and 0 < bare["median_s"] and bare["peak_rss_mb"] > 0
+    assert set(bare["median_split_s"]) == {"import_s", "load_s", "first_route_s"}
 
 
 def test_results_json_has_every_field(bench: tuple[dict, Path]) -> None:
@@ -212,7 +216,8 @@ def test_markdown_and_charts_are_written(bench: tuple[dict, Path]) -> None:
     assert md.startswith(f"# Benchmark: {results['bundle']['bundle_version']}")
     for needle in ("| torch-fp32 | serving |", "| onnx-int8 | held: measured only |",
                    "keyword_rule (baseline)", "tfidf_logreg (baseline)", "## Quality",
-                   "`fp_budget:test_hold`", "## Machine"):
+                   "`fp_budget:test_hold`", "## Machine", "Pack cold start / bare cold start",
+                   "onnx-int8 (pack) |", "Bare onnxruntime + tokenizers on that Optimum-default"):
         assert needle in md
     assert results["files"]["charts"] == ["latency.png", "throughput.png"]
     for chart in results["files"]["charts"]:
