@@ -274,6 +274,21 @@ def spec_from_json(obj: Any, path: Path | None = None) -> ReceiptSpec:
                        {k: float(v) for k, v in floors.items()})
 
 
+ROW_FIELDS = frozenset({"fixture_id", "slice", "gold", "score"})
+
+
+def _plain_row(row: Any) -> GateRow | None:
+    """The row when it is exactly well formed (the usual case), else None: the caller then
+    checks it field by field and names what is wrong."""
+    if type(row) is not dict or row.keys() != ROW_FIELDS:
+        return None
+    fixture_id, slice_name, gold, score = row["fixture_id"], row["slice"], row["gold"], row["score"]
+    if (type(fixture_id) is not str or type(slice_name) is not str or type(gold) is not int
+            or gold not in (0, 1) or (score is not None and type(score) not in (int, float))):
+        return None
+    return GateRow(fixture_id, slice_name, gold, None if score is None else float(score))
+
+
 def run_from_json(obj: Any, path: Path | None = None) -> Run:
     """Validate and build a run. Scores may be null or non-finite: the gate holds those."""
     if not isinstance(obj, dict):
@@ -285,6 +300,10 @@ def run_from_json(obj: Any, path: Path | None = None) -> Run:
     rows_obj = _require(obj, "rows", list, path)
     rows = []
     for i, row in enumerate(rows_obj):
+        plain = _plain_row(row)
+        if plain is not None:  # thousands of rows per receipt run: the router reads one at load
+            rows.append(plain)
+            continue
         where = f"rows[{i}]."
         if not isinstance(row, dict):
             raise InputError("each row must be a JSON object", path=path, field=f"rows[{i}]")

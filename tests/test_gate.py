@@ -148,3 +148,29 @@ def test_golden_rows_are_short_singles_and_two_short_composed_spread_over_scores
     assert picked == pick_golden_ids(dict(reversed(scores.items())), texts)
     only_single = {f: s for f, s in scores.items() if not f.startswith("cmp|")}
     assert len(pick_golden_ids(only_single, texts)) == 8
+
+
+@pytest.mark.parametrize("row, error", [
+    ({"fixture_id": "a", "slice": "s", "gold": True, "score": 0.5}, "rows[1].gold"),
+    ({"fixture_id": "a", "slice": "s", "gold": 2, "score": 0.5}, "rows[1].gold"),
+    ({"fixture_id": "a", "slice": "s", "gold": 1, "score": False}, "rows[1].score"),
+    ({"fixture_id": "a", "slice": "s", "gold": 1, "score": "0.5"}, "rows[1].score"),
+    ({"fixture_id": 7, "slice": "s", "gold": 1, "score": 0.5}, "rows[1].fixture_id"),
+    ({"fixture_id": "a", "slice": "s", "gold": 1}, "rows[1].score"),
+    ({"fixture_id": "a", "slice": "s", "gold": 1, "score": 0.5, "note": "x"}, "rows[1].note"),
+    (["a", "s", 1, 0.5], "rows[1]"),
+])
+def test_a_run_row_that_is_not_exactly_well_formed_is_named(row: object, error: str) -> None:
+    """Well-formed rows take a fast path at load; any other row still gets its field named."""
+    from intakegate.errors import InputError
+    from intakegate.gate import run_from_json
+
+    good = {"fixture_id": "ok", "slice": "s", "gold": 0, "score": 1}
+    run = {"bundle_version": "b", "threshold": 0.5, "rows": [good, row],
+           "dataset_version": "d", "label_version": "l", "model_version": "m",
+           "split_manifest_version": "v"}
+    with pytest.raises(InputError) as caught:
+        run_from_json(run)
+    assert error in str(caught.value)
+    parsed = run_from_json({**run, "rows": [good]})
+    assert parsed.rows == (GateRow("ok", "s", 0, 1.0),) and type(parsed.rows[0].score) is float
