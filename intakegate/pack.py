@@ -100,8 +100,12 @@ def pack_bundle(bundle_dir: Path, artifact: Artifact, out: Path,
     keep_prefixes = [entry.path, m.tokenizer, m.receipt, *runs, DOCS_DIR, SPLIT_MANIFEST,
                      *lexical,
                      *(CUSTOMER_TEXT if with_fixtures else ())]
+    # The other artifacts' drift reports describe what the pack does not ship.
+    foreign = {str(a.drift["report"]) for name, a in m.artifacts.items()
+               if name != artifact.value and a.drift and a.drift.get("report")}
     listed = [e.path for e in m.files]
-    chosen = [rel for rel in listed if any(_under(rel, p) for p in keep_prefixes)]
+    chosen = [rel for rel in listed
+              if any(_under(rel, p) for p in keep_prefixes) and rel not in foreign]
     staging = out.with_name(f".{out.name}.packing-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     try:

@@ -71,6 +71,7 @@ def test_a_new_users_jsonl_goes_through_gate_pack_route_and_bench(own: Path,
     assert FIXTURES not in listed and EVAL_ROWS not in listed  # customer text stays out
     assert not any(p.startswith("model/torch-fp32") or p.startswith("model/onnx-fp32")
                    for p in listed)
+    assert "docs/drift_onnx-int8.json" in listed and "docs/drift_onnx-fp32.json" not in listed
     router = Router.load(pack, artifact="onnx-int8", device="cpu")
     assert router.ready, router.health()
     assert router.route(RISKY).route is Route.HUMAN_REVIEW_NOW
