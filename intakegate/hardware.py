@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
 import sys
 from enum import Enum
 from pathlib import Path
@@ -65,6 +64,8 @@ def _cpu_flags() -> set[str]:
             if line.startswith("flags") or line.startswith("Features"):
                 return set(line.split(":", 1)[1].lower().split())
     if sys.platform == "darwin":
+        import subprocess  # here only: importing it costs a Linux router's cold start ~6 ms
+
         try:
             out = subprocess.run(["sysctl", "-n", "machdep.cpu.features",
                                   "machdep.cpu.leaf7_features"], capture_output=True, text=True,
