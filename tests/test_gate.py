@@ -129,7 +129,8 @@ def test_practice_raising_threshold_to_050_blocks_return_window(spec: ReceiptSpe
 
 def test_golden_rows_are_short_singles_and_two_short_composed_spread_over_scores() -> None:
     """Every router load scores the golden rows: they keep both scoring paths (single and
-    composed tickets) but come from the shorter half of each kind, spread over the scores."""
+    composed tickets) but come from the shortest quarter of each kind, spread over the
+    scores."""
     from intakegate.composed import composed_id
     from intakegate.golden import pick_golden_ids
 
@@ -142,9 +143,14 @@ def test_golden_rows_are_short_singles_and_two_short_composed_spread_over_scores
     composed = [f for f in picked if f.startswith("cmp|")]
     single = [f for f in picked if not f.startswith("cmp|")]
     assert len(picked) == 8 and len(composed) == 2 and len(single) == 6
-    assert all(len(texts[f]) <= 19 for f in single)  # the shorter half of the singles
-    assert all(len(texts[f]) <= 300 for f in composed)
-    assert min(scores[f] for f in single) == 0.0 and max(scores[f] for f in single) == 0.45
+    # 6 singles from 20: the quarter (5) is too few, so the 6 shortest; 2 composed of the
+    # shortest quarter (3 of 10).
+    assert sorted(single) == [f"s{i:02d}" for i in range(6)]
+    assert all(len(texts[f]) <= 200 for f in composed)
+    many = {f"m{i:03d}": "z" * (10 + i) for i in range(100)}
+    picked_many = pick_golden_ids({f: i / 100 for i, f in enumerate(many)}, many)
+    assert len(picked_many) == 8 and all(len(many[f]) < 35 for f in picked_many)
+    assert picked_many[0] == "m000" and picked_many[-1] == "m024"  # spread over the quarter
     assert picked == pick_golden_ids(dict(reversed(scores.items())), texts)
     only_single = {f: s for f, s in scores.items() if not f.startswith("cmp|")}
     assert len(pick_golden_ids(only_single, texts)) == 8
