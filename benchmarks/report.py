@@ -70,10 +70,10 @@ def target_checks(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
     for artifact in INT8_ARTIFACTS:
         block = results["artifacts"].get(artifact) or {}
-        versus = (block.get("warm") or {}).get("vs_optimum_default") or {}
-        pack = block.get("pack_cold_start") or {}
         if not block.get("warm"):
             continue
+        versus = block["warm"].get("vs_optimum_default") or {}
+        pack = block.get("pack_cold_start") or {}
         for level, limits in SPEED_LEVELS.items():
             checks += [
                 (f"{artifact} Router.route p50 / bare Optimum-default p50 ({level})",
