@@ -94,13 +94,13 @@ def gate_backend(artifact: Artifact, bundle: VerifiedBundle, workers: int | None
     path = artifact_path(bundle, artifact)
     wanted = cpu_workers() if workers is None else max(1, workers)
     if engine is Engine.ONNXRUNTIME:
-        return _onnx_backend(bundle.read(path), SPECS[artifact].precision != "fp32", wanted)
+        return onnx_backend(bundle.read(path), SPECS[artifact].precision != "fp32", wanted)
     if engine is Engine.TORCH:
         return _torch_backend(bundle, path)
     return _coreml_backend(bundle, path, wanted)
 
 
-def _onnx_backend(model_bytes: bytes, quantized: bool, workers: int = 1) -> GateBackend:
+def onnx_backend(model_bytes: bytes, quantized: bool, workers: int = 1) -> GateBackend:
     """Side by side, each ticket's `Run` takes one thread: a few short rows split across
     threads wait on each other (reports/refund-intake/studies/regate_threads.py: 400 refund
     fixtures on 2 cores, 71 s as 2 tickets x 1 thread against 83 s as 1 ticket x 2 threads;

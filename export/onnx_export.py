@@ -149,9 +149,10 @@ def fuse_bert_graph(fp32: Path, model_dir: Path, out: Path) -> dict[str, Any] | 
 
 def quantize_onnx_int8(fp32: Path, out: Path, settings: Int8Settings,
                        model_dir: Path | None = None) -> dict[str, Any]:
-    """Quantize the fp32 graph (fused first where it is BERT-family) with a two-step recipe of
+    """Quantize the fp32 graph (fused first where it is BERT-family) with a recipe of
     `intakegate.export.cpu`: dynamic int8 for its op types (less the MatMuls it leaves to the
-    blocks), then 8-bit block-wise weights for the MatMuls still in float."""
+    blocks), then, unless the recipe has none, 8-bit block-wise weights for the MatMuls still
+    in float."""
     import onnx
 
     quant_logger = logging.getLogger()
@@ -173,7 +174,7 @@ def quantize_onnx_int8(fp32: Path, out: Path, settings: Int8Settings,
             source = fused_path
     to_blocks = [n.name for n in onnx.load(str(source)).graph.node
                  if n.op_type == "MatMul" and settings.blocked.picks(n.name)]
-    if settings.blocked is not BlockedMatMuls.REMAINING and not to_blocks:
+    if settings.blocked not in (BlockedMatMuls.NONE, BlockedMatMuls.REMAINING) and not to_blocks:
         log.warning("%s: no MatMul matched %s; the dynamic step quantizes them all",
                     settings.recipe, settings.blocked.value)
     dynamic = out.with_name(out.stem + ".dynamic.onnx")
@@ -185,12 +186,15 @@ def quantize_onnx_int8(fp32: Path, out: Path, settings: Int8Settings,
                          nodes_to_exclude=to_blocks, use_external_data_format=False,
                          # Fused contrib ops carry no ONNX type info for their outputs.
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-        blocks = MatMulNBitsQuantizer(onnx.load(str(dynamic)), bits=settings.block_bits,
-                                      block_size=settings.block_size,
-                                      accuracy_level=settings.block_accuracy_level,
-                                      op_types_to_quantize=settings.block_op_types)
-        blocks.process()
-        blocks.model.save_model_to_file(str(out), use_external_data_format=False)
+        if settings.has_blocks:
+            blocks = MatMulNBitsQuantizer(onnx.load(str(dynamic)), bits=settings.block_bits,
+                                          block_size=settings.block_size,
+                                          accuracy_level=settings.block_accuracy_level,
+                                          op_types_to_quantize=settings.block_op_types)
+            blocks.process()
+            blocks.model.save_model_to_file(str(out), use_external_data_format=False)
+        else:
+            dynamic.replace(out)
     finally:
         quant_logger.setLevel(level)
         dynamic.unlink(missing_ok=True)

@@ -13,25 +13,30 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from intakegate.bundle import (Artifact, ArtifactEntry, BundleError, Manifest, Status,
-                               VerifiedBundle, tree_sha256, verify_bundle)
+                               VerifiedBundle, cpu_family_exactness_refusal, tree_sha256,
+                               verify_bundle)
 from intakegate.bundle.paths import GOLDEN, RUNS_DIR
 from intakegate.export.artifacts import (COREML_ARTIFACTS, EXPORTABLE, ONNX_ARTIFACTS, SPECS,
                                          ArtifactSpec, tool_versions)
 from intakegate.export.commit import (commit_manifest, manifest_sha, refresh_active_pointer,
                                       swap_into_place)
-from intakegate.export.cpu import int8_settings, vnni_int8_settings
+from intakegate.export.cpu import int8_candidates, vnni_int8_candidates
 from intakegate.export.materialize import materialize
-from intakegate.export.regate import load_inventory, regate_artifact
+from intakegate.export.recipe_search import choose_recipe
+from intakegate.export.regate import (load_inventory, regate_artifact, score_inventory,
+                                      scoring_inputs)
 from intakegate.export.results import (REFERENCE, ArtifactGate, updated_manifest,
                                        write_gate_files, write_golden_rows)
+from intakegate.gate import GateResult, release_decision
 from intakegate.golden import drop_golden_blocks
 from intakegate.hardware import CpuFamily, detect_cpu_family
+from intakegate.parallel import cpu_workers
 
 log = logging.getLogger(__name__)
 NOT_GATED = "not_gated_yet"
@@ -122,7 +127,7 @@ def _export_into(staging: Path, staged: VerifiedBundle, artifacts: list[Artifact
         work_dir = Path(work)
         model_dir = materialize(staged, m.artifacts[REFERENCE.value].path,
                                 work_dir / "reference")
-        settings = _export_onnx(staging, work_dir, model_dir, m, artifacts, cpu_family)
+        settings = _export_onnx(staging, staged, work_dir, model_dir, artifacts, cpu_family)
         settings.update(_export_coreml(staging, model_dir, m, artifacts))
     source_sha = m.artifacts[REFERENCE.value].sha256
     for artifact in artifacts:
@@ -156,11 +161,12 @@ def _clear_previous(staging: Path, artifacts: list[Artifact]) -> list[str]:
     return touched
 
 
-def _export_onnx(staging: Path, work_dir: Path, model_dir: Path, m: Manifest,
+def _export_onnx(staging: Path, staged: VerifiedBundle, work_dir: Path, model_dir: Path,
                  artifacts: list[Artifact], cpu_family: CpuFamily | None
                  ) -> dict[Artifact, dict[str, Any]]:
     from intakegate.export.onnx_export import export_onnx_fp32, quantize_onnx_int8
 
+    m = staged.manifest
     out: dict[Artifact, dict[str, Any]] = {}
     if not ONNX_ARTIFACTS & set(artifacts):
         return out
@@ -175,17 +181,43 @@ def _export_onnx(staging: Path, work_dir: Path, model_dir: Path, m: Manifest,
         shutil.copyfile(fp32, target)
         out[Artifact.ONNX_FP32] = fp32_settings
     family = cpu_family or detect_cpu_family()
-    for artifact, settings_for in ((Artifact.ONNX_INT8, int8_settings),
-                                   (Artifact.ONNX_INT8_VNNI, vnni_int8_settings)):
+    for artifact, candidates_for in ((Artifact.ONNX_INT8, int8_candidates),
+                                     (Artifact.ONNX_INT8_VNNI, vnni_int8_candidates)):
         if artifact not in artifacts:
             continue
         log.info("quantizing %s for %s", artifact.value, family.value)
         t = time.monotonic()
-        settings = quantize_onnx_int8(fp32, staging / SPECS[artifact].path,
-                                      settings_for(family), model_dir)
+        gate, reference = _candidate_gate(staged, artifact)
+        settings, outcomes = choose_recipe(
+            candidates_for(family), staging / SPECS[artifact].path, work_dir,
+            lambda chosen, path: quantize_onnx_int8(fp32, path, chosen, model_dir),
+            gate, reference)
+        settings["recipe_search"] = [o.to_json() for o in outcomes]
         settings["export_seconds"] = round(time.monotonic() - t, 2)
         out[artifact] = settings
     return out
+
+
+def _candidate_gate(staged: VerifiedBundle, artifact: Artifact
+                    ) -> tuple[Callable[[Path], GateResult] | None, GateResult | None]:
+    """How `recipe_search` gates a candidate graph of `artifact` on the staged bundle's receipt,
+    and the reference model's own gate; (None, None) where no receipt can be computed here (no
+    fixtures, or a CPU family where the artifact's kernels are not exact)."""
+    from intakegate.export.backends import onnx_backend
+
+    family = detect_cpu_family()
+    inventory = load_inventory(staged)
+    if inventory.hold_reason or cpu_family_exactness_refusal(artifact.value, family.value):
+        return None, None
+    tokenizer, spec = scoring_inputs(staged)
+
+    def gate(path: Path) -> GateResult:
+        with onnx_backend(path.read_bytes(), quantized=True, workers=cpu_workers()) as backend:
+            run = score_inventory(staged, inventory, backend, tokenizer, spec,
+                                  f"{artifact.value} candidate {path.stem}")
+        return release_decision(inventory.spec, run)
+
+    return gate, release_decision(inventory.spec, inventory.reference)
 
 
 def _export_coreml(staging: Path, model_dir: Path, m: Manifest,

@@ -23,7 +23,7 @@ from intakegate.bundle.paths import FIXTURES
 from intakegate.encoding import tokenizer_matches_policy
 from intakegate.fixtures import fixture_texts
 from intakegate.export.artifacts import parse_artifacts
-from intakegate.export.backends import BackendUnavailable, gate_backend
+from intakegate.export.backends import BackendUnavailable, GateBackend, gate_backend
 from intakegate.export.drift import MARGIN_TOLERANCE, drift_report
 from intakegate.export.results import (REFERENCE, ArtifactGate, updated_manifest,
                                        write_gate_files, write_golden_rows)
@@ -117,9 +117,6 @@ def regate_artifact(bundle: VerifiedBundle, artifact: Artifact, inventory: Inven
         log.error("%s: %s", m.tokenizer, mismatch)
         return _hold(artifact, bundle, "tokenizer_policy_mismatch")
     tokenizer, spec = scoring_inputs(bundle, tokenizer_json)
-    ref_rows = {r.fixture_id: r for r in inventory.reference.rows}
-    scorable = [fid for fid in inventory.spec.fixture_ids
-                if fid in ref_rows and fid in inventory.texts]
     family = detect_cpu_family().value
     inexact = cpu_family_exactness_refusal(artifact.value, family)
     if inexact:  # its receipt would measure kernels that saturate: never gated here
@@ -138,21 +135,13 @@ def regate_artifact(bundle: VerifiedBundle, artifact: Artifact, inventory: Inven
         log.exception("%s/%s: the backend failed to load", bundle.bundle_version, artifact.value)
         return _hold(artifact, bundle, f"backend_error:{type(exc).__name__}")
     with backend:
-        log.info("%s/%s: scoring %d fixtures with %s on %d thread(s)", bundle.bundle_version,
-                 artifact.value, len(scorable), backend.gated_with, backend.workers)
         try:
-            scored = score_texts(backend, tokenizer, [inventory.texts[f] for f in scorable],
-                                 spec, progress_log(f"{bundle.bundle_version}/{artifact.value}"),
-                                 workers=backend.workers)
-            scores = [s.score for s in scored]
+            run = score_inventory(bundle, inventory, backend, tokenizer, spec, artifact.value)
         except Exception as exc:  # noqa: BLE001 - a runtime that cannot score is held
             log.exception("%s/%s: scoring failed", bundle.bundle_version, artifact.value)
             return _hold(artifact, bundle, f"backend_error:{type(exc).__name__}",
                          gated_with=backend.gated_with)
-    rows = tuple(GateRow(fid, ref_rows[fid].slice, ref_rows[fid].gold, _finite(s))
-                 for fid, s in zip(scorable, scores))
-    identity = {k: str(getattr(m, k)) for k in IDENTITY_FIELDS}
-    run = Run(bundle.bundle_version, identity, bundle.threshold, rows)
+    rows = run.rows
     result = release_decision(inventory.spec, run)
     drift = drift_report(artifact.value, rows, inventory.reference_scores, bundle.threshold,
                          inventory.spec.required_slices, tolerance)
@@ -167,6 +156,24 @@ def regate_artifact(bundle: VerifiedBundle, artifact: Artifact, inventory: Inven
     return ArtifactGate(artifact, bundle.bundle_version, status, reason,
                         backend.gated_with, run, drift, backend.details,
                         time.monotonic() - started)
+
+
+def score_inventory(bundle: VerifiedBundle, inventory: Inventory, backend: GateBackend,
+                    tokenizer: Any, spec: ScoreSpec, label: str) -> Run:
+    """The receipt run of `backend`: every fixture the reference run scored, through the one
+    scoring path, under the bundle's identity and pinned threshold (the gate decides on it)."""
+    ref_rows = {r.fixture_id: r for r in inventory.reference.rows}
+    scorable = [fid for fid in inventory.spec.fixture_ids
+                if fid in ref_rows and fid in inventory.texts]
+    log.info("%s/%s: scoring %d fixtures with %s on %d thread(s)", bundle.bundle_version,
+             label, len(scorable), backend.gated_with, backend.workers)
+    scored = score_texts(backend, tokenizer, [inventory.texts[f] for f in scorable], spec,
+                         progress_log(f"{bundle.bundle_version}/{label}"),
+                         workers=backend.workers)
+    rows = tuple(GateRow(fid, ref_rows[fid].slice, ref_rows[fid].gold, _finite(s.score))
+                 for fid, s in zip(scorable, scored))
+    identity = {k: str(getattr(bundle.manifest, k)) for k in IDENTITY_FIELDS}
+    return Run(bundle.bundle_version, identity, bundle.threshold, rows)
 
 
 def _finite(score: float | None) -> float | None:

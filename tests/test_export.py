@@ -11,6 +11,7 @@ on its own for what the gate must then say.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import platform
 import shutil
 import subprocess
@@ -26,7 +27,8 @@ from intakegate.bundle import (Artifact, BundleError, Manifest, Status, activate
 from intakegate.export.artifacts import EXPORTABLE, SPECS
 from intakegate.export.backends import gate_backend
 from intakegate.export.mil_reference import MIL_REFERENCE
-from intakegate.export.cpu import BlockedMatMuls, int8_settings
+from intakegate.export.cpu import (BlockedMatMuls, Int8Settings, int8_candidates, int8_settings,
+                                   vnni_int8_candidates)
 from intakegate.hardware import CpuFamily, detect_cpu_family
 from intakegate.export.pipeline import export_bundle
 from intakegate.export.regate import load_inventory, regate_bundle
@@ -184,8 +186,8 @@ def test_onnx_fp32_logits_match_torch_on_validation(exported: Path) -> None:
 
 def test_int8_config_is_portable_and_its_receipt_names_the_cpu_family(exported: Path) -> None:
     """One int8 graph for every CPU family (7-bit weights where activations are quantized per
-    tensor: no U8S8 saturation anywhere; 8-bit blocks for the dense MatMuls); the family it was
-    gated on is its own `gates` entry."""
+    tensor: no U8S8 saturation anywhere; the dense MatMuls in 8-bit blocks, or dynamic too where
+    the receipt keeps that candidate); the family it was gated on is its own `gates` entry."""
     assert detect_cpu_family("aarch64", set()) is CpuFamily.ARM64
     assert detect_cpu_family("x86_64", {"avx2", "avx512_vnni"}) is CpuFamily.AVX512_VNNI
     assert detect_cpu_family("x86_64", {"avx2", "avx512f"}) is CpuFamily.AVX2
@@ -199,9 +201,10 @@ def test_int8_config_is_portable_and_its_receipt_names_the_cpu_family(exported: 
     assert settings["exported_on_cpu_family"] == family.value
     assert settings["weight_type"] == "QInt8" and settings["per_channel"] is True
     assert settings["reduce_range"] is True
-    assert settings["block_quantized"] == {"op_types": ["MatMul"], "which": "remaining",
-                                           "bits": 8, "block_size": 32, "accuracy_level": 4,
-                                           "symmetric": False}
+    assert settings["block_quantized"] == (None if settings["recipe"] == "portable-dynamic" else
+                                           {"op_types": ["MatMul"], "which": "remaining",
+                                            "bits": 8, "block_size": 32, "accuracy_level": 4,
+                                            "symmetric": False})
     assert settings["cpu_families"] == [f.value for f in CpuFamily]
     assert entry["gates"][f"onnxruntime-cpu-{family.value}"]["decision"] == "eligible_for_shadow"
     assert m["artifacts"]["onnx-int8"]["size_bytes"] < m["artifacts"]["onnx-fp32"]["size_bytes"]
@@ -694,9 +697,9 @@ def test_full_range_int8_is_gated_and_served_only_where_dot_products_are_exact(
 
     entry = manifest(exported)["artifacts"]["onnx-int8-vnni"]
     settings = entry["export_settings"]
-    assert (settings["recipe"], settings["reduce_range"]) == ("full-range", False)
+    assert settings["recipe"] in ("full-range", "full-range-dynamic")
+    assert settings["reduce_range"] is False
     assert settings["cpu_families"] == ["avx512_vnni", "arm64"]
-    assert settings["block_quantized"]["which"] == "ffn_down"
     family = detect_cpu_family().value
     if family in settings["cpu_families"]:
         assert entry["gates"][f"onnxruntime-cpu-{family}"]["decision"] == "eligible_for_shadow"
@@ -718,16 +721,102 @@ def test_full_range_int8_is_gated_and_served_only_where_dot_products_are_exact(
                        cache_dir=tmp_path / "cache").ready  # the portable graph still serves
 
 
-def test_full_range_int8_leaves_only_the_ffn_down_matmuls_to_blocks(bert_exported: Path) -> None:
-    """The portable graph puts every dense MatMul in 8-bit blocks; the full-range graph only
-    the FFN-down ones (one per layer), the rest run VNNI's integer kernels."""
-    artifacts = manifest(bert_exported)["artifacts"]
-    full = artifacts["onnx-int8-vnni"]["export_settings"]["quantized_op_counts"]
-    portable = artifacts["onnx-int8"]["export_settings"]["quantized_op_counts"]
-    assert full["MatMulNBits"] == 2  # the tiny BERT has 2 layers
-    assert full["QAttention"] == portable["QAttention"] == 2
+def test_int8_recipes_put_the_matmuls_they_name_in_blocks(tmp_path: Path,
+                                                          tiny_bert_bundle: Path) -> None:
+    """The portable recipe puts every dense MatMul in 8-bit blocks, the full-range one only the
+    FFN-down ones (one per layer), and each faster candidate none: there every MatMul runs an
+    integer kernel."""
+    from intakegate.export.materialize import materialize
+    from intakegate.export.onnx_export import export_onnx_fp32, quantize_onnx_int8
+
+    bundle = verify_bundle(tiny_bert_bundle)
+    model_dir = materialize(bundle, "model/torch-fp32", tmp_path / "reference")
+    fp32 = tmp_path / "fp32.onnx"
+    export_onnx_fp32(model_dir, bundle.manifest.model_kind, fp32)
+    family = detect_cpu_family()
+    (portable_fast, portable), (full_fast, full) = (int8_candidates(family),
+                                                    vnni_int8_candidates(family))
+    ops = {s.recipe: quantize_onnx_int8(fp32, tmp_path / f"{s.recipe}.onnx", s,
+                                        model_dir)["quantized_op_counts"]
+           for s in (portable_fast, portable, full_fast, full)}
+    assert ops["full-range"]["MatMulNBits"] == 2  # the tiny BERT has 2 layers
+    assert ops["full-range"]["QAttention"] == ops["portable"]["QAttention"] == 2
     # Every other MatMul the portable graph puts in blocks runs VNNI's integer kernel here.
-    assert full["MatMulInteger"] == portable["MatMulNBits"] - 2 >= 4
+    assert ops["full-range"]["MatMulInteger"] == ops["portable"]["MatMulNBits"] - 2 >= 4
+    for fast in ("portable-dynamic", "full-range-dynamic"):
+        assert "MatMulNBits" not in ops[fast]
+        # every MatMul the portable recipe puts in blocks runs an integer kernel instead
+        assert ops[fast]["MatMulInteger"] == ops["portable"]["MatMulNBits"]
+    assert portable_fast.reduce_range and not full_fast.reduce_range
+    assert full_fast.cpu_families == full.cpu_families
+
+
+def test_export_ships_the_first_int8_candidate_that_gates_as_well_as_the_model(
+        exported: Path) -> None:
+    """Each int8 artifact records its recipe search; the recipe it ships is the first candidate
+    whose receipt was as good as the reference model's own, or the last one; and the shipped
+    artifact's own re-gate then says the same as its candidate run did."""
+    m = verify_bundle(exported).manifest
+    reference = m.artifacts["torch-fp32"]
+    for artifact in ("onnx-int8", "onnx-int8-vnni"):
+        entry = m.artifacts[artifact]
+        search = entry.export_settings["recipe_search"]
+        assert [o["kept"] for o in search].count(True) == 1
+        kept = next(o for o in search if o["kept"])
+        assert entry.export_settings["recipe"] == kept["recipe"]
+        if entry.status.value == "hold" and entry.reason.startswith("cpu_family_inexact"):
+            assert search[0]["gate_reason"] == "not_tried"
+            continue
+        if kept is not search[-1]:  # a faster candidate: its gate matched the model's
+            assert kept["gate_reason"] == entry.reason
+            assert kept["required_missed"] == 0
+        for tried in search[:search.index(kept)]:
+            assert tried["gate_reason"] != "not_tried" and not tried["kept"]
+    assert reference.status.value == "eligible_for_shadow"
+
+
+def test_a_candidate_recipe_is_kept_only_when_it_gates_as_well_as_the_model(
+        tmp_path: Path) -> None:
+    """The search keeps the first candidate whose receipt matches the model's (same decision, no
+    new required miss, false positives at most a point higher); without a receipt to compute it
+    builds only the last candidate."""
+    from intakegate.export.recipe_search import as_good_as, choose_recipe
+    from intakegate.gate import GateResult
+    from intakegate.vocab import GateDecision
+
+    def result(decision: GateDecision, fp: float | None, missed: tuple[str, ...] = ()
+               ) -> GateResult:
+        return GateResult("v", decision, "r", missed, fp)
+
+    hold, ok = GateDecision.HOLD, GateDecision.ELIGIBLE_FOR_SHADOW
+    model = result(ok, 0.05)
+    assert as_good_as(result(ok, 0.059), model)
+    assert not as_good_as(result(ok, 0.061), model)
+    assert not as_good_as(result(hold, 0.05, ("cmp|a",)), model)  # a new required miss
+    assert not as_good_as(result(hold, 0.051), model)  # the budget now holds it
+    assert not as_good_as(result(hold, None), model)  # invalid or missing scores
+    assert as_good_as(result(hold, 0.13), result(hold, 0.128))  # a held model stays held
+
+    fast, safe = (replace(int8_settings(CpuFamily.AVX2), recipe=r) for r in ("fast", "safe"))
+    built: list[str] = []
+
+    def build(settings: Int8Settings, path: Path) -> dict:
+        built.append(settings.recipe)
+        path.write_text(settings.recipe)
+        return {"recipe": settings.recipe}
+
+    for fast_gate, shipped in ((result(ok, 0.055), "fast"), (result(ok, 0.07), "safe")):
+        built.clear()
+        out = tmp_path / shipped / "model.onnx"
+        settings, outcomes = choose_recipe((fast, safe), out, tmp_path, build,
+                                           lambda path, g=fast_gate: g, model)
+        assert settings["recipe"] == out.read_text() == shipped
+        assert [o.kept for o in outcomes] == ([True] if shipped == "fast" else [False, True])
+        assert built == (["fast"] if shipped == "fast" else ["fast", "safe"])
+    settings, outcomes = choose_recipe((fast, safe), tmp_path / "x.onnx", tmp_path, build, None,
+                                       None)
+    assert settings["recipe"] == "safe"
+    assert [o.reason for o in outcomes] == ["not_tried", "last_candidate"]
 
 
 def test_blocked_matmuls_pick_by_exported_node_name() -> None:

@@ -44,7 +44,7 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
 from intakegate.bundle import VerifiedBundle, verify_bundle
 from intakegate.bundle.paths import EVAL_ROWS
 from intakegate.composed import composed_training_rows
-from intakegate.export.backends import _onnx_backend
+from intakegate.export.backends import onnx_backend
 from intakegate.export.cpu import (BlockedMatMuls, Int8Settings, int8_settings,
                                    vnni_int8_settings)
 from intakegate.fixtures import parse_eval_rows
@@ -151,7 +151,7 @@ def calibration_feeds(bundle: VerifiedBundle, tokenizer: Any, spec: ScoreSpec,
     train = list(parse_eval_rows(bundle.read(EVAL_ROWS)).train)
     picked = train[::max(1, len(train) // n)][:n]
     picked += composed_training_rows(train, n / len(train), seed=5)
-    fp32 = _onnx_backend(bundle.read(bundle.manifest.artifacts["onnx-fp32"].path),
+    fp32 = onnx_backend(bundle.read(bundle.manifest.artifacts["onnx-fp32"].path),
                          quantized=False)
     names = fp32.logits.input_names
     feeds: list[dict[str, np.ndarray]] = []
@@ -209,7 +209,7 @@ def main(bundle_dir: str, only: str = "") -> None:
             continue
         out = tmp / f"v{len(results)}.onnx"
         build(fp32, fused, model_dir, out, settings)
-        backend = _onnx_backend(out.read_bytes(), quantized=True)
+        backend = onnx_backend(out.read_bytes(), quantized=True)
         started = time.perf_counter()
         with backend:
             scores = [s.score for s in score_texts(backend, tokenizer, texts, spec)]
