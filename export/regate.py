@@ -20,7 +20,7 @@ from intakegate.bundle import (MANIFEST, SIGNATURE, Artifact, BundleError, Statu
                                VerifiedBundle, cpu_family_exactness_refusal, resolve_bundle,
                                verify_bundle)
 from intakegate.bundle.paths import FIXTURES
-from intakegate.encoding import tokenizer_matches_policy
+from intakegate.encoding import token_id_bound, tokenizer_matches_policy
 from intakegate.fixtures import fixture_texts
 from intakegate.export.artifacts import parse_artifacts
 from intakegate.export.backends import BackendUnavailable, GateBackend, gate_backend
@@ -95,7 +95,7 @@ def scoring_inputs(bundle: VerifiedBundle, tokenizer_json: str | None = None
         tokenizer_json = bundle.read(m.tokenizer).decode("utf-8")
     tokenizer = Tokenizer.from_str(tokenizer_json)
     return tokenizer, ScoreSpec(m.input_policy, m.score_head.positive, len(m.score_head.labels),
-                                tokenizer.get_vocab_size(with_added_tokens=True), None,
+                                token_id_bound(tokenizer), None,
                                 blend_from_entry(m.score_blend, bundle.read))
 
 

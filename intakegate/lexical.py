@@ -79,7 +79,7 @@ class LexicalModel:
             raise LexicalFormatError("lexical", "non-finite idf, coef or intercept")
         if self.ngram_max < 1:
             raise LexicalFormatError("lexical.ngram_max", "must be >= 1")
-        index = {t: i for i, t in enumerate(self.terms)}
+        index = dict(zip(self.terms, range(n)))
         if len(index) != n:
             raise LexicalFormatError("lexical.terms", "duplicate terms")
         object.__setattr__(self, "index", index)

@@ -21,7 +21,7 @@ from intakegate.bundle import (BundleError, VerifiedBundle, cpu_family_exactness
                                verify_bundle)
 from intakegate.bundle.manifest import parse_manifest_bytes
 from intakegate.bundle.paths import GOLDEN, MANIFEST
-from intakegate.encoding import InputPolicy, tokenizer_matches_policy
+from intakegate.encoding import InputPolicy, token_id_bound, tokenizer_matches_policy
 from intakegate.lexical import LexicalFormatError, ScoreBlend, blend_from_entry
 from intakegate.logit_range import LogitRange
 from intakegate.routing import Reason
@@ -176,7 +176,7 @@ def load_engine(bundle_dir: Path, artifact: str, device: str, threads: int | Non
         head = verified.manifest.score_head
         check_policy_segmenter(policy)
         spec = ScoreSpec(policy, head.positive, len(head.labels),
-                         tokenizer.get_vocab_size(with_added_tokens=True), unk_id,
+                         token_id_bound(tokenizer), unk_id,
                          read_blend(verified), read_logit_range(verified))
         backend = build_backend(verified, artifact, bound.art, device, threads, held,
                                 verify_on_device)

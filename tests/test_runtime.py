@@ -537,6 +537,21 @@ def test_token_id_out_of_range_is_caught_before_run(onnx_bundle: Path) -> None:
     assert d.detail.startswith("token_id_out_of_range") and spy.calls == 0
 
 
+def test_the_token_id_bound_covers_every_id_the_tokenizer_can_emit(tiny_bert_dir: Path) -> None:
+    """The range check's bound (computed without building the vocabulary map) is one past the
+    largest id: MiniLM's 30,522, and past an added token's id once one is added."""
+    from tokenizers import Tokenizer
+
+    from intakegate.encoding import token_id_bound
+
+    tokenizer = Tokenizer.from_file(str(tiny_bert_dir / "tokenizer.json"))
+    assert token_id_bound(tokenizer) == tokenizer.get_vocab_size(with_added_tokens=True) == 30522
+    tokenizer.add_tokens(["<ticket-break>"])
+    new_id = tokenizer.token_to_id("<ticket-break>")
+    assert new_id == 30522 and token_id_bound(tokenizer) == 30523
+    assert max(tokenizer.encode("refund <ticket-break> now").ids) < token_id_bound(tokenizer)
+
+
 def test_tokenizer_errors_fail_closed(onnx_bundle: Path) -> None:
     """M12: "Already borrowed" (or any tokenizer error) -> human review, per ticket."""
     router = fresh(onnx_bundle)

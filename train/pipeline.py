@@ -27,7 +27,8 @@ from intakegate.dataset import Dataset, TicketRow, load_dataset
 from intakegate.composed import (GENERATOR_JOINERS, PREFIX, ComposedRecipe, composed_fixtures,
                                  composed_training_rows, is_composed_slice,
                                  routine_segment_rows)
-from intakegate.encoding import InputPolicy, configure_tokenizer, policy_digest, prepare_text
+from intakegate.encoding import (InputPolicy, configure_tokenizer, policy_digest, prepare_text,
+                                 token_id_bound)
 from intakegate.evaluation import build_run, lowest_required_positives, receipt_spec
 from intakegate.bundle.manifest import parse_manifest_bytes
 from intakegate.bundle.paths import (DOCS_DIR, EVAL_ROWS, FIXTURES, LEXICAL, MANIFEST,
@@ -206,7 +207,7 @@ def train_bundle(dataset_spec: str, *, label_guide: str | None = None,
 
     # --- receipt scores through the serving path, threshold, receipt, gate -------------------
     spec_score = ScoreSpec(policy, tuple(positive), len(id2label),
-                           tokenizer.get_vocab_size(with_added_tokens=True), None, blend)
+                           token_id_bound(tokenizer), None, blend)
     recorder = LogitRecorder(logits_fn)  # the logit range seen at gate time (logit_range.py)
     vs = _scores(recorder, tokenizer, val_all, spec_score, "validation")
     golds, slices = [r.gold for r in val_all], [r.slice for r in val_all]
@@ -457,7 +458,7 @@ def _fit_candidate(cfg: TrainConfig, shares: tuple[float, float], augment: Segme
         fitted = TfidfLogReg(cfg.seed).fit_texts(texts, [r.gold for r in rows])
         lexical = LexicalModel.from_sklearn(fitted.vectorizer, fitted.model)
     spec = ScoreSpec(policy, tuple(positive), len(id2label),
-                     tokenizer.get_vocab_size(with_added_tokens=True))
+                     token_id_bound(tokenizer))
     tried = evaluate_candidates(logits_fn, tokenizer, spec, segmentations, val_all,
                                 val_prepared, required, lexical, cfg.blend_weights or (1.0,),
                                 cfg.threshold_margin)
