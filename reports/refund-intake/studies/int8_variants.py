@@ -15,7 +15,10 @@ MatMul, U8S8 7-bit), the same with some MatMuls kept fp32, the shipped two-step 
 MatMuls) with and without int8 compute in the blocks and with QKV kept fp32, and static int8
 (QDQ) on the dense MatMuls, its activation ranges calibrated on the model batches of train
 rows only (the bundle's own `eval/rows.json`, composed training rows included). A second argument keeps only the variants whose label
-contains it (alternatives separated by `|`).
+contains it (alternatives separated by `|`). "earlier: dynamic int8 on all MatMuls" and the
+full-range "everywhere" variant are the export's own faster candidates, `portable-dynamic` and
+`full-range-dynamic` (intakegate.export.recipe_search), which it ships where they gate as well
+as the model.
 
     .venv/bin/python reports/refund-intake/studies/int8_variants.py \
         bundles/refund-intake/refund-intake-minilm-v3 [static]
