@@ -35,7 +35,9 @@ def export_command(
     exported and re-gated, each is recorded held whatever its own run says (`model_held:`; the
     run's verdict stays in its drift report), and only `intakegate bench` can time them. Each
     artifact is scored over the frozen validation receipt by its own runtime, and one gate
-    line is printed per artifact.
+    line is printed per artifact. An int8 artifact first tries its faster recipe (every MatMul
+    dynamic) and keeps it only when that receipt gates as well as the model's own; otherwise it
+    is the two-step recipe (`export_settings.recipe_search` records the choice).
 
     Exit 0 when no artifact is held; exit 1 naming each held artifact and its reason.
 
