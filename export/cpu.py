@@ -30,8 +30,9 @@ Full-range weights saturate VPMADDUBSW, so the artifact is exported, gated and s
 Each artifact also has a faster candidate, tried first at export (`recipe_search.py`): the
 same quantizer with no MatMul left to blocks, so every dense projection runs as one fused
 DynamicQuantizeMatMul. On the 3-layer student b77-minilm-v5-s135e both faster graphs score the
-receipt 1.5x faster (9.8 and 10.7 s against 14-16 s) and keep the model's gate; on its teacher
-and on refund-intake they miss required positives. So the receipt picks per model: a candidate
+receipt in 9.8 and 10.7 s against 16.1 s for the full-range two-step graph and keep the model's
+gate (an Intel Xeon with VNNI; reports/banking77/studies/int8-variants-b77-minilm-v5-s135e-*);
+on its teacher and on refund-intake they miss required positives. So the receipt picks per model: a candidate
 is kept only when its gate is as good as the reference model's own (`recipe_search`), else the
 export falls back to the recipe above.
 
