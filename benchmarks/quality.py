@@ -43,6 +43,8 @@ def artifact_quality(verified: VerifiedBundle, artifact: str) -> dict[str, Any]:
         "reason": art.reason,
         "gated_with": art.gated_with,
         "precision": art.precision,
+        # which int8 recipe the export's search shipped (none for fp32 and Core ML)
+        "recipe": (art.export_settings or {}).get("recipe"),
         "size_bytes": art.size_bytes,
         "size_mb": round(art.size_bytes / 1e6, 2) if art.size_bytes else None,
         "device_classes": None if art.device_classes is None else list(art.device_classes),

@@ -201,18 +201,20 @@ def render_md(results: Mapping[str, Any]) -> str:
                          f"{c['segments']['rows_per_ticket']} / "
                          f"{c['whole_ticket']['rows_per_ticket']} |")
     lines += ["", "## Quality (gate receipt and drift against torch-fp32)", "",
-              "| Artifact | Status | Reason | Gated with | max abs score delta | Route flips |",
-              "|---|---|---|---|---|---|"]
+              "| Artifact | Recipe | Status | Reason | Gated with | max abs score delta | "
+              "Route flips |",
+              "|---|---|---|---|---|---|---|"]
     for name, block in results["artifacts"].items():
         q = block["quality"]
         if not q.get("in_bundle"):
-            lines.append(f"| {name} | not in bundle | - | - | - | - |")
+            lines.append(f"| {name} | - | not in bundle | - | - | - | - |")
             continue
         delta = q.get("max_abs_score_delta")
         families = q.get("cpu_families")
         gated = _fmt(q['gated_with']) + (f" (CPU families: {', '.join(families)})"
                                          if families else "")
-        lines.append(f"| {name} | {q['status']} | `{q['reason']}` | {gated} | "
+        lines.append(f"| {name} | {_fmt(q.get('recipe'))} | {q['status']} | `{q['reason']}` | "
+                     f"{gated} | "
                      f"{'-' if delta is None else f'{delta:.2g}'} | "
                      f"{_fmt(q.get('route_flips'))} |")
     test = results["test_set"]

@@ -133,6 +133,10 @@ def test_results_json_has_every_field(bench: tuple[dict, Path]) -> None:
     assert not results["artifacts"]["onnx-fp32"]["cold_start"]["torch_imported"]
     assert results["artifacts"]["onnx-fp32"]["quality"]["max_abs_score_delta"] is not None
     assert results["artifacts"]["onnx-fp32"]["quality"]["route_flips"] is not None
+    # which int8 recipe the export shipped is named beside its gate (fp32 has none)
+    assert results["artifacts"]["onnx-int8"]["quality"]["recipe"] in ("portable",
+                                                                      "portable-dynamic")
+    assert results["artifacts"]["onnx-fp32"]["quality"]["recipe"] is None
     assert results["test_set"]["available"]
     assert {"required_missed", "false_positive_rate", "roc_auc"} <= set(
         results["test_set"]["encoder"])
