@@ -32,9 +32,9 @@ same quantizer with no MatMul left to blocks, so every dense projection runs as 
 DynamicQuantizeMatMul. On the 3-layer student b77-minilm-v5-s135e both faster graphs score the
 receipt in 9.8 and 10.7 s against 16.1 s for the full-range two-step graph and keep the model's
 gate (an Intel Xeon with VNNI; reports/banking77/studies/int8-variants-b77-minilm-v5-s135e-*);
-on its teacher and on refund-intake they miss required positives. So the receipt picks per model: a candidate
-is kept only when its gate is as good as the reference model's own (`recipe_search`), else the
-export falls back to the recipe above.
+on its teacher and on refund-intake they miss required positives. So the receipt picks per
+model: a candidate is kept only when its gate is as good as the reference model's own
+(`recipe_search`), else the export falls back to the recipe above.
 
 The family a receipt was computed on is recorded, per family, in the artifact's `gates` map:
 the router admits tickets only on a family that has one.

@@ -29,14 +29,15 @@ from intakegate.export.commit import (commit_manifest, manifest_sha, refresh_act
 from intakegate.export.cpu import int8_candidates, vnni_int8_candidates
 from intakegate.export.materialize import materialize
 from intakegate.export.recipe_search import choose_recipe
-from intakegate.export.regate import (load_inventory, regate_artifact, score_inventory,
-                                      scoring_inputs)
+from intakegate.export.regate import (Inventory, load_inventory, regate_artifact,
+                                      score_inventory, scoring_inputs)
 from intakegate.export.results import (REFERENCE, ArtifactGate, updated_manifest,
                                        write_gate_files, write_golden_rows)
 from intakegate.gate import GateResult, release_decision
 from intakegate.golden import drop_golden_blocks
 from intakegate.hardware import CpuFamily, detect_cpu_family
 from intakegate.parallel import cpu_workers
+from intakegate.ticket_score import ScoreSpec
 
 log = logging.getLogger(__name__)
 NOT_GATED = "not_gated_yet"
@@ -181,13 +182,14 @@ def _export_onnx(staging: Path, staged: VerifiedBundle, work_dir: Path, model_di
         shutil.copyfile(fp32, target)
         out[Artifact.ONNX_FP32] = fp32_settings
     family = cpu_family or detect_cpu_family()
-    for artifact, candidates_for in ((Artifact.ONNX_INT8, int8_candidates),
-                                     (Artifact.ONNX_INT8_VNNI, vnni_int8_candidates)):
-        if artifact not in artifacts:
-            continue
+    int8 = [(artifact, candidates_for) for artifact, candidates_for in (
+        (Artifact.ONNX_INT8, int8_candidates), (Artifact.ONNX_INT8_VNNI, vnni_int8_candidates))
+        if artifact in artifacts]
+    receipt = _CandidateReceipt.load(staged) if int8 else None
+    for artifact, candidates_for in int8:
         log.info("quantizing %s for %s", artifact.value, family.value)
         t = time.monotonic()
-        gate, reference = _candidate_gate(staged, artifact)
+        gate, reference = (None, None) if receipt is None else receipt.gate_for(artifact)
         settings, outcomes = choose_recipe(
             candidates_for(family), staging / SPECS[artifact].path, work_dir,
             lambda chosen, path: quantize_onnx_int8(fp32, path, chosen, model_dir),
@@ -198,26 +200,44 @@ def _export_onnx(staging: Path, staged: VerifiedBundle, work_dir: Path, model_di
     return out
 
 
-def _candidate_gate(staged: VerifiedBundle, artifact: Artifact
-                    ) -> tuple[Callable[[Path], GateResult] | None, GateResult | None]:
-    """How `recipe_search` gates a candidate graph of `artifact` on the staged bundle's receipt,
-    and the reference model's own gate; (None, None) where no receipt can be computed here (no
-    fixtures, or a CPU family where the artifact's kernels are not exact)."""
-    from intakegate.export.backends import onnx_backend
+@dataclass(frozen=True)
+class _CandidateReceipt:
+    """The staged bundle's receipt, read once per export, that `recipe_search` gates each
+    candidate graph on, and the reference model's own gate."""
 
-    family = detect_cpu_family()
-    inventory = load_inventory(staged)
-    if inventory.hold_reason or cpu_family_exactness_refusal(artifact.value, family.value):
-        return None, None
-    tokenizer, spec = scoring_inputs(staged)
+    bundle: VerifiedBundle
+    inventory: Inventory
+    tokenizer: Any
+    spec: ScoreSpec
+    reference: GateResult
 
-    def gate(path: Path) -> GateResult:
-        with onnx_backend(path.read_bytes(), quantized=True, workers=cpu_workers()) as backend:
-            run = score_inventory(staged, inventory, backend, tokenizer, spec,
-                                  f"{artifact.value} candidate {path.stem}")
-        return release_decision(inventory.spec, run)
+    @staticmethod
+    def load(staged: VerifiedBundle) -> _CandidateReceipt | None:
+        """None where no receipt can be scored (the bundle carries no fixtures)."""
+        inventory = load_inventory(staged)
+        if inventory.hold_reason:
+            return None
+        tokenizer, spec = scoring_inputs(staged)
+        return _CandidateReceipt(staged, inventory, tokenizer, spec,
+                                 release_decision(inventory.spec, inventory.reference))
 
-    return gate, release_decision(inventory.spec, inventory.reference)
+    def gate_for(self, artifact: Artifact
+                 ) -> tuple[Callable[[Path], GateResult] | None, GateResult | None]:
+        """How a candidate graph of `artifact` is gated, and the reference gate; (None, None)
+        on a CPU family where the artifact's kernels are not exact."""
+        from intakegate.export.backends import onnx_backend
+
+        if cpu_family_exactness_refusal(artifact.value, detect_cpu_family().value):
+            return None, None
+
+        def gate(path: Path) -> GateResult:
+            with onnx_backend(path.read_bytes(), quantized=True,
+                              workers=cpu_workers()) as backend:
+                run = score_inventory(self.bundle, self.inventory, backend, self.tokenizer,
+                                      self.spec, f"{artifact.value} candidate {path.stem}")
+            return release_decision(self.inventory.spec, run)
+
+        return gate, self.reference
 
 
 def _export_coreml(staging: Path, model_dir: Path, m: Manifest,
