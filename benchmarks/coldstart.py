@@ -212,7 +212,7 @@ def pack_cold_start(bundle: Path, artifact: str, device: str, threads: int | Non
     its own files), made from the bundle in a temporary directory; measurement-only where the
     artifact is held, so the pack stays held too."""
     from intakegate.bundle import Artifact
-    from intakegate.pack import pack_bundle
+    from intakegate.bundle.pack import pack_bundle
 
     with tempfile.TemporaryDirectory(prefix="intakegate-pack-") as tmp:
         packed = pack_bundle(bundle, Artifact(artifact), Path(tmp) / "pack",

@@ -18,7 +18,7 @@ class BenchTexts:
     """Test texts to route, train rows to fit the TF-IDF baseline on, and where they came from."""
 
     test: tuple[str, ...]
-    train_rows: tuple[Any, ...]  # intakegate.dataset.TicketRow
+    train_rows: tuple[Any, ...]  # intakegate.contract.dataset.TicketRow
     baseline_keywords: tuple[str, ...]
     dataset: str
     dataset_version: str
@@ -30,7 +30,7 @@ def load_texts(verified: Any) -> BenchTexts:
     manifest); an InputError when the bundle lacks them or they are not of its split."""
     from intakegate.bundle import BundleError
     from intakegate.bundle.paths import EVAL_ROWS
-    from intakegate.fixtures import parse_eval_rows
+    from intakegate.receipt.fixtures import parse_eval_rows
 
     manifest = verified.manifest
     try:

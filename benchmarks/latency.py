@@ -137,9 +137,9 @@ def segment_cost(router: Any, texts: Sequence[str], settings: WarmSettings) -> d
 
     from tokenizers import Tokenizer
 
-    from intakegate.encoding import prepare_text
-    from intakegate.segments import SegmentPolicy
-    from intakegate.ticket_score import score_ticket
+    from intakegate.scoring.encoding import prepare_text
+    from intakegate.scoring.segments import SegmentPolicy
+    from intakegate.scoring.ticket_score import score_ticket
 
     engine = router.engine
     if engine is None:

@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 
 from intakegate.bundle import Artifact, BundleError, VerifiedBundle
-from intakegate.encoding import Windows
 from intakegate.export.artifacts import SPECS, Engine
 from intakegate.export.materialize import materialize
 from intakegate.parallel import cpu_workers
+from intakegate.scoring.encoding import Windows
 
 COREML_NEEDS_MACOS = "coreml_predictions_need_macos"
 COREML_NO_TOOLS = "coremltools_not_installed"
@@ -176,8 +176,12 @@ def _mil_reference_backend(bundle: VerifiedBundle, path: str, workers: int = 1
     The package is materialized from verified bytes, loaded (weights and all) and removed again
     before anything is scored.
     """
-    from intakegate.export.mil_reference import (ARITHMETIC, MIL_REFERENCE, UnsupportedOpError,
-                                                 one_blas_thread)
+    from intakegate.export.mil_reference import (
+        ARITHMETIC,
+        MIL_REFERENCE,
+        UnsupportedOpError,
+        one_blas_thread,
+    )
 
     if importlib.util.find_spec("coremltools") is None:
         raise BackendUnavailable(COREML_NO_TOOLS,

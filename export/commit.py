@@ -16,9 +16,19 @@ from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from intakegate.bundle import (MANIFEST, POINTER, BundleError, Manifest, PointerEntry,
-                               VerifiedBundle, file_table, parse_pointer, sha256_file,
-                               write_manifest, write_pointer)
+from intakegate.bundle import (
+    MANIFEST,
+    POINTER,
+    BundleError,
+    Manifest,
+    PointerEntry,
+    VerifiedBundle,
+    file_table,
+    parse_pointer,
+    sha256_file,
+    write_manifest,
+    write_pointer,
+)
 from intakegate.bundle.registry import pointer_lock
 
 log = logging.getLogger(__name__)

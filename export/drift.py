@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from intakegate.gate import GateRow
+from intakegate.receipt.gate import GateRow
 from intakegate.vocab import Route
 
 MARGIN_TOLERANCE = 0.01

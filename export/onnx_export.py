@@ -158,6 +158,7 @@ def quantize_onnx_int8(fp32: Path, out: Path, settings: Int8Settings,
     quant_logger = logging.getLogger()
     level = quant_logger.level
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
     # Importing this module calls logging.basicConfig(level=INFO): undo that, keep its
     # per-node progress lines out of the export log.
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer

@@ -18,26 +18,54 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from intakegate.bundle import (Artifact, ArtifactEntry, BundleError, Manifest, Status,
-                               VerifiedBundle, cpu_family_exactness_refusal, tree_sha256,
-                               verify_bundle)
+from intakegate.bundle import (
+    Artifact,
+    ArtifactEntry,
+    BundleError,
+    Manifest,
+    Status,
+    VerifiedBundle,
+    cpu_family_exactness_refusal,
+    tree_sha256,
+    verify_bundle,
+)
 from intakegate.bundle.paths import GOLDEN, RUNS_DIR
-from intakegate.export.artifacts import (COREML_ARTIFACTS, EXPORTABLE, ONNX_ARTIFACTS, SPECS,
-                                         ArtifactSpec, tool_versions)
-from intakegate.export.commit import (commit_manifest, manifest_sha, refresh_active_pointer,
-                                      swap_into_place)
+from intakegate.export.artifacts import (
+    COREML_ARTIFACTS,
+    EXPORTABLE,
+    ONNX_ARTIFACTS,
+    SPECS,
+    ArtifactSpec,
+    tool_versions,
+)
+from intakegate.export.commit import (
+    commit_manifest,
+    manifest_sha,
+    refresh_active_pointer,
+    swap_into_place,
+)
 from intakegate.export.cpu import int8_candidates, vnni_int8_candidates
 from intakegate.export.materialize import materialize
 from intakegate.export.recipe_search import choose_recipe
-from intakegate.export.regate import (Inventory, load_inventory, regate_artifact,
-                                      score_inventory, scoring_inputs)
-from intakegate.export.results import (REFERENCE, ArtifactGate, updated_manifest,
-                                       write_gate_files, write_golden_rows)
-from intakegate.gate import GateResult, release_decision
-from intakegate.golden import drop_golden_blocks
+from intakegate.export.regate import (
+    Inventory,
+    load_inventory,
+    regate_artifact,
+    score_inventory,
+    scoring_inputs,
+)
+from intakegate.export.results import (
+    REFERENCE,
+    ArtifactGate,
+    updated_manifest,
+    write_gate_files,
+    write_golden_rows,
+)
 from intakegate.hardware import CpuFamily, detect_cpu_family
 from intakegate.parallel import cpu_workers
-from intakegate.ticket_score import ScoreSpec
+from intakegate.receipt.gate import GateResult, release_decision
+from intakegate.receipt.golden import drop_golden_blocks
+from intakegate.scoring.ticket_score import ScoreSpec
 
 log = logging.getLogger(__name__)
 NOT_GATED = "not_gated_yet"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from intakegate.export.cpu import Int8Settings
-from intakegate.gate import GateResult
+from intakegate.receipt.gate import GateResult
 
 log = logging.getLogger(__name__)
 FP_SLACK = 0.01  # a candidate may add at most one point of false positives

@@ -16,23 +16,43 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from intakegate.bundle import (MANIFEST, SIGNATURE, Artifact, BundleError, Status,
-                               VerifiedBundle, cpu_family_exactness_refusal, resolve_bundle,
-                               verify_bundle)
+from intakegate.bundle import (
+    MANIFEST,
+    SIGNATURE,
+    Artifact,
+    BundleError,
+    Status,
+    VerifiedBundle,
+    cpu_family_exactness_refusal,
+    resolve_bundle,
+    verify_bundle,
+)
 from intakegate.bundle.paths import FIXTURES
-from intakegate.encoding import token_id_bound, tokenizer_matches_policy
-from intakegate.fixtures import fixture_texts
 from intakegate.export.artifacts import parse_artifacts
 from intakegate.export.backends import BackendUnavailable, GateBackend, gate_backend
 from intakegate.export.drift import MARGIN_TOLERANCE, drift_report
-from intakegate.export.results import (REFERENCE, ArtifactGate, updated_manifest,
-                                       write_gate_files, write_golden_rows)
-from intakegate.gate import (IDENTITY_FIELDS, GateRow, ReceiptSpec, Run, release_decision,
-                             run_from_json, spec_from_json)
+from intakegate.export.results import (
+    REFERENCE,
+    ArtifactGate,
+    updated_manifest,
+    write_gate_files,
+    write_golden_rows,
+)
 from intakegate.hardware import cpu_gate_key, detect_cpu_family
 from intakegate.jsonio import loads_strict
-from intakegate.lexical import blend_from_entry
-from intakegate.ticket_score import ScoreSpec, progress_log, score_texts
+from intakegate.receipt.fixtures import fixture_texts
+from intakegate.receipt.gate import (
+    IDENTITY_FIELDS,
+    GateRow,
+    ReceiptSpec,
+    Run,
+    release_decision,
+    run_from_json,
+    spec_from_json,
+)
+from intakegate.scoring.encoding import token_id_bound, tokenizer_matches_policy
+from intakegate.scoring.lexical import blend_from_entry
+from intakegate.scoring.ticket_score import ScoreSpec, progress_log, score_texts
 from intakegate.vocab import GateDecision
 
 log = logging.getLogger(__name__)

@@ -30,10 +30,10 @@ from intakegate.bundle.paths import run_path
 from intakegate.export.artifacts import SPECS
 from intakegate.export.drift import drift_summary
 from intakegate.export.mil_reference import MIL_REFERENCE
-from intakegate.gate import Run
-from intakegate.golden import GOLDEN, golden_key, pick_golden_ids, set_golden_block
 from intakegate.hardware import gate_cpu_family
 from intakegate.jsonio import write_json
+from intakegate.receipt.gate import Run
+from intakegate.receipt.golden import GOLDEN, golden_key, pick_golden_ids, set_golden_block
 
 REFERENCE = Artifact.TORCH_FP32
 COREML_MACOS = "coreml-macos"  # gated_with prefix of a receipt computed by Core ML itself

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from intakegate.gate import valid_score
+from intakegate.scoring.maths import valid_score
 from intakegate.vocab import FALLBACK_ROUTE, Route
 
 

@@ -68,8 +68,7 @@ def cpu_family_refusal(art: ArtifactEntry, artifact: str = "the artifact") -> st
 
 def _build_onnx(verified: VerifiedBundle, artifact: str, art: ArtifactEntry, device: str,
                 threads: int | None, validated: set[str] | None) -> Any:
-    from intakegate.runtime.onnx_backend import (PROVIDER_FOR_DEVICE, DeviceUnavailable,
-                                                 OnnxLogits)
+    from intakegate.runtime.onnx_backend import PROVIDER_FOR_DEVICE, DeviceUnavailable, OnnxLogits
     from intakegate.runtime.onnx_check import NotOnnx, external_tensors
 
     model = verified.read(art.path)
@@ -132,8 +131,11 @@ def _build_torch(verified: VerifiedBundle, art: ArtifactEntry, device: str,
 
         raise MissingExtraError("train", "torch") from None
     from intakegate.runtime.onnx_backend import DeviceUnavailable
-    from intakegate.runtime.torch_backend import (TorchLogits, load_torch_model_from_files,
-                                                  pick_device)
+    from intakegate.runtime.torch_backend import (
+        TorchLogits,
+        load_torch_model_from_files,
+        pick_device,
+    )
 
     try:
         dev = pick_device(device)

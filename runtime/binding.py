@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from intakegate.bundle import ArtifactEntry, BundleError, VerifiedBundle
 from intakegate.errors import InputError
-from intakegate.gate import Run, release_decision, run_from_json, spec_from_json
-from intakegate.golden import golden_key
 from intakegate.hardware import cpu_gate_key
 from intakegate.jsonio import loads_strict
+from intakegate.receipt.gate import Run, release_decision, run_from_json, spec_from_json
+from intakegate.receipt.golden import golden_key
 from intakegate.routing import Reason
 from intakegate.runtime.backends import this_cpu_family
 from intakegate.runtime.refusal import HeldNotes, LoadRefused
@@ -41,7 +41,7 @@ def artifact_digest(verified: VerifiedBundle, rel: str) -> str:
 @dataclass(frozen=True)
 class Bound:
     """An artifact entry together with its own, re-gated receipt run, and the golden block
-    (`intakegate.golden.golden_key`) whose scores are that run's."""
+    (`intakegate.receipt.golden.golden_key`) whose scores are that run's."""
 
     art: ArtifactEntry
     run: Run

@@ -14,7 +14,7 @@ from concurrent.futures import Executor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from intakegate.routing import Reason
-from intakegate.ticket_score import Scored
+from intakegate.scoring.ticket_score import Scored
 
 
 def score_within_budget(pool: Executor, score_one: Callable[[str], Scored],

@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from intakegate.bundle import ArtifactEntry, BundleError, VerifiedBundle, atomic_write, now_iso
-from intakegate.errors import InputError
 from intakegate.bundle.paths import FIXTURES
-from intakegate.fixtures import fixture_texts
-from intakegate.gate import GateRow, Run, release_decision, spec_from_json
+from intakegate.errors import InputError
 from intakegate.jsonio import dumps_canonical, loads_strict
-from intakegate.routing import Reason
 from intakegate.parallel import cpu_workers
-from intakegate.ticket_score import ScoreSpec, score_texts
+from intakegate.receipt.fixtures import fixture_texts
+from intakegate.receipt.gate import GateRow, Run, release_decision, spec_from_json
+from intakegate.routing import Reason
+from intakegate.scoring.ticket_score import ScoreSpec, score_texts
 
 CACHE_FORMAT = 1
 

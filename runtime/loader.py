@@ -17,23 +17,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from intakegate.bundle import (BundleError, VerifiedBundle, cpu_family_exactness_refusal,
-                               verify_bundle)
+from intakegate.bundle import (
+    BundleError,
+    VerifiedBundle,
+    cpu_family_exactness_refusal,
+    verify_bundle,
+)
 from intakegate.bundle.manifest import parse_manifest_bytes
 from intakegate.bundle.paths import GOLDEN, MANIFEST
-from intakegate.encoding import InputPolicy, token_id_bound, tokenizer_matches_policy
-from intakegate.lexical import LexicalFormatError, ScoreBlend, blend_from_entry
-from intakegate.logit_range import LogitRange
+from intakegate.bundle.signing import bind_statement, read_statement
 from intakegate.routing import Reason
 from intakegate.runtime.backends import build_backend, cpu_family_refusal, this_cpu_family
 from intakegate.runtime.binding import check_artifact
 from intakegate.runtime.decision import Device
 from intakegate.runtime.refusal import HeldNotes, LoadRefused, integrity_reason
 from intakegate.runtime.selftest import golden_self_test, probe_vocabulary
-from intakegate.segments import SegmenterUnavailable, check_segmenter
-from intakegate.signing import bind_statement, read_statement
-from intakegate.ticket_score import ScoreSpec
-from intakegate.tokenizer_pins import checked_settings
+from intakegate.scoring.encoding import InputPolicy, token_id_bound, tokenizer_matches_policy
+from intakegate.scoring.lexical import LexicalFormatError, ScoreBlend, blend_from_entry
+from intakegate.scoring.logit_range import LogitRange
+from intakegate.scoring.segments import SegmenterUnavailable, check_segmenter
+from intakegate.scoring.ticket_score import ScoreSpec
+from intakegate.scoring.tokenizer_pins import checked_settings
 
 log = logging.getLogger(__name__)
 PICKLE_MAGIC = tuple(bytes([0x80, proto]) for proto in range(2, 6))
@@ -60,7 +64,7 @@ class Engine:
     # The tokenizer the load checked and self-tested with; the loading thread routes with it
     # (tokenizers are per thread), so the first route does not build a second one.
     load_tokenizer: Any = None
-    # What the publisher signed (intakegate.signing.Statement); None when no key is trusted.
+    # What the publisher signed (intakegate.bundle.signing.Statement); None when no key is trusted.
     signature: Any = None
 
     @property
@@ -127,7 +131,7 @@ def check_policy_segmenter(policy: InputPolicy) -> None:
 
 
 def read_logit_range(verified: VerifiedBundle) -> LogitRange | None:
-    """The logit range recorded at gate time (intakegate.logit_range); malformed refuses."""
+    """The logit range recorded at gate time (intakegate.scoring.logit_range); malformed refuses."""
     raw = verified.manifest.logit_range
     try:
         return None if raw is None else LogitRange.from_json(raw)
@@ -161,7 +165,7 @@ def load_engine(bundle_dir: Path, artifact: str, device: str, threads: int | Non
     """
     held = HeldNotes(allow_held)
     try:
-        # Signature first (intakegate.signing), when trusted keys are configured.
+        # Signature first (intakegate.bundle.signing), when trusted keys are configured.
         statement = read_statement(bundle_dir, trust) if trust is not None else None
         verified = verify_bundle(bundle_dir)
         if statement is not None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from intakegate.encoding import Windows
+from intakegate.scoring.encoding import Windows
 
 PROVIDER_FOR_DEVICE = {
     "cpu": "CPUExecutionProvider",

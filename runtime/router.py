@@ -25,24 +25,29 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from intakegate.bounds import window_overflow
 from intakegate.bundle import Artifact, BundleError
-from intakegate.encoding import Windows, encode_windows, prepare_text, raw_span
+from intakegate.bundle.signing import trust_policy
 from intakegate.errors import MissingExtraError
+from intakegate.parallel import cpu_workers, map_in_order
 from intakegate.routing import Reason, route_for_score
-from intakegate.runtime.decision import (DecidingSegment, Decision, Device, input_digest,
-                                         is_safe_agent_decision)
-from intakegate.signing import trust_policy
+from intakegate.runtime.budget import score_within_budget
+from intakegate.runtime.decision import (
+    DecidingSegment,
+    Decision,
+    Device,
+    input_digest,
+    is_safe_agent_decision,
+)
+from intakegate.runtime.guard import contained, last_resort
 from intakegate.runtime.loader import Engine, load_engine
+from intakegate.runtime.onnx_backend import DeviceUnavailable
 from intakegate.runtime.refusal import LoadRefused, integrity_reason
 from intakegate.runtime.resolve import resolve_source
-from intakegate.runtime.budget import score_within_budget
-from intakegate.runtime.guard import contained, last_resort
-from intakegate.runtime.onnx_backend import DeviceUnavailable
 from intakegate.runtime.textguard import obfuscation
-from intakegate.segments import SegmentKind
-from intakegate.parallel import cpu_workers, map_in_order
-from intakegate.ticket_score import Scored, score_ticket
+from intakegate.scoring.bounds import window_overflow
+from intakegate.scoring.encoding import Windows, encode_windows, prepare_text, raw_span
+from intakegate.scoring.segments import SegmentKind
+from intakegate.scoring.ticket_score import Scored, score_ticket
 from intakegate.vocab import FALLBACK_ROUTE, Route
 
 log = logging.getLogger(__name__)

@@ -15,11 +15,11 @@ import numpy as np
 
 from intakegate.bundle import VerifiedBundle
 from intakegate.bundle.paths import GOLDEN
-from intakegate.encoding import Windows, prepare_text
 from intakegate.routing import Reason
 from intakegate.runtime.binding import Bound
 from intakegate.runtime.refusal import LoadRefused
-from intakegate.ticket_score import ScoreSpec, score_ticket
+from intakegate.scoring.encoding import Windows, prepare_text
+from intakegate.scoring.ticket_score import ScoreSpec, score_ticket
 
 DEFAULT_TOLERANCE = {"fp32": 1e-4, "fp16": 5e-3, "int8": 5e-3}
 MAX_TOLERANCE = 0.05

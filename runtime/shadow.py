@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from intakegate.composed import is_composed_slice
 from intakegate.errors import InputError
 from intakegate.jsonio import loads_strict
+from intakegate.receipt.composed import is_composed_slice
 from intakegate.runtime.decision import Decision
 from intakegate.vocab import Route
 
@@ -55,7 +55,7 @@ def bundle_floors(verified: Any) -> tuple[dict[str, float], str]:
     required slice of the receipt gets one, 100% where the spec names none. Composed slices
     exist only in receipts: shadow traffic is labelled by base slice.
     """
-    from intakegate.gate import spec_from_json
+    from intakegate.receipt.gate import spec_from_json
 
     try:
         spec = spec_from_json(loads_strict(verified.read(verified.manifest.receipt)

@@ -27,11 +27,28 @@ from typing import Any, BinaryIO
 from intakegate import __version__
 from intakegate.routing import Reason
 from intakegate.runtime.decision import Decision, input_digest
-from intakegate.runtime.protocol import (MAX_LINE_BYTES, BadRequest, ControlRequest, Counters,
-                                         ErrorCode, ErrorReply, FatalEvent, HealthReply, Message,
-                                         Op, ReadyEvent, ReloadReply, Request, RouteBatchReply,
-                                         RouteReply, RouteRequest, ShutdownReply, WireId, dumps,
-                                         parse_request)
+from intakegate.runtime.protocol import (
+    MAX_LINE_BYTES,
+    BadRequest,
+    ControlRequest,
+    Counters,
+    ErrorCode,
+    ErrorReply,
+    FatalEvent,
+    HealthReply,
+    Message,
+    Op,
+    ReadyEvent,
+    ReloadReply,
+    Request,
+    RouteBatchReply,
+    RouteReply,
+    RouteRequest,
+    ShutdownReply,
+    WireId,
+    dumps,
+    parse_request,
+)
 from intakegate.vocab import FALLBACK_ROUTE
 
 log = logging.getLogger(__name__)

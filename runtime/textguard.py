@@ -1,6 +1,7 @@
 """Serving-only escalations on top of the shared input policy.
 
-`intakegate.encoding.prepare_text` is the one normalisation path for training, gates and serving,
+`intakegate.scoring.encoding.prepare_text` is the one normalisation path for training, gates and
+serving,
 and it already refuses bidi controls, tag characters and broken Unicode. Two more obfuscations
 are cheap to see after normalisation and would otherwise reach the model as text it was never
 validated on: a word that mixes confusable scripts (Cyrillic `а` inside `refund`) and a phrase

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from intakegate.encoding import Windows
+from intakegate.scoring.encoding import Windows
 
 TINY_CONFIG = "tiny_config.json"
 

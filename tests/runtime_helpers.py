@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from intakegate.bundle import MANIFEST, Manifest, Status, sha256_bytes, write_manifest
-from intakegate.composed import composed_fixtures, is_composed_slice
-from intakegate.lexical import blend_from_entry
-from intakegate.gate import GateRow, Run, load_spec, release_decision
-from intakegate.ticket_score import ScoreSpec, score_texts
 from intakegate.jsonio import write_json
+from intakegate.receipt.composed import composed_fixtures, is_composed_slice
+from intakegate.receipt.gate import GateRow, Run, load_spec, release_decision
+from intakegate.scoring.lexical import blend_from_entry
+from intakegate.scoring.ticket_score import ScoreSpec, score_texts
 
 GOLDEN = "receipt/golden.json"
 ONNX_PATHS = {"onnx-fp32": "model/onnx-fp32/model.onnx",
@@ -62,7 +62,7 @@ def copy_bundle(src: Path, dst_root: Path, name: str | None = None) -> Path:
 def validation_rows(bundle: Path) -> list[Any]:
     """The receipt's rows (ids, slices, golds and texts): the validation rows of the shipped
     dataset, then the composed fixtures the receipt's recipe builds from them."""
-    from intakegate.dataset import load_dataset
+    from intakegate.contract.dataset import load_dataset
 
     m = manifest(bundle)
     ds = load_dataset(m["dataset"])
@@ -276,7 +276,7 @@ def permuted_copy(src: Path, dst_root: Path, name: str, seed: int = 1) -> Path:
 def repin(bundle: Path, m: dict[str, Any], with_source: bool = False) -> None:
     """Pin the bundle's tokenizer.json as it is now (a consistent bundle, as train writes;
     `with_source`: with the file's digest too, so a load takes the pinned-source path)."""
-    from intakegate.tokenizer_pins import tokenizer_pins
+    from intakegate.scoring.tokenizer_pins import tokenizer_pins
 
     path = bundle / m["tokenizer"]
     m["tokenizer_pins"] = tokenizer_pins(path.read_text(encoding="utf-8"),

@@ -16,8 +16,16 @@ from typing import Any
 
 import pytest
 
-from intakegate.bundle import (POINTER, BundleError, Pointer, activate, list_bundles,
-                               parse_pointer, rollback, verify_bundle)
+from intakegate.bundle import (
+    POINTER,
+    BundleError,
+    Pointer,
+    activate,
+    list_bundles,
+    parse_pointer,
+    rollback,
+    verify_bundle,
+)
 from intakegate.runtime import Router
 from tests.runtime_helpers import cached_onnx_bundle, copy_bundle, rewrite
 

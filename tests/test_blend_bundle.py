@@ -54,7 +54,7 @@ def test_export_regate_and_router_use_the_blended_score(blended: Path) -> None:
     assert max(abs(r["score"] - ref_scores[r["fixture_id"]]) for r in run["rows"]) < 1e-5
     router = Router.load(blended, artifact="onnx-fp32")
     assert router.ready, router.health()
-    from intakegate.dataset import load_dataset
+    from intakegate.contract.dataset import load_dataset
 
     rows = {r.id: r for r in load_dataset("refund-intake").rows}
     for r in run["rows"][:20]:
@@ -88,7 +88,7 @@ def test_lexical_model_is_stored_without_json_arrays_and_packs_whole(blended: Pa
                                                                       tmp_path: Path) -> None:
     """The blend's idf and coefficients are a float64 .npy and its terms a text file, each
     hashed in the manifest and named by the header; a slim pack carries all three and routes."""
-    from intakegate.pack import pack_bundle
+    from intakegate.bundle.pack import pack_bundle
 
     m = manifest(blended)
     listed = {f["path"] for f in m["files"]}

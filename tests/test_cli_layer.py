@@ -12,7 +12,7 @@ import pytest
 import typer
 
 from intakegate import __version__
-from intakegate.bundles_root import resolve_root
+from intakegate.bundle.root import resolve_root
 from intakegate.cli import app
 from intakegate.cli.errors import run
 from intakegate.cli.exits import ExitCode

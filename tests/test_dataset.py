@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from intakegate.dataset import load_dataset
+from intakegate.contract.dataset import load_dataset
+from intakegate.contract.label_guide import load_label_guide
+from intakegate.contract.split import split_dataset
 from intakegate.errors import InputError
-from intakegate.label_guide import load_label_guide
-from intakegate.split import split_dataset
 from intakegate.vocab import Split
 from tests.conftest import REPO, write_jsonl
 

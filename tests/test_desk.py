@@ -19,14 +19,15 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 pytest.importorskip("PySide6.QtWidgets")
 
-from intakegate.routing import Reason  # noqa: E402
-from intakegate.runtime.decision import DecidingSegment, Decision  # noqa: E402
-from intakegate.vocab import Route  # noqa: E402
 from intakegate_desk.export import export_jsonl  # noqa: E402
 from intakegate_desk.highlight import segment_span  # noqa: E402
 from intakegate_desk.queue import Filter, count  # noqa: E402
 from intakegate_desk.session import Routed, Session, guard  # noqa: E402
 from intakegate_desk.tickets import Ticket, load_folder, load_path, parse_jsonl  # noqa: E402
+
+from intakegate.routing import Reason  # noqa: E402
+from intakegate.runtime.decision import DecidingSegment, Decision  # noqa: E402
+from intakegate.vocab import Route  # noqa: E402
 from tests.runtime_helpers import cached_onnx_bundle, copy_bundle, rewrite  # noqa: E402
 
 SAFE = "Where is my package?"

@@ -23,9 +23,8 @@ TEXTS = ["Where is my parcel?", "Someone logged into my account and changed my p
 def test_the_teacher_scores_exactly_the_rows_the_student_trains_on(tiny_bert_bundle: Path,
                                                                    tmp_path: Path) -> None:
     import torch
-    from transformers import AutoModelForSequenceClassification
-
     from tokenizers import Tokenizer
+    from transformers import AutoModelForSequenceClassification
 
     from intakegate.train.distill import Teacher
 

@@ -11,32 +11,47 @@ on its own for what the gate must then say.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 import platform
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from intakegate.bundle import (Artifact, BundleError, Manifest, Status, activate, parse_pointer,
-                               sha256_file, tree_sha256, verify_bundle, write_manifest)
+from intakegate.bundle import (
+    Artifact,
+    BundleError,
+    Manifest,
+    Status,
+    activate,
+    parse_pointer,
+    sha256_file,
+    tree_sha256,
+    verify_bundle,
+    write_manifest,
+)
+from intakegate.bundle.pack import pack_bundle
+from intakegate.bundle.paths import GOLDEN
 from intakegate.export.artifacts import EXPORTABLE, SPECS
 from intakegate.export.backends import gate_backend
+from intakegate.export.cpu import (
+    BlockedMatMuls,
+    Int8Settings,
+    int8_candidates,
+    int8_settings,
+    vnni_int8_candidates,
+)
 from intakegate.export.mil_reference import MIL_REFERENCE
-from intakegate.export.cpu import (BlockedMatMuls, Int8Settings, int8_candidates, int8_settings,
-                                   vnni_int8_candidates)
-from intakegate.hardware import CpuFamily, detect_cpu_family
 from intakegate.export.pipeline import export_bundle
 from intakegate.export.regate import load_inventory, regate_bundle
 from intakegate.export.results import ArtifactGate, updated_manifest
-from intakegate.bundle.paths import GOLDEN
-from intakegate.pack import pack_bundle
-from intakegate.gate import load_run, load_spec, release_decision
+from intakegate.hardware import CpuFamily, detect_cpu_family
 from intakegate.jsonio import write_json
+from intakegate.receipt.gate import load_run, load_spec, release_decision
 from tests.runtime_helpers import rewrite
 
 ONNX = [Artifact.ONNX_FP32, Artifact.ONNX_INT8]
@@ -170,7 +185,7 @@ def test_onnx_graph_is_single_file_with_dynamic_axes(exported: Path) -> None:
 def test_onnx_fp32_logits_match_torch_on_validation(exported: Path) -> None:
     from tokenizers import Tokenizer
 
-    from intakegate.encoding import encode_windows, prepare_text
+    from intakegate.scoring.encoding import encode_windows, prepare_text
 
     bundle = verify_bundle(exported)
     inventory = load_inventory(bundle)
@@ -781,7 +796,7 @@ def test_a_candidate_recipe_is_kept_only_when_it_gates_as_well_as_the_model(
     new required miss, false positives at most a point higher); without a receipt to compute it
     builds only the last candidate."""
     from intakegate.export.recipe_search import as_good_as, choose_recipe
-    from intakegate.gate import GateResult
+    from intakegate.receipt.gate import GateResult
     from intakegate.vocab import GateDecision
 
     def result(decision: GateDecision, fp: float | None, missed: tuple[str, ...] = ()

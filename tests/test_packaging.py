@@ -13,7 +13,7 @@ HEAVY = ("torch", "transformers", "optimum", "coremltools", "sklearn")
 
 
 def test_runtime_import_pulls_no_heavy_library() -> None:
-    code = ("import sys, intakegate.runtime, intakegate.gate, intakegate.routing; "
+    code = ("import sys, intakegate.runtime, intakegate.receipt.gate, intakegate.routing; "
             f"print([m for m in {HEAVY!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -38,8 +38,8 @@ def test_cli_help_is_fast_and_light() -> None:
 # plotting, the python `onnx` package (onnxruntime reads the bytes), schema validation, the CLI
 # framework (typer pulls pydantic), and the stages the runtime must not depend on.
 NOT_FOR_ROUTING = (*HEAVY, "matplotlib", "onnx", "jsonschema", "pydantic", "typer", "PySide6",
-                   "intakegate.train", "intakegate.export", "intakegate.benchmarks", "intakegate.dataset",
-                   "intakegate.label_guide")
+                   "intakegate.train", "intakegate.export", "intakegate.benchmarks",
+                   "intakegate.contract", "intakegate.receipt.threshold")
 
 
 def test_import_of_the_runtime_package_defers_the_router() -> None:

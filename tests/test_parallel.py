@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from intakegate.export.regate import check_bundle
 from intakegate.bundle import Artifact
+from intakegate.export.regate import check_bundle
 from intakegate.parallel import map_in_order
 from tests.runtime_helpers import cached_onnx_bundle
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from intakegate.dataset import load_dataset
+from intakegate.contract.dataset import load_dataset
 from intakegate.routing import Reason
 from intakegate.runtime import Decision, Router
 from intakegate.vocab import Route

@@ -23,11 +23,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from intakegate.encoding import InputPolicy, prepare_text
 from intakegate.routing import Reason, admitted_by_pinned_bundle, route_for_score
 from intakegate.runtime import Decision, Router
 from intakegate.runtime.decision import is_safe_agent_decision
 from intakegate.runtime.onnx_backend import DeviceUnavailable, default_threads
+from intakegate.scoring.encoding import InputPolicy, prepare_text
 from intakegate.vocab import Route
 from tests.runtime_helpers import cached_onnx_bundle, manifest, validation_rows
 
@@ -542,7 +542,7 @@ def test_the_token_id_bound_covers_every_id_the_tokenizer_can_emit(tiny_bert_dir
     largest id: MiniLM's 30,522, and past an added token's id once one is added."""
     from tokenizers import Tokenizer
 
-    from intakegate.encoding import token_id_bound
+    from intakegate.scoring.encoding import token_id_bound
 
     tokenizer = Tokenizer.from_file(str(tiny_bert_dir / "tokenizer.json"))
     assert token_id_bound(tokenizer) == tokenizer.get_vocab_size(with_added_tokens=True) == 30522
@@ -604,8 +604,8 @@ def test_serving_ids_equal_training_ids_hugging_face(tiny_bert_bundle: Path,
     from transformers import AutoTokenizer
 
     from intakegate.bundle import verify_bundle
-    from intakegate.encoding import encode_windows
     from intakegate.runtime.loader import read_tokenizer
+    from intakegate.scoring.encoding import encode_windows
 
     verified = verify_bundle(tiny_bert_bundle)
     policy = verified.manifest.input_policy

@@ -29,8 +29,14 @@ from intakegate.runtime import LiveRouter, Router
 from intakegate.runtime.onnx_backend import DeviceUnavailable
 from intakegate.runtime.onnx_check import NotOnnx, external_tensors
 from intakegate.vocab import Route
-from tests.runtime_helpers import (cached_onnx_bundle, copy_bundle, manifest, repin, rewrite,
-                                   write_raw_manifest)
+from tests.runtime_helpers import (
+    cached_onnx_bundle,
+    copy_bundle,
+    manifest,
+    repin,
+    rewrite,
+    write_raw_manifest,
+)
 
 HR = Route.HUMAN_REVIEW_NOW
 ROUTINE = "Where is my package?"

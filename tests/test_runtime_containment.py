@@ -414,7 +414,7 @@ def with_logits(onnx_bundle: Path, row: list[float], **changes: Any) -> Router:
 
 
 def test_the_bundle_records_its_gate_time_logit_range(onnx_bundle: Path) -> None:
-    from intakegate.logit_range import LogitRange
+    from intakegate.scoring.logit_range import LogitRange
     from tests.runtime_helpers import manifest
 
     recorded = LogitRange.from_json(manifest(onnx_bundle)["logit_range"])

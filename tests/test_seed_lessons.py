@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
-from intakegate.dataset import TicketRow
+from intakegate.contract.dataset import TicketRow
+from intakegate.contract.split import check_accounts_disjoint, grouped_time_assignment
+from intakegate.receipt.threshold import calibration_buckets, sweep
 from intakegate.routing import Reason, admitted_by_pinned_bundle, route_for_score
-from intakegate.scoring import calibration_buckets, human_review_score, stable_softmax, sweep
-from intakegate.split import check_accounts_disjoint, grouped_time_assignment
+from intakegate.scoring.maths import human_review_score, stable_softmax
 from intakegate.vocab import Route, Split
 
 SEED_ROWS = [("damaged_package_exception", 1, 0.89), ("return_window_exception", 1, 0.42),

@@ -15,19 +15,35 @@ from pathlib import Path
 
 import pytest
 
-from intakegate.train.config import TrainConfig
-from intakegate.composed import (ComposedRecipe, composed_fixtures, composed_text,
-                                 join_texts, parse_composed_id)
-from intakegate.dataset import TicketRow
-from intakegate.encoding import InputPolicy, prepare_text, raw_span
-from intakegate.gate import GateRow, ReceiptSpec, Run, release_decision
+from intakegate.contract.dataset import TicketRow
+from intakegate.receipt.composed import (
+    ComposedRecipe,
+    composed_fixtures,
+    composed_text,
+    join_texts,
+    parse_composed_id,
+)
+from intakegate.receipt.gate import GateRow, ReceiptSpec, Run, release_decision
 from intakegate.routing import Reason
 from intakegate.runtime import Router
-from intakegate.segments import (SegmentKind, SegmentPolicy, TooManySegments, current_policy,
-                                 segment_ticket)
+from intakegate.scoring.encoding import InputPolicy, prepare_text, raw_span
+from intakegate.scoring.segments import (
+    SegmentKind,
+    SegmentPolicy,
+    TooManySegments,
+    current_policy,
+    segment_ticket,
+)
+from intakegate.train.config import TrainConfig
 from intakegate.vocab import Route
-from tests.runtime_helpers import (cached_onnx_bundle, copy_bundle, manifest, rewrite,
-                                   validation_rows, write_raw_manifest)
+from tests.runtime_helpers import (
+    cached_onnx_bundle,
+    copy_bundle,
+    manifest,
+    rewrite,
+    validation_rows,
+    write_raw_manifest,
+)
 
 POLICY = current_policy(max_sentences=2, window_words=8, window_stride=4)
 ROUTINE = ["Where is my package? The tracking page has not moved since Monday.",
@@ -48,7 +64,7 @@ def test_segmenter_version_read_fast_agrees_with_importlib_metadata() -> None:
     importlib.metadata says, and a missing segmenter is None (the bundle is refused)."""
     from importlib.metadata import version
 
-    from intakegate.segments import installed_version
+    from intakegate.scoring.segments import installed_version
 
     assert installed_version("sentencex") == version("sentencex")
     assert installed_version("no_such_segmenter_installed") is None
@@ -339,7 +355,7 @@ def test_receipt_scores_equal_the_routers_for_the_same_artifact(tiny_bundle: Pat
 def test_a_failing_segmenter_sends_the_ticket_to_a_person(onnx_bundle: Path,
                                                           monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:
-    import intakegate.segments as segments
+    import intakegate.scoring.segments as segments
 
     router = Router.load(onnx_bundle, artifact="onnx-fp32", device="cpu")
 

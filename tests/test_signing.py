@@ -17,10 +17,15 @@ import pytest
 from typer.testing import CliRunner
 
 from intakegate.bundle import SIGNATURE, activate, file_table
+from intakegate.bundle.signing import (
+    TrustPolicy,
+    generate_keypair,
+    read_statement,
+    sign_bundle,
+    verify_signed_bundle,
+)
 from intakegate.routing import Reason
 from intakegate.runtime import LiveRouter, Router
-from intakegate.signing import (TrustPolicy, generate_keypair, read_statement, sign_bundle,
-                                verify_signed_bundle)
 from intakegate.vocab import Route
 from tests.runtime_helpers import cached_onnx_bundle, copy_bundle, manifest, write_raw_manifest
 

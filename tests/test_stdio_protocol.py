@@ -18,12 +18,19 @@ from typing import Any
 import jsonschema
 import pytest
 
+from intakegate.bundle import activate
 from intakegate.routing import Reason
 from intakegate.runtime.live import LiveRouter
-from intakegate.runtime.protocol import (MAX_TICKETS, BadRequest, ControlRequest, ErrorCode,
-                                         RouteRequest, load_schema, parse_request)
+from intakegate.runtime.protocol import (
+    MAX_TICKETS,
+    BadRequest,
+    ControlRequest,
+    ErrorCode,
+    RouteRequest,
+    load_schema,
+    parse_request,
+)
 from intakegate.runtime.stdio import ServeOptions, StdioServer
-from intakegate.bundle import activate
 from tests.runtime_helpers import cached_onnx_bundle, copy_bundle
 
 RISKY = "Someone changed my delivery address and I can't sign in."

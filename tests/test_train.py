@@ -9,11 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from intakegate.bundle import (BundleError, activate, list_bundles, parse_pointer, resolve_bundle,
-                               rollback, verify_bundle)
-from intakegate.composed import parse_composed_id
-from intakegate.gate import load_run, load_spec, release_decision
-from intakegate.scoring import choose_threshold
+from intakegate.bundle import (
+    BundleError,
+    activate,
+    list_bundles,
+    parse_pointer,
+    resolve_bundle,
+    rollback,
+    verify_bundle,
+)
+from intakegate.receipt.composed import parse_composed_id
+from intakegate.receipt.gate import load_run, load_spec, release_decision
+from intakegate.receipt.threshold import choose_threshold
 from tests.conftest import relaxed_guide, train_tiny_bundle
 from tests.runtime_helpers import validation_rows
 

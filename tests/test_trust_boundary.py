@@ -452,7 +452,7 @@ def test_train_pins_the_tokenizer_file_and_a_stale_source_digest_is_checked_in_f
     trusts the pins (no 700 kB parse). An edited, re-listed file no longer has that digest, so
     it is parsed and compared pin by pin, and the swapped ids are found."""
     from intakegate.bundle.hashing import sha256_bytes
-    from intakegate.tokenizer_pins import SOURCE_FIELD
+    from intakegate.scoring.tokenizer_pins import SOURCE_FIELD
 
     pins = manifest(copy)["tokenizer_pins"]
     assert pins[SOURCE_FIELD] == sha256_bytes((copy / "tokenizer.json").read_bytes())

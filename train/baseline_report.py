@@ -8,14 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from intakegate.dataset import Dataset
-from intakegate.evaluation import evaluate_at
+from intakegate.contract.dataset import Dataset
+from intakegate.contract.split import SplitResult
 from intakegate.jsonio import write_json
-from intakegate.scoring import choose_threshold
-from intakegate.split import SplitResult
-from intakegate.vocab import Split
+from intakegate.receipt.evaluation import evaluate_at
+from intakegate.receipt.threshold import choose_threshold
 from intakegate.train.baselines import KeywordRule, TfidfLogReg
 from intakegate.train.config import TrainConfig
+from intakegate.vocab import Split
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from intakegate.dataset import TicketRow
+from intakegate.contract.dataset import TicketRow
 from intakegate.extras import require
 
 # The seed's rule, extended per dataset in its dataset.json ("baseline_keywords").

@@ -31,8 +31,8 @@ def baselines_command(
 ) -> None:
     """Fit the keyword rule and TF-IDF + LR on train; report them on validation."""
     _setup_logging()
-    from intakegate.dataset import load_dataset
-    from intakegate.split import split_dataset
+    from intakegate.contract.dataset import load_dataset
+    from intakegate.contract.split import split_dataset
     from intakegate.train.baseline_report import write_baseline_report
 
     ds = load_dataset(dataset, label_guide=label_guide)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from intakegate.composed import GENERATOR, GENERATOR_JOINERS
+from intakegate.receipt.composed import GENERATOR, GENERATOR_JOINERS
 
 OBJECTIVES = ("binary", "intents")
 
@@ -33,9 +33,9 @@ class TrainConfig:
     # and quantized artifacts re-pass the receipt on more than numerical luck.
     threshold_margin: float = 0.25
     # Encoder weights to try for a log-odds blend with a TF-IDF + LR model fitted on train rows
-    # (intakegate.lexical); the validation gate picks one. Empty: the encoder's score alone.
+    # (intakegate.scoring.lexical); the validation gate picks one. Empty: the encoder's score alone.
     blend_weights: tuple[float, ...] = ()
-    # Segmentations to try (intakegate.segments.SegmentPolicy.from_name); validation picks one.
+    # Segmentations to try (scoring.segments.SegmentPolicy.from_name); validation picks one.
     segmentations: tuple[str, ...] = ("whole", "sent2", "sent2+win8/4", "sent2+win12/6")
     # Composed training rows (routine + risky, routine + routine, from train rows only) as a
     # share of the train rows; each share trains a model and validation picks one.
@@ -44,7 +44,7 @@ class TrainConfig:
     # share of the train rows; tried with every composed share, validation picks.
     segment_shares: tuple[float, ...] = (0.0,)
     # The composed-fixture generator of the receipt and of composed train rows
-    # (intakegate.composed.GENERATOR_JOINERS): v2 adds the chat join.
+    # (intakegate.receipt.composed.GENERATOR_JOINERS): v2 adds the chat join.
     composed_generator: str = GENERATOR
     augment_segmentation: str = "sent2+win8/4"
     # Distillation: `teacher` is a bundle whose torch-fp32 logits on every training row are soft
@@ -69,7 +69,7 @@ class TrainConfig:
             raise ValueError("segmentations and composed_shares need at least one candidate")
         if any(not 0.0 <= x <= 4.0 for x in (*self.composed_shares, *self.segment_shares)):
             raise ValueError("composed_shares and segment_shares must be in [0, 4]")
-        from intakegate.segments import SegmentPolicy
+        from intakegate.scoring.segments import SegmentPolicy
 
         for name in (*self.segmentations, self.augment_segmentation):
             SegmentPolicy.from_name(name, "")

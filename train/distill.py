@@ -21,7 +21,7 @@ import torch
 
 from intakegate.bundle import Artifact, BundleError, verify_bundle
 from intakegate.errors import InputError
-from intakegate.tokenizer_pins import tokenizer_pins
+from intakegate.scoring.tokenizer_pins import tokenizer_pins
 
 STUDENT_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                            "vocab.txt")

@@ -109,8 +109,14 @@ def fine_tune(base_path: str, tokenizer: Tokenizer, texts: Sequence[str], labels
 
     `soft_targets`: a teacher's logits per training row (train/distill.py), matched at
     `cfg.distill_temperature` with weight `cfg.distill_weight` beside the labels."""
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer,
-                              DataCollatorWithPadding, Trainer, TrainingArguments, set_seed)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
 
     set_seed(cfg.seed)
     model = AutoModelForSequenceClassification.from_pretrained(

@@ -19,41 +19,69 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from intakegate.bundle import (FORMAT_VERSION, Artifact, ArtifactEntry, Manifest,
-                               ScoreBlendEntry, ScoreHead, Status, now_iso, sha256_file,
-                               write_manifest)
-from intakegate.datacard import render_data_card
-from intakegate.dataset import Dataset, TicketRow, load_dataset
-from intakegate.composed import (GENERATOR_JOINERS, PREFIX, ComposedRecipe, composed_fixtures,
-                                 composed_training_rows, is_composed_slice,
-                                 routine_segment_rows)
-from intakegate.encoding import (InputPolicy, configure_tokenizer, policy_digest, prepare_text,
-                                 token_id_bound)
-from intakegate.evaluation import build_run, lowest_required_positives, receipt_spec
+from intakegate.bundle import (
+    FORMAT_VERSION,
+    Artifact,
+    ArtifactEntry,
+    Manifest,
+    ScoreBlendEntry,
+    ScoreHead,
+    Status,
+    now_iso,
+    sha256_file,
+    write_manifest,
+)
 from intakegate.bundle.manifest import parse_manifest_bytes
-from intakegate.bundle.paths import (DOCS_DIR, EVAL_ROWS, FIXTURES, LEXICAL, MANIFEST,
-                                     RECEIPT_SPEC, SPLIT_MANIFEST, TOKENIZER, TORCH_MODEL_DIR,
-                                     run_path)
-from intakegate.fixtures import EvalRows, fixtures_jsonl
-from intakegate.gate import GateResult, release_decision
-from intakegate.golden import pick_golden_ids, set_golden_block
+from intakegate.bundle.paths import (
+    DOCS_DIR,
+    EVAL_ROWS,
+    FIXTURES,
+    LEXICAL,
+    MANIFEST,
+    RECEIPT_SPEC,
+    SPLIT_MANIFEST,
+    TOKENIZER,
+    TORCH_MODEL_DIR,
+    run_path,
+)
+from intakegate.contract.datacard import render_data_card
+from intakegate.contract.dataset import Dataset, TicketRow, load_dataset
+from intakegate.contract.label_guide import render_label_guide_md
+from intakegate.contract.split import SplitResult, split_dataset
 from intakegate.jsonio import write_json
-from intakegate.label_guide import render_label_guide_md
-from intakegate.lexical import LexicalModel, ScoreBlend
-from intakegate.logit_range import LogitRecorder
-from intakegate.scoring import choose_threshold
-from intakegate.segments import SegmentPolicy, current_policy
-from intakegate.split import SplitResult, split_dataset
+from intakegate.receipt.composed import (
+    GENERATOR_JOINERS,
+    PREFIX,
+    ComposedRecipe,
+    composed_fixtures,
+    composed_training_rows,
+    is_composed_slice,
+    routine_segment_rows,
+)
+from intakegate.receipt.evaluation import build_run, lowest_required_positives, receipt_spec
+from intakegate.receipt.fixtures import EvalRows, fixtures_jsonl
+from intakegate.receipt.gate import GateResult, release_decision
+from intakegate.receipt.golden import pick_golden_ids, set_golden_block
+from intakegate.receipt.threshold import choose_threshold
+from intakegate.scoring.encoding import (
+    InputPolicy,
+    configure_tokenizer,
+    policy_digest,
+    prepare_text,
+    token_id_bound,
+)
+from intakegate.scoring.lexical import LexicalModel, ScoreBlend
+from intakegate.scoring.logit_range import LogitRecorder
+from intakegate.scoring.segments import SegmentPolicy, current_policy
+from intakegate.scoring.ticket_score import Scored, ScoreSpec, progress_log, score_texts
+from intakegate.scoring.tokenizer_pins import tokenizer_pins
 from intakegate.staging import register_staging, removes_staging_on_failure
-from intakegate.tokenizer_pins import tokenizer_pins
 from intakegate.train import reports
-from intakegate.train.baseline_report import (baseline_scores, evaluate_baseline,
-                                              render_md as render_baseline_md)
+from intakegate.train.baseline_report import baseline_scores, evaluate_baseline
+from intakegate.train.baseline_report import render_md as render_baseline_md
 from intakegate.train.config import TrainConfig
 from intakegate.train.selection import ScoringCandidate, best_candidate, evaluate_candidates
-from intakegate.ticket_score import Scored, ScoreSpec, progress_log, score_texts
 from intakegate.vocab import ID2LABEL, Route, Split
-
 
 if TYPE_CHECKING:
     from intakegate.train.distill import Teacher  # imports torch

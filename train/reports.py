@@ -13,11 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from intakegate.dataset import Dataset, TicketRow
-from intakegate.evaluation import evaluate_at
+from intakegate.contract.dataset import Dataset, TicketRow
 from intakegate.extras import require
-from intakegate.scoring import (calibration_buckets, confusion_at,
-                                expected_calibration_error)
+from intakegate.receipt.evaluation import evaluate_at
+from intakegate.receipt.threshold import (
+    calibration_buckets,
+    confusion_at,
+    expected_calibration_error,
+)
 
 
 def _plt() -> Any:

@@ -5,8 +5,8 @@ can also look riskier than its ticket. So every segmentation is weighed on the f
 inventory (single tickets plus composed ones): its rule threshold (lowest required positive,
 composed positives included, less the margin) and the routine false-positive rate that
 threshold costs, single tickets and composed routine pairs apart. The encoder's segment scores
-come from `intakegate.ticket_score.score_texts`, the serving path; the blend weights are then
-applied per segment, as `score_ticket` does, without rescoring.
+come from `intakegate.scoring.ticket_score.score_texts`, the serving path; the blend weights are
+then applied per segment, as `score_ticket` does, without rescoring.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from intakegate.composed import is_composed_slice
-from intakegate.dataset import TicketRow
-from intakegate.lexical import LexicalModel, blend_scores
-from intakegate.scoring import choose_threshold, confusion_at
-from intakegate.segments import SegmentPolicy
-from intakegate.ticket_score import Scored, ScoreSpec, score_texts
+from intakegate.contract.dataset import TicketRow
+from intakegate.receipt.composed import is_composed_slice
+from intakegate.receipt.threshold import choose_threshold, confusion_at
+from intakegate.scoring.lexical import LexicalModel, blend_scores
+from intakegate.scoring.segments import SegmentPolicy
+from intakegate.scoring.ticket_score import Scored, ScoreSpec, score_texts
 
 log = logging.getLogger(__name__)
 

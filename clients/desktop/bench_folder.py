@@ -22,7 +22,7 @@ from pathlib import Path
 
 
 def write_folder(folder: Path, n: int) -> None:
-    from intakegate.dataset import load_dataset
+    from intakegate.contract.dataset import load_dataset
 
     texts = [r.text for r in load_dataset("refund-intake").rows]
     for k in range(n):
@@ -37,11 +37,10 @@ def main() -> None:
     parser.add_argument("--tickets", type=int, default=1000)
     args = parser.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication
-
     from intakegate_desk.session import Session
     from intakegate_desk.window import MainWindow
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
 
     app = QApplication(sys.argv[:1])
     session = Session.open(args.bundle, args.artifact, "auto", args.bundles_dir)

@@ -31,11 +31,10 @@ def desk(*args: str) -> None:
 
 
 def highlight(bundle_dir: Path, out: Path) -> None:
-    from PySide6.QtWidgets import QApplication
-
     from intakegate_desk.session import Session
     from intakegate_desk.tickets import typed
     from intakegate_desk.window import MainWindow
+    from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     session = Session.open(str(bundle_dir))
@@ -61,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from intakegate.bundle import resolve_bundle
-    from intakegate.bundles_root import resolve_root
+    from intakegate.bundle.root import resolve_root
 
     bundle_dir = resolve_bundle(args.bundle, resolve_root(args.bundles_dir).path).path
     OUT.mkdir(parents=True, exist_ok=True)

@@ -12,16 +12,44 @@ from here.
 """
 
 from intakegate.bundle.errors import BundleError
-from intakegate.bundle.hashing import (FileEntry, atomic_write, file_table, sha256_bytes,
-                                       sha256_file, tree_sha256, walk_files)
-from intakegate.bundle.manifest import (FORMAT_VERSION, FULL_RANGE_INT8, Artifact,
-                                        ArtifactEntry, DerivedFrom, GateEntry, Manifest,
-                                        ScoreBlendEntry, ScoreHead, Status,
-                                        cpu_family_exactness_refusal, now_iso, write_manifest)
+from intakegate.bundle.hashing import (
+                                       FileEntry,
+                                       atomic_write,
+                                       file_table,
+                                       sha256_bytes,
+                                       sha256_file,
+                                       tree_sha256,
+                                       walk_files,
+)
+from intakegate.bundle.manifest import (
+                                       FORMAT_VERSION,
+                                       FULL_RANGE_INT8,
+                                       Artifact,
+                                       ArtifactEntry,
+                                       DerivedFrom,
+                                       GateEntry,
+                                       Manifest,
+                                       ScoreBlendEntry,
+                                       ScoreHead,
+                                       Status,
+                                       cpu_family_exactness_refusal,
+                                       now_iso,
+                                       write_manifest,
+)
 from intakegate.bundle.paths import MANIFEST, POINTER, SIGNATURE
-from intakegate.bundle.registry import (Pointer, PointerEntry, ResolvedBundle, activate,
-                                        dataset_root, list_bundles, parse_pointer, read_active,
-                                        resolve_bundle, rollback, write_pointer)
+from intakegate.bundle.registry import (
+                                       Pointer,
+                                       PointerEntry,
+                                       ResolvedBundle,
+                                       activate,
+                                       dataset_root,
+                                       list_bundles,
+                                       parse_pointer,
+                                       read_active,
+                                       resolve_bundle,
+                                       rollback,
+                                       write_pointer,
+)
 from intakegate.bundle.verify import VerifiedBundle, verify_bundle
 
 __all__ = ["FORMAT_VERSION", "FULL_RANGE_INT8", "MANIFEST", "POINTER", "SIGNATURE", "Artifact",

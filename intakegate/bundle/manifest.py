@@ -8,8 +8,8 @@ and a bundle of another format version is refused with what to do. `to_json` wri
 JSON that format 3 defined, so the typed manifest did not change the format version.
 
 Free-form records that no stage interprets (tool versions, export settings, drift summaries)
-and those owned by their own module's parser (`tokenizer_pins`: intakegate.tokenizer_pins,
-`logit_range`: intakegate.logit_range) are kept as read-only JSON objects.
+and those owned by their own module's parser (`tokenizer_pins`: intakegate.scoring.tokenizer_pins,
+`logit_range`: intakegate.scoring.logit_range) are kept as read-only JSON objects.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from intakegate.hardware import cpu_gate_key, gate_cpu_family, inexact_dot_refus
 from intakegate.jsonio import dumps_canonical, loads_strict
 from intakegate.vocab import FALLBACK_ROUTE, GateDecision, Route
 
-if TYPE_CHECKING:  # intakegate.encoding imports numpy; the CLI reads bundles without it
-    from intakegate.encoding import InputPolicy
+if TYPE_CHECKING:  # intakegate.scoring.encoding imports numpy; the CLI reads bundles without it
+    from intakegate.scoring.encoding import InputPolicy
 
 # 2: the input policy carries the segmentation (every segment of a ticket is scored).
 # 3: self-contained: receipt/fixtures.jsonl, eval/rows.json, text digests and shadow floors in
@@ -295,7 +295,7 @@ class ScoreHead:
 
 @dataclass(frozen=True)
 class ScoreBlendEntry:
-    """The blend of encoder and lexical log-odds (intakegate.lexical reads the model file)."""
+    """The blend of encoder and lexical log-odds (`intakegate.scoring.lexical` reads the file)."""
 
     lexical: str
     encoder_weight: float
@@ -318,7 +318,7 @@ class ScoreBlendEntry:
 
 @dataclass(frozen=True)
 class DerivedFrom:
-    """A slim pack's parent (intakegate.pack): its manifest digest and what was kept."""
+    """A slim pack's parent (intakegate.bundle.pack): its manifest digest and what was kept."""
 
     manifest_sha256: str
     bundle_version: str
@@ -375,8 +375,8 @@ class Manifest:
     notes: tuple[str, ...] | None = None
     documents: Mapping[str, str] | None = None
     score_blend: ScoreBlendEntry | None = None
-    tokenizer_pins: JsonObject | None = None  # intakegate.tokenizer_pins parses it
-    logit_range: JsonObject | None = None  # intakegate.logit_range parses it
+    tokenizer_pins: JsonObject | None = None  # intakegate.scoring.tokenizer_pins parses it
+    logit_range: JsonObject | None = None  # intakegate.scoring.logit_range parses it
     derived_from: DerivedFrom | None = None
 
     @property
@@ -493,7 +493,7 @@ def _parse_policy(obj: dict[str, Any], max_length: int, where: str) -> InputPoli
                                                       "every segment of a ticket")
     if obj.get("max_length") != max_length or not 8 <= max_length <= 4096:
         raise _bad(where, "input_policy.max_length", "must equal max_length, in [8, 4096]")
-    from intakegate.encoding import InputPolicy
+    from intakegate.scoring.encoding import InputPolicy
 
     try:
         return InputPolicy.from_json(obj)

@@ -13,10 +13,10 @@ from intakegate.bundle.errors import BundleError
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 TORCH_MODEL_DIR = "model/torch-fp32"
-LEXICAL = "lexical.json"  # the score blend's lexical model (intakegate.lexical): its header,
+LEXICAL = "lexical.json"  # the blend's lexical model (intakegate.scoring.lexical): its header,
 LEXICAL_TERMS = "lexical.terms.txt"  # its n-gram vocabulary, one term per line,
 LEXICAL_WEIGHTS = "lexical.weights.npy"  # and its idf and coefficients (float64, no pickle)
-# The detached signature over the manifest digest (intakegate.signing); it cannot be listed in
+# The detached signature over the manifest digest (bundle.signing); it cannot be listed in
 # the manifest it signs, and it is only ever parsed as a small strict JSON signature.
 SIGNATURE = "manifest.sig"
 # Beside the bundles of one dataset (not inside a bundle): the active version, and its lock.
@@ -25,7 +25,7 @@ POINTER_LOCK = "ACTIVE.lock"
 RECEIPT_SPEC = "receipt/spec.json"
 RUNS_DIR = "receipt/runs"
 GOLDEN = "receipt/golden.json"
-# Customer text (intakegate.fixtures): the receipt's fixture texts and the benchmark rows.
+# Customer text (intakegate.receipt.fixtures): the receipt's fixture texts and the benchmark rows.
 FIXTURES = "receipt/fixtures.jsonl"
 EVAL_ROWS = "eval/rows.json"
 SPLIT_MANIFEST = "split_manifest.json"

@@ -14,7 +14,7 @@ from intakegate import __version__
 from intakegate.cli.errors import run
 from intakegate.cli.exits import EPILOG, ExitCode
 from intakegate.cli.options import BundlesDirOpt, bundles_root
-from intakegate.signing_cli import register as _register_signing
+from intakegate.cli.signing import register as _register_signing
 from intakegate.cli.stages import StageGroup
 from intakegate.errors import InputError
 
@@ -83,7 +83,7 @@ def gate(
         raise typer.Exit(gate_bundle_command(paths[0], artifact or [],
                                              bundles_root(bundles_dir).path, record, as_json,
                                              workers))
-    from intakegate.gate import gate_files
+    from intakegate.receipt.gate import gate_files
 
     results = gate_files(receipt, paths)
     for result in results:
@@ -101,11 +101,11 @@ def data_check(
         "reports"),
 ) -> None:
     """Validate a dataset, freeze its split and write the split manifest, label guide and data card."""
-    from intakegate.datacard import render_data_card
-    from intakegate.dataset import load_dataset
+    from intakegate.contract.datacard import render_data_card
+    from intakegate.contract.dataset import load_dataset
+    from intakegate.contract.label_guide import render_label_guide_md
+    from intakegate.contract.split import split_dataset
     from intakegate.jsonio import write_json
-    from intakegate.label_guide import render_label_guide_md
-    from intakegate.split import split_dataset
 
     ds = load_dataset(dataset, label_guide=label_guide, adjudication=adjudication)
     split = split_dataset(ds)
@@ -162,7 +162,7 @@ def bundles_pack(
     """Write a deployable bundle with one eligible artifact, its tokenizer, lexical model,
     receipts, golden rows and documents; its manifest names the parent (`derived_from`)."""
     from intakegate.bundle import Artifact, resolve_bundle
-    from intakegate.pack import pack_bundle
+    from intakegate.bundle.pack import pack_bundle
 
     try:
         chosen = Artifact(artifact)

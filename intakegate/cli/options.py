@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from intakegate.bundles_root import ORDER, BundlesRoot, resolve_root
+from intakegate.bundle.root import ORDER, BundlesRoot, resolve_root
 
 BundlesDirOpt = Annotated[Optional[Path], typer.Option(
     "--bundles-dir", show_default=False,

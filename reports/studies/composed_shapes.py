@@ -23,10 +23,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from intakegate.composed import chat_form
-from intakegate.encoding import prepare_text
+from intakegate.receipt.composed import chat_form
+from intakegate.scoring.encoding import prepare_text
 from intakegate.runtime import Router
-from intakegate.ticket_score import score_ticket
+from intakegate.scoring.ticket_score import score_ticket
 
 END = re.compile(r"[\s.!?]+$")
 

@@ -34,11 +34,11 @@ import numpy as np
 from intakegate.benchmarks.inputs import cycle, load_texts
 from intakegate.benchmarks.machine import cpu_family, describe, device_name
 from intakegate.benchmarks.optimum_default import BareSession, build
-from intakegate.encoding import prepare_text
+from intakegate.scoring.encoding import prepare_text
 from intakegate.runtime import Router
 from intakegate.runtime.textguard import obfuscation
-from intakegate.segments import sentencex_spans
-from intakegate.ticket_score import score_ticket
+from intakegate.scoring.segments import sentencex_spans
+from intakegate.scoring.ticket_score import score_ticket
 
 HERE = Path(__file__).parent
 BLOCK = 50

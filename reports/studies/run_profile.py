@@ -35,9 +35,9 @@ import onnxruntime as ort
 
 from intakegate.benchmarks.inputs import load_texts
 from intakegate.benchmarks.machine import cpu_family, describe, device_name
-from intakegate.encoding import Windows, padded, prepare_text
+from intakegate.scoring.encoding import Windows, padded, prepare_text
 from intakegate.runtime import Router
-from intakegate.ticket_score import score_ticket
+from intakegate.scoring.ticket_score import score_ticket
 from route_breakdown import _build_optimum, artifact_file  # this folder: run as a script
 
 HERE = Path(__file__).parent

@@ -18,8 +18,8 @@ from pathlib import Path
 from intakegate.benchmarks.inputs import load_texts
 from intakegate.bundle import verify_bundle
 from intakegate.bundle.paths import TOKENIZER
-from intakegate.encoding import configure_tokenizer, prepare_text
-from intakegate.segments import SegmentPolicy, segment_ticket, sentencex_spans
+from intakegate.scoring.encoding import configure_tokenizer, prepare_text
+from intakegate.scoring.segments import SegmentPolicy, segment_ticket, sentencex_spans
 
 RECIPE = ("sent2+win8/4", "sent2+swin6/3", "sent2+swin6/3over12")
 

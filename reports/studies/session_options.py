@@ -31,9 +31,9 @@ import onnxruntime as ort
 from intakegate.benchmarks.inputs import cycle, load_texts
 from intakegate.benchmarks.machine import cpu_family, describe, device_name
 from intakegate.benchmarks.optimum_default import BareSession, build
-from intakegate.encoding import Windows, prepare_text
+from intakegate.scoring.encoding import Windows, prepare_text
 from intakegate.runtime import Router
-from intakegate.ticket_score import score_ticket
+from intakegate.scoring.ticket_score import score_ticket
 
 HERE = Path(__file__).parent
 BLOCK = 50

@@ -15,11 +15,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from intakegate.bundles_root import resolve_root
+from intakegate.bundle.root import resolve_root
 from intakegate.routing import Reason
 from intakegate.runtime.decision import Decision, input_digest, is_safe_agent_decision
 from intakegate.vocab import FALLBACK_ROUTE, Route
-
 from intakegate_desk.tickets import Ticket
 
 NO_BUNDLE = "no_bundle: no bundle is open (File > Open bundle, or --bundle)"

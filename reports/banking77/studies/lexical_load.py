@@ -4,7 +4,7 @@ document) against v2 (header + terms text + float64 .npy), for one bundle's mode
     .venv/bin/python reports/banking77/studies/lexical_load.py bundles/banking77/b77-minilm-v5 9
 
 Both formats are written from the bundle's verified model into a temporary folder; each fresh
-process imports intakegate.lexical first and times only `LexicalModel.read` (what the
+process imports intakegate.scoring.lexical first and times only `LexicalModel.read` (what the
 cold-start span `lexical_model` measures). Alternated; prints one JSON line per format with the
 median seconds, and checks that both give the same scores to the bit.
 """
@@ -20,12 +20,12 @@ from pathlib import Path
 
 from intakegate.bundle import verify_bundle
 from intakegate.bundle.paths import LEXICAL
-from intakegate.lexical import LEXICAL_FORMAT_V1, LexicalModel
+from intakegate.scoring.lexical import LEXICAL_FORMAT_V1, LexicalModel
 
 CHILD = """
 import sys, time
 from pathlib import Path
-from intakegate.lexical import LexicalModel
+from intakegate.scoring.lexical import LexicalModel
 root = Path(sys.argv[1])
 start = time.perf_counter()
 LexicalModel.read("lexical.json", lambda rel: (root / rel).read_bytes())

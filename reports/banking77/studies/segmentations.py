@@ -20,13 +20,13 @@ from pathlib import Path
 
 import intakegate.runtime  # noqa: F401 - before onnxruntime's telemetry (see README)
 from intakegate.bundle import Artifact, verify_bundle
-from intakegate.dataset import TicketRow
-from intakegate.encoding import prepare_text
+from intakegate.contract.dataset import TicketRow
+from intakegate.scoring.encoding import prepare_text
 from intakegate.export.backends import gate_backend
 from intakegate.export.regate import load_inventory
-from intakegate.lexical import blend_from_entry
-from intakegate.segments import SegmentPolicy
-from intakegate.ticket_score import ScoreSpec
+from intakegate.scoring.lexical import blend_from_entry
+from intakegate.scoring.segments import SegmentPolicy
+from intakegate.scoring.ticket_score import ScoreSpec
 from intakegate.train.selection import evaluate_candidates
 from intakegate.vocab import Route
 

@@ -27,14 +27,14 @@ import numpy as np
 
 import intakegate.runtime  # noqa: F401 - before onnxruntime's telemetry (see README)
 from intakegate.bundle import Artifact, verify_bundle
-from intakegate.composed import is_composed_slice
-from intakegate.encoding import prepare_text
+from intakegate.receipt.composed import is_composed_slice
+from intakegate.scoring.encoding import prepare_text
 from intakegate.export.backends import gate_backend
 from intakegate.export.regate import load_inventory, scoring_inputs
-from intakegate.lexical import blend_from_entry, blend_scores, log_odds
-from intakegate.scoring import choose_threshold
-from intakegate.segments import SegmentKind, SegmentPolicy
-from intakegate.ticket_score import progress_log, score_texts
+from intakegate.scoring.lexical import blend_from_entry, blend_scores, log_odds
+from intakegate.receipt.threshold import choose_threshold
+from intakegate.scoring.segments import SegmentKind, SegmentPolicy
+from intakegate.scoring.ticket_score import progress_log, score_texts
 
 OFFSETS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, math.inf)
 

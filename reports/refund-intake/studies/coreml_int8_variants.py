@@ -33,7 +33,7 @@ from intakegate.export.materialize import materialize
 from intakegate.export.mil_reference import _quiet_coremltools, one_blas_thread
 from intakegate.export.regate import load_inventory, scoring_inputs
 from intakegate.parallel import cpu_workers
-from intakegate.ticket_score import score_texts
+from intakegate.scoring.ticket_score import score_texts
 from variant_gate import gate_variant
 
 

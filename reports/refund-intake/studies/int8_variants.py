@@ -46,15 +46,15 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
 
 from intakegate.bundle import VerifiedBundle, verify_bundle
 from intakegate.bundle.paths import EVAL_ROWS
-from intakegate.composed import composed_training_rows
+from intakegate.receipt.composed import composed_training_rows
 from intakegate.export.backends import onnx_backend
 from intakegate.export.cpu import (BlockedMatMuls, Int8Settings, int8_settings,
                                    vnni_int8_settings)
-from intakegate.fixtures import parse_eval_rows
+from intakegate.receipt.fixtures import parse_eval_rows
 from intakegate.export.onnx_export import fuse_bert_graph, quantize_onnx_int8
 from intakegate.export.regate import load_inventory, scoring_inputs
 from intakegate.hardware import detect_cpu_family
-from intakegate.ticket_score import ScoreSpec, score_texts
+from intakegate.scoring.ticket_score import ScoreSpec, score_texts
 from variant_gate import gate_variant
 
 EARLIER_OP_TYPES = ["MatMul", "Gather", "Attention", "EmbedLayerNormalization"]

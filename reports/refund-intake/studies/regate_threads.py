@@ -21,7 +21,7 @@ from intakegate.bundle import verify_bundle
 from intakegate.export.regate import load_inventory, scoring_inputs
 from intakegate.hardware import detect_cpu_family
 from intakegate.runtime.onnx_backend import OnnxLogits
-from intakegate.ticket_score import score_texts
+from intakegate.scoring.ticket_score import score_texts
 
 
 def main(bundle_dir: str, n: str = "400") -> None:

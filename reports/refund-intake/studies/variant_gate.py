@@ -14,8 +14,8 @@ from typing import Any
 from intakegate.bundle import VerifiedBundle
 from intakegate.export.drift import drift_report
 from intakegate.export.regate import Inventory
-from intakegate.gate import GateRow, release_decision
-from intakegate.lexical import log_odds
+from intakegate.receipt.gate import GateRow, release_decision
+from intakegate.scoring.lexical import log_odds
 
 
 def gate_variant(bundle: VerifiedBundle, inventory: Inventory, label: str,

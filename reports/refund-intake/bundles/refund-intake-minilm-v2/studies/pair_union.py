@@ -1,12 +1,12 @@
 """Validation only: are routine pairs flagged through a part that is flagged alone? (see README.md)"""
 import torch; torch.set_num_threads(1)
-from intakegate.dataset import load_dataset
-from intakegate.split import split_dataset
+from intakegate.contract.dataset import load_dataset
+from intakegate.contract.split import split_dataset
 from intakegate.vocab import Split
-from intakegate.composed import composed_fixtures, ComposedRecipe, parse_composed_id
+from intakegate.receipt.composed import composed_fixtures, ComposedRecipe, parse_composed_id
 from intakegate.runtime.router import Router
-from intakegate.encoding import prepare_text
-from intakegate.ticket_score import score_ticket
+from intakegate.scoring.encoding import prepare_text
+from intakegate.scoring.ticket_score import score_ticket
 from tokenizers import Tokenizer
 ds = load_dataset("refund-intake"); sp = split_dataset(ds)
 rows = sp.rows(ds, Split.VALIDATION); byid = {r.id: r for r in rows}

@@ -2,13 +2,13 @@
 import json, sys, logging, torch
 torch.set_num_threads(1)
 from dataclasses import replace
-from intakegate.dataset import load_dataset
-from intakegate.split import split_dataset
+from intakegate.contract.dataset import load_dataset
+from intakegate.contract.split import split_dataset
 from intakegate.vocab import Split
-from intakegate.composed import composed_fixtures, ComposedRecipe
+from intakegate.receipt.composed import composed_fixtures, ComposedRecipe
 from intakegate.runtime.router import Router
-from intakegate.segments import SegmentPolicy
-from intakegate.encoding import prepare_text
+from intakegate.scoring.segments import SegmentPolicy
+from intakegate.scoring.encoding import prepare_text
 from intakegate.train.selection import evaluate_candidates
 from tokenizers import Tokenizer
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -18,7 +18,7 @@ allrows = list(rows) + composed_fixtures(rows, ds.guide.required_slices, Compose
 r = Router.load("bundles/refund-intake/refund-intake-minilm-v2", artifact="torch-fp32", allow_held_for_measurement=True, threads=1)
 e = r._engine
 tok = Tokenizer.from_str(e.tokenizer_json)
-from intakegate.encoding import configure_tokenizer
+from intakegate.scoring.encoding import configure_tokenizer
 configure_tokenizer(tok, e.spec.policy)
 prepared = [prepare_text(x.text, e.spec.policy).text for x in allrows]
 lex = e.spec.blend.lexical if e.spec.blend else None

@@ -5,7 +5,7 @@ characters removed); obfuscation that changes what a person would read (bidi con
 characters) and broken Unicode are refused rather than guessed at. A ticket longer than the model
 window is never truncated: it is split into overlapping windows with the tokenizer's own
 `overflowing` encodings. Which parts of a ticket are scored (sentences, word windows) is the
-policy's `segmentation` (`intakegate.segments`); `intakegate.ticket_score` scores them.
+policy's `segmentation` (`scoring.segments`); `scoring.ticket_score` scores them.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from intakegate.bounds import CONTROLS, normalize_within, runs
 from intakegate.routing import Reason
-from intakegate.segments import SegmentPolicy
-from intakegate.tokenizer_pins import parsed_tokenizer
+from intakegate.scoring.bounds import CONTROLS, normalize_within, runs
+from intakegate.scoring.segments import SegmentPolicy
+from intakegate.scoring.tokenizer_pins import parsed_tokenizer
 
 ZERO_WIDTH = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u180e", "\u00ad"}
 BIDI_CONTROLS = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E,
@@ -82,7 +82,7 @@ class Prepared:
 
 def prepare_text(text: object, policy: InputPolicy) -> Prepared:
     """Normalise a ticket, or say why it cannot be scored. Never raises, and its work is
-    bounded by the policy's caps (`intakegate.bounds`), whatever the input."""
+    bounded by the policy's caps (`intakegate.scoring.bounds`), whatever the input."""
     # type(), not isinstance(): an object can claim to be a str through `__class__`; a str
     # subclass is copied to a plain str so none of its own methods (encode, len) ever run.
     if not issubclass(type(text), str):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from intakegate.dataset import Dataset, data_root
-from intakegate.split import SplitResult
+from intakegate.contract.dataset import Dataset, data_root
+from intakegate.contract.split import SplitResult
 
 
 def shown_path(where: str) -> str:

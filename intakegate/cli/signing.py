@@ -28,7 +28,7 @@ def keygen(out: Annotated[Path, typer.Option("--out", help="Folder for the key p
            ) -> None:
     """Create an Ed25519 publisher key pair: a private key (keep it secret, mode 0600) and a
     public key (`*.pub.pem`) that clients pass as --trusted-key."""
-    from intakegate.signing import generate_keypair, key_id, load_public_key
+    from intakegate.bundle.signing import generate_keypair, key_id, load_public_key
 
     private, public = generate_keypair(out, force=force)
     typer.echo(f"private key: {private}")
@@ -46,7 +46,7 @@ def sign(bundle: Annotated[str, typer.Argument(help="A bundle directory, or a da
              help="Signed release sequence (default: the signing time in seconds).")] = None,
          bundles_dir: BundlesRoot = Path("bundles")) -> None:
     """Verify a bundle and sign its manifest digest (writes manifest.sig beside it)."""
-    from intakegate.signing import sign_bundle
+    from intakegate.bundle.signing import sign_bundle
 
     expires = None
     if expires_in_days is not None:
@@ -64,7 +64,7 @@ def verify(bundle: Annotated[str, typer.Argument(help="A bundle directory or a d
            bundles_dir: BundlesRoot = Path("bundles")) -> None:
     """Check the signature (trusted key, digest, expiry) and then every file of the bundle."""
     from intakegate.bundle import BundleError
-    from intakegate.signing import trust_policy, verify_signed_bundle
+    from intakegate.bundle.signing import trust_policy, verify_signed_bundle
 
     try:
         trust = trust_policy(trusted_key)

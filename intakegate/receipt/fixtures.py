@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from intakegate.bundle.paths import EVAL_ROWS, FIXTURES
-from intakegate.dataset import TicketRow
+from intakegate.contract.dataset import TicketRow
 from intakegate.errors import InputError
 from intakegate.jsonio import dumps_canonical, loads_strict
 from intakegate.vocab import Route

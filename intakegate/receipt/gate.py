@@ -9,16 +9,16 @@ easy extra rows, duplicates or a drifted dataset cannot change the decision.
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from intakegate.composed import ComposedRecipe, is_composed_slice
 from intakegate.errors import InputError
 from intakegate.jsonio import load_json
+from intakegate.receipt.composed import ComposedRecipe, is_composed_slice
+from intakegate.scoring.maths import valid_score
 from intakegate.vocab import GateDecision
 
 IDENTITY_FIELDS: tuple[str, ...] = (
@@ -41,7 +41,7 @@ class ReceiptSpec:
     fp_budget: float | None = None
     # How the composed fixtures among `fixture_ids` were generated (None: no composed rows).
     composed: ComposedRecipe | None = None
-    # sha256 of each fixture's text (intakegate.fixtures): the bundle's receipt/fixtures.jsonl
+    # sha256 of each fixture's text (receipt.fixtures): the bundle's receipt/fixtures.jsonl
     # must hold exactly these texts. Empty for receipts that carry no texts (the seed lesson).
     fixture_sha256: Mapping[str, str] = field(default_factory=dict)
     # Missed-escalation floors of shadow traffic per required slice, from the label guide.
@@ -125,13 +125,6 @@ class GateResult:
             "false_positive_rate": self.false_positive_rate,
             **dict(self.details),
         }
-
-
-def valid_score(score: object) -> bool:
-    """A score is usable only when it is a finite number in [0, 1]."""
-    if isinstance(score, bool) or not isinstance(score, (int, float)):
-        return False
-    return math.isfinite(score) and 0.0 <= float(score) <= 1.0
 
 
 def _hold(run: Run, reason: str, **kw: Any) -> GateResult:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from intakegate.dataset import Dataset, TicketRow
+from intakegate.contract.dataset import Dataset, TicketRow
 from intakegate.errors import InputError
 from intakegate.vocab import Split
 

@@ -5,7 +5,7 @@ Someone who edits the tokenizer and re-lists it (two vocabulary ids swapped, tru
 to the left, a normalizer changed) gets a bundle whose every digest matches. The manifest's
 `tokenizer_pins`, written by train from the tokenizer it trained with, say what the tokenizer
 must be: a re-listed file that changed anything the model depends on is refused
-(`policy_mismatch`). A signature (intakegate.signing) is what stops someone who also rewrites
+(`policy_mismatch`). A signature (intakegate.bundle.signing) is what stops someone who also rewrites
 the pins; the truncation direction is also checked against the input policy, pins or not.
 """
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from intakegate.bundle.paths import GOLDEN
-from intakegate.composed import parse_composed_id
 from intakegate.hardware import gate_cpu_family
 from intakegate.jsonio import write_json
+from intakegate.receipt.composed import parse_composed_id
 
 GOLDEN_ROWS = 8
 GOLDEN_COMPOSED_ROWS = 2

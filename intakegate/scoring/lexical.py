@@ -4,7 +4,7 @@ Why it exists: on banking77 the fine-tuned encoder ranks tickets best overall bu
 required positives overconfidently low, and those few rows set the threshold. A cheap lexical
 model fitted on the same train rows errs on other rows. Blending the two in log-odds lets the
 validation gate pick the mix (`intakegate.train.selection`), and the blended score is the one
-the receipt pins. The blend is applied per segment of a ticket (`intakegate.ticket_score`).
+the receipt pins. The blend is applied per segment of a ticket (`intakegate.scoring.ticket_score`).
 
 The model is fitted with scikit-learn at train time (`train/`), stored in the bundle without
 pickle and scored here by hand, because the runtime must not depend on scikit-learn and no

@@ -29,8 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from intakegate.bundle import (MANIFEST, SIGNATURE, BundleError, VerifiedBundle, atomic_write,
-                               sha256_bytes, verify_bundle)
+from intakegate.bundle import (
+    MANIFEST,
+    SIGNATURE,
+    BundleError,
+    VerifiedBundle,
+    atomic_write,
+    sha256_bytes,
+    verify_bundle,
+)
 from intakegate.jsonio import dumps_canonical, loads_strict
 
 FORMAT = 1

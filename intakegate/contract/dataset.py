@@ -16,9 +16,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from intakegate.contract.label_guide import LabelGuide, load_label_guide
 from intakegate.errors import InputError
 from intakegate.jsonio import load_json, loads_strict
-from intakegate.label_guide import LabelGuide, load_label_guide
 from intakegate.vocab import Route
 
 ROW_REQUIRED = ("id", "text", "gold_route", "slice")

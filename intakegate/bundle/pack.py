@@ -17,14 +17,23 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from intakegate.bundle import (
+    MANIFEST,
+    Artifact,
+    ArtifactEntry,
+    BundleError,
+    DerivedFrom,
+    VerifiedBundle,
+    now_iso,
+    verify_bundle,
+    write_manifest,
+)
 from intakegate.bundle.paths import DOCS_DIR, EVAL_ROWS, FIXTURES, GOLDEN, SPLIT_MANIFEST
-from intakegate.bundle import (MANIFEST, Artifact, ArtifactEntry, BundleError, DerivedFrom,
-                               VerifiedBundle, now_iso, verify_bundle, write_manifest)
-from intakegate.gate import release_decision, run_from_json, spec_from_json
-from intakegate.golden import is_block_of
 from intakegate.jsonio import loads_strict, write_json
-from intakegate.lexical import LexicalFormatError, LexicalModel
-from intakegate.tokenizer_pins import pinned_to_source
+from intakegate.receipt.gate import release_decision, run_from_json, spec_from_json
+from intakegate.receipt.golden import is_block_of
+from intakegate.scoring.lexical import LexicalFormatError, LexicalModel
+from intakegate.scoring.tokenizer_pins import pinned_to_source
 
 CUSTOMER_TEXT = (FIXTURES, EVAL_ROWS)
 

@@ -1,7 +1,6 @@
-"""Scores to routes: stable softmax, the threshold rule, the sweep and the calibration diagnostic.
+"""The threshold rule, the sweep and the calibration diagnostic, on frozen validation scores.
 
-Pure numpy, so the runtime, training and reports share one implementation. Outputs are called
-scores, never probabilities: calibration is measured here, not assumed.
+Training and reports use it; serving never does (it reads the threshold from the manifest).
 """
 
 from __future__ import annotations
@@ -11,24 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-def stable_softmax(logits: np.ndarray | Sequence[float]) -> np.ndarray:
-    """Softmax over the last axis after subtracting the row maximum (no overflow)."""
-    arr = np.asarray(logits, dtype=np.float64)
-    shifted = arr - arr.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
-def human_review_score(logits: np.ndarray | Sequence[float],
-                       positive: Sequence[int] = (1,)) -> np.ndarray:
-    """The human_review_now score: softmax mass on the positive labels.
-
-    Two-class heads use label 1. An intent head (one label per slice) sums the softmax over the
-    slices that route to a person, so the route score is derived from the intents.
-    """
-    probs = stable_softmax(logits)
-    return probs[..., list(positive)].sum(axis=-1)
+from intakegate.scoring.maths import stable_softmax
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from intakegate.segments import SegmentPolicy, segment_ticket
+from intakegate.scoring.segments import SegmentPolicy, segment_ticket
 from intakegate.vocab import Route
 
 if TYPE_CHECKING:  # rows are built lazily: the gate parses a recipe without the dataset module
-    from intakegate.dataset import TicketRow
+    from intakegate.contract.dataset import TicketRow
 
 # The joins each generator version makes; a receipt names its version, so every bundle keeps
 # its exact inventory.
@@ -127,7 +127,7 @@ def is_composed_slice(name: str) -> bool:
 
 def _row(first: TicketRow, second: TicketRow, joiner: str, route: Route, slice_: str
          ) -> TicketRow:
-    from intakegate.dataset import TicketRow
+    from intakegate.contract.dataset import TicketRow
 
     return TicketRow(composed_id(first.id, second.id, joiner),
                      join_texts(first.text, second.text, joiner), route, slice_,
@@ -181,7 +181,7 @@ def composed_training_rows(rows: Sequence[TicketRow], share: float, seed: int,
     routine = [r for r in rows if r.gold == 0]
     if n <= 0 or not routine:
         return []
-    from intakegate.dataset import TicketRow
+    from intakegate.contract.dataset import TicketRow
 
     rng = random.Random(f"train:{seed}")
     out: list[TicketRow] = []
@@ -211,7 +211,7 @@ def routine_segment_rows(rows: Sequence[TicketRow], policy: SegmentPolicy, share
     n = round(share * len(rows))
     if n <= 0:
         return []
-    from intakegate.dataset import TicketRow
+    from intakegate.contract.dataset import TicketRow
 
     pool: dict[str, TicketRow] = {}
     for row in sorted((r for r in rows if r.gold == 0), key=lambda r: r.id):

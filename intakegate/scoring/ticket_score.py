@@ -2,7 +2,7 @@
 
 Train (validation scores, threshold, receipt, test report), the export re-gates, the golden
 self-test and the router all call `score_ticket`, so a receipt is computed exactly the way
-tickets are served. A ticket's score is the maximum over its segments (`intakegate.segments`:
+tickets are served. A ticket's score is the maximum over its segments (`scoring.segments`:
 the whole ticket, sentence runs, word windows) of the segment's own blended score: the encoder
 on the segment's windows (max over windows), blended with the lexical model on the segment's
 own text. Neither component is diluted by the rest of the ticket.
@@ -28,15 +28,20 @@ from typing import Any
 
 import numpy as np
 
-from intakegate.encoding import InputPolicy, Windows, padded_ids, prepare_text
-from intakegate.gate import valid_score
-from intakegate.lexical import ScoreBlend, blend_scores
-from intakegate.logit_range import LogitRange, rows_out_of_range
 from intakegate.parallel import map_in_order
 from intakegate.routing import Reason
-from intakegate.scoring import human_review_score
-from intakegate.segments import (Segment, SegmentPolicy, SentenceSplitter, TooManySegments,
-                                 segment_ticket, sentencex_spans)
+from intakegate.scoring.encoding import InputPolicy, Windows, padded_ids, prepare_text
+from intakegate.scoring.lexical import ScoreBlend, blend_scores
+from intakegate.scoring.logit_range import LogitRange, rows_out_of_range
+from intakegate.scoring.maths import human_review_score, valid_score
+from intakegate.scoring.segments import (
+    Segment,
+    SegmentPolicy,
+    SentenceSplitter,
+    TooManySegments,
+    segment_ticket,
+    sentencex_spans,
+)
 
 log = logging.getLogger(__name__)
 LogitsFn = Callable[[Windows], Any]

@@ -6,11 +6,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from intakegate.composed import ComposedRecipe
-from intakegate.dataset import TicketRow
-from intakegate.fixtures import text_sha256
-from intakegate.gate import GateRow, ReceiptSpec, Run
-from intakegate.scoring import confusion_at
+from intakegate.contract.dataset import TicketRow
+from intakegate.receipt.composed import ComposedRecipe
+from intakegate.receipt.fixtures import text_sha256
+from intakegate.receipt.gate import GateRow, ReceiptSpec, Run
+from intakegate.receipt.threshold import confusion_at
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The label contract and the data it governs: label guide, dataset, split, data card."""

@@ -1,0 +1,2 @@
+"""The exact receipt and its gate: fixtures, composed tickets, golden rows, the threshold rule
+and slice evaluation."""
