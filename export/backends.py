@@ -102,9 +102,8 @@ def gate_backend(artifact: Artifact, bundle: VerifiedBundle, workers: int | None
 
 def onnx_backend(model_bytes: bytes, quantized: bool, workers: int = 1) -> GateBackend:
     """Side by side, each ticket's `Run` takes one thread: a few short rows split across
-    threads wait on each other (reports/refund-intake/studies/regate_threads.py: 400 refund
-    fixtures on 2 cores, 71 s as 2 tickets x 1 thread against 83 s as 1 ticket x 2 threads;
-    the same scores to the bit)."""
+    threads wait on each other, so tickets side by side re-gate faster than one ticket on all
+    threads, with the same scores to the bit (measured: lab/README.md, regate_threads)."""
     from intakegate.hardware import cpu_gate_key, detect_cpu_family, device_class
     from intakegate.runtime.onnx_backend import OnnxLogits
 

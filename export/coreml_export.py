@@ -22,11 +22,11 @@ log = logging.getLogger(__name__)
 DEPLOYMENT_TARGET = "macOS13"  # ML Program + per-channel int8 weights (constexpr ops) need 13+
 MAX_BATCH = 64
 INT8_MIN_WEIGHTS = 2048  # smaller tensors (biases, the 2-label head) stay fp16
-# Symmetric int8 per output channel, every weight. On refund-intake-minilm-v3 one variant of
-# six re-passed where this one misses two composed positives (a zero point per channel and the
-# query/key/value weights kept fp16, by +0.0015 log-odds), but on the tiny BERT test bundle that
-# variant drifted more (0.021 against a 0.02 tolerance) and missed a composed positive, so it is
-# not shipped (reports/refund-intake/studies/coreml_int8_variants.py).
+# Symmetric int8 per output channel, every weight. On refund-intake one other variant re-passed
+# where this one misses composed positives (a zero point per channel and the query/key/value
+# weights kept fp16, by a hair), but on the tiny BERT test bundle that variant drifted past the
+# tolerance and missed a composed positive, so it is not shipped (measured: lab/README.md,
+# coreml_int8_variants).
 INT8_MODE = "linear_symmetric"
 INT8_KEEP_FP16: tuple[str, ...] = ()
 OUTPUT = "logits"

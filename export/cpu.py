@@ -13,28 +13,26 @@
    are quantized per block of 32 at run time instead of once per tensor.
 
 Why not dynamic int8 everywhere (the earlier recipe): BERT's dense-layer inputs carry a few
-outlier channels, and one per-tensor activation scale flattens everything else. On
-refund-intake-minilm-v3 that recipe missed 2 composed required positives (lowest margin -0.124
-log-odds); with the dense projections in blocks the same graph re-passes (+0.613), at 24 MB
-(reports/refund-intake/studies/int8_variants.py).
+outlier channels, and one per-tensor activation scale flattens everything else. On refund-intake
+that recipe missed composed required positives; with the dense projections in blocks the same
+graph re-passes, at about the size of the dynamic graph (measured: lab/README.md, int8_variants).
 
 `onnx-int8-vnni` (full range, AVX-512 VNNI and arm64 only): step 1 takes every op Optimum's
 VNNI default quantizes, with full 8-bit weights (no `reduce_range`), except the FFN-down
 MatMuls, whose inputs (the GELU outputs) carry the outliers; only those go to 8-bit blocks.
-The 8-bit blocks are the slow part of the portable graph on a VNNI CPU: on b77-minilm-v5 this
-recipe scores the receipt 1.45x faster at the same gate (0 required missed, margin +0.209
-against +0.218), where Optimum's default itself misses a required positive (int8_variants.py).
+The 8-bit blocks are the slow part of the portable graph on a VNNI CPU: on banking77 this
+recipe scores the receipt faster at the same gate, where Optimum's default itself misses a
+required positive (measured: lab/README.md, int8_variants).
 Full-range weights saturate VPMADDUBSW, so the artifact is exported, gated and served only on
 `EXACT_DOT_FAMILIES` (intakegate.bundle.cpu_family_exactness_refusal).
 
 Each artifact also has a faster candidate, tried first at export (`recipe_search.py`): the
 same quantizer with no MatMul left to blocks, so every dense projection runs as one fused
-DynamicQuantizeMatMul. On the 3-layer student b77-minilm-v5-s135e both faster graphs score the
-receipt in 9.8 and 10.7 s against 16.1 s for the full-range two-step graph and keep the model's
-gate (an Intel Xeon with VNNI; reports/banking77/studies/int8-variants-b77-minilm-v5-s135e-*);
-on its teacher and on refund-intake they miss required positives. So the receipt picks per
-model: a candidate is kept only when its gate is as good as the reference model's own
-(`recipe_search`), else the export falls back to the recipe above.
+DynamicQuantizeMatMul. On banking77's 3-layer student both faster graphs score the receipt
+faster than the full-range two-step graph and keep the model's gate; on its teacher and on
+refund-intake they miss required positives (measured: lab/README.md, int8_variants). So the
+receipt picks per model: a candidate is kept only when its gate is as good as the reference
+model's own (`recipe_search`), else the export falls back to the recipe above.
 
 The family a receipt was computed on is recorded, per family, in the artifact's `gates` map:
 the router admits tickets only on a family that has one.

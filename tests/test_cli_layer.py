@@ -4,6 +4,7 @@ bad argument, a missing extra or a bundle that is not found (never a traceback).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -117,3 +118,29 @@ def test_runtime_exit_codes_agree_with_the_cli_table() -> None:
     assert cli_commands.EXIT_BAD_INPUT == ExitCode.BAD_INPUT
     assert cli_commands.EXIT_NOT_READY == ExitCode.NOT_READY
     assert app.info.cls is not None
+
+
+@pytest.mark.parametrize("args, default", [
+    (["train", "--help"], "[default: runs/reports]"),
+    (["baselines", "--help"], "[default: runs/reports]"),
+    (["data", "check", "--help"], "[default: runs/reports]"),
+    (["bench", "--help"], "default runs/bench/<device-name>/<bundle_version>/"),
+])
+def test_run_outputs_default_to_runs(args: list[str], default: str) -> None:
+    """Run outputs go under runs/ (ignored by git), never into the committed reports/ or
+    benchmarks/results/ unless asked; each --help names that default."""
+    out = subprocess.run([sys.executable, "-m", "intakegate", *args], check=False,
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "COLUMNS": "400"})
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())
+    assert default in text, out.stdout
+    assert "benchmarks/results" not in text and "[default: reports]" not in text
+
+
+def test_bench_writes_under_runs_by_default() -> None:
+    from intakegate.benchmarks import machine
+    from intakegate.benchmarks.runner import _out_dir
+
+    assert _out_dir(None, "cpu", "v1") == Path("runs", "bench", machine.device_name("cpu"), "v1")
+    assert _out_dir(Path("elsewhere"), "cpu", "v1") == Path("elsewhere")

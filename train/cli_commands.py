@@ -10,6 +10,10 @@ import typer
 from intakegate.cli.exits import ExitCode
 from intakegate.cli.options import BundlesDirOpt, bundles_root
 
+# Run outputs go under runs/ (ignored by git); pass --out/--reports-dir reports to refresh the
+# committed copies.
+RUN_REPORTS = Path("runs") / "reports"
+
 
 def register(app: typer.Typer) -> None:
     """Add the training stage's commands to the main app."""
@@ -27,7 +31,8 @@ def baselines_command(
     dataset: Annotated[str, typer.Argument(help="refund-intake | banking77 | dataset.json | "
                                                 "PATH.jsonl")],
     label_guide: Annotated[Optional[Path], typer.Option(help="Label guide JSON.")] = None,
-    out: Annotated[Path, typer.Option(help="Report folder.")] = Path("reports"),
+    out: Annotated[Path, typer.Option(
+        help="Report folder; the report goes to OUT/<dataset>/.")] = RUN_REPORTS,
 ) -> None:
     """Fit the keyword rule and TF-IDF + LR on train; report them on validation."""
     _setup_logging()
@@ -89,7 +94,9 @@ def train_command(
              "punctuation) or intakegate-composed-v2 (those and chat: lowercase, no "
              "punctuation). Default: the dataset recipe, else v1.")] = None,
     bundles_dir: BundlesDirOpt = None,
-    reports_dir: Annotated[Path, typer.Option(help="Committed report copies.")] = Path("reports"),
+    reports_dir: Annotated[Path, typer.Option(
+        help="Where the bundle's report copies go: REPORTS_DIR/<dataset>/bundles/<version>/.")
+    ] = RUN_REPORTS,
     activate_if_eligible: Annotated[bool, typer.Option("--activate/--no-activate")] = False,
     force: Annotated[bool, typer.Option(help="Replace an existing bundle version.")] = False,
     validation_only: Annotated[bool, typer.Option(

@@ -97,8 +97,8 @@ def data_check(
                                                 "PATH.jsonl")],
     label_guide: Annotated[Optional[Path], typer.Option(help="Label guide JSON.")] = None,
     adjudication: Annotated[Optional[Path], typer.Option(help="Adjudication JSON.")] = None,
-    out: Annotated[Path, typer.Option(help="Where to write the manifest and cards.")] = Path(
-        "reports"),
+    out: Annotated[Path, typer.Option(
+        help="Where to write the manifest and cards: OUT/<dataset>/.")] = Path("runs", "reports"),
 ) -> None:
     """Validate a dataset, freeze its split and write the split manifest, label guide and data card."""
     from intakegate.contract.datacard import render_data_card

@@ -8,9 +8,9 @@ with their punctuation dropped; routine tickets are paired with each other too. 
 required (slice `composed:<slice>`), pairs count as routine tickets.
 
 Why chat: real tickets arrive as one lowercase run with no punctuation at all, and v1's joins
-keep each part's own punctuation. On refund-intake-minilm-v3 (receipt v1, eligible) that shape
-let 3 of 144 required compositions through, and one required ticket alone scores 0.27 against
-0.93 once its comma and full stop are gone (reports/studies/composed_shapes.py). A dataset
+keep each part's own punctuation. On an eligible refund-intake bundle (receipt v1) that shape
+let required compositions through, and a required ticket alone can fall below the threshold
+once its comma and full stop are gone (measured: lab/README.md, composed_shapes). A dataset
 opts in through its recipe (`composed_generator`).
 
 A composed id names its parts and joiner (`cmp|<first>|<second>|<joiner>`), so any stage that
