@@ -7,7 +7,7 @@ CLI := $(VENV)/bin/intakegate
 STAMP := $(VENV)/.intakegate-installed
 SEED_RUNS := $(addprefix examples/seed/runs/intake_bundle_,v1.json v2.json incomplete.json padded.json duplicated.json drifted.json)
 
-.PHONY: install demo demo-ship test seed-gate reports clean
+.PHONY: install demo demo-ship banking77 test seed-gate reports clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,13 +23,15 @@ seed-gate: install
 	# The seed's six receipts: exits 1 because five of them are held, as the seed says.
 	-$(CLI) gate --receipt examples/seed/receipt.json $(SEED_RUNS)
 
+# The dataset-level reports committed under reports/<dataset>/ (deterministic: rerunning
+# rewrites the same bytes). A bundle's own reports go to runs/reports/ (ignored).
 reports: install
-	$(CLI) data check refund-intake
-	$(CLI) data check banking77
-	$(CLI) baselines refund-intake
-	$(CLI) baselines banking77
+	$(CLI) data check refund-intake --out reports
+	$(CLI) data check banking77 --out reports
+	$(CLI) baselines refund-intake --out reports
+	$(CLI) baselines banking77 --out reports
 
-DEMO_BUNDLE := refund-intake-minilm-v3
+DEMO_BUNDLE := refund-intake-minilm-v5
 # A local development signing key, created on first use and never committed (.gitignore).
 # Ship with a real publisher key instead: see README "Signed bundles".
 DEV_KEYS := .dev-keys
@@ -72,6 +74,25 @@ demo-ship:
 
 test: install
 	$(PY) -m pytest -q
+	# The docs site builds strictly: a broken link, anchor or a page missing from nav fails.
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site
+
+# banking77 end to end: train with its recipe (about 30 minutes on 2 cores), export the ONNX
+# artifacts (each re-gated), sign, and a signed slim onnx-int8 pack for clients.
+B77_BUNDLE := b77-minilm-v6
+B77_DIR := bundles/banking77/$(B77_BUNDLE)
+B77_PACK := bundles/packs/$(B77_BUNDLE)-onnx-int8
+banking77: install
+	$(CLI) train --dataset banking77 --bundle-version $(B77_BUNDLE) --force --activate
+	$(CLI) export $(B77_DIR) --artifacts onnx-fp32,onnx-int8
+	test -f $(DEV_KEY) || $(CLI) bundles keygen --out $(DEV_KEYS)
+	$(CLI) bundles sign $(B77_DIR) --key $(DEV_KEY) --expires-in-days 90
+	rm -rf $(B77_PACK)
+	$(CLI) bundles pack $(B77_DIR) --artifact onnx-int8 --out $(B77_PACK)
+	$(CLI) bundles sign $(B77_PACK) --key $(DEV_KEY) --expires-in-days 90
+	$(CLI) bundles verify $(B77_PACK) --trusted-key $(DEV_PUB)
+	$(CLI) route $(B77_PACK) --artifact onnx-int8 --trusted-key $(DEV_PUB) \
+	  "I still have not received my new card" "Someone took money from my account, I did not make this payment"
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -24,7 +24,7 @@ def bench_command(
                                              "every artifact).")] = "auto",
     artifacts: Annotated[str, typer.Option(help="Comma-separated artifacts to measure.")] = ALL,
     out: Annotated[Optional[Path], typer.Option(
-        help="Output folder (default benchmarks/results/<device-name>/<bundle_version>/).")
+        help="Output folder (default runs/bench/<device-name>/<bundle_version>/).")
     ] = None,
     threads: Annotated[Optional[int], typer.Option(
         help="Inference threads per router (default: the router's, min(4, CPU count)).")] = None,
@@ -44,11 +44,6 @@ def bench_command(
         "--no-optimum-default", help="Skip the side-by-side column (a bare onnxruntime session "
                                      "on Optimum's default int8 of the onnx-fp32 graph).")
     ] = False,
-    hand_built_from: Annotated[Optional[Path], typer.Option(
-        "--hand-built-from", help="Build that column from this bundle's onnx-fp32 instead (a "
-                                  "dataset name or directory; same tokenizer). For a student, "
-                                  "its teacher: the model a user would quantize by hand.")
-    ] = None,
     no_baselines: Annotated[bool, typer.Option("--no-baselines",
                                                help="Skip the keyword and TF-IDF baselines.")
                             ] = False,
@@ -106,7 +101,7 @@ def bench_command(
                             if v is not None})
     config = replace(config, artifacts=names, device=device, threads=threads, out=out,
                      bundles_root=bundles_dir, warm=warm, baselines=not no_baselines,
-                     optimum_default=not no_optimum_default, hand_built_from=hand_built_from,
+                     optimum_default=not no_optimum_default,
                      cold_runs=config.cold_runs if cold_runs is None else cold_runs,
                      command=command)
     results, out_dir = run_bench(config)

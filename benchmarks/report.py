@@ -151,12 +151,10 @@ def render_md(results: Mapping[str, Any]) -> str:
     versus = [(n, v) for n, v in versus if v.get("measured")]
     if versus:
         recipe = versus[0][1]["recipe"]
-        source = versus[0][1].get("fp32_bundle_version")
-        graph = "this bundle's" if source in (None, results["bundle"].get("bundle_version")) \
-            else f"`{source}`'s"
-        lines += ["", "## Against what a user would build by hand (same process, interleaved)",
+        lines += ["", "## Against bare onnxruntime on Optimum's default int8 of the same graph "
+                  "(same process, interleaved)",
                   "", f"A bare onnxruntime session + tokenizers (truncated, whole ticket) on "
-                  f"Optimum's default `{recipe['config']}` of {graph} onnx-fp32 graph "
+                  f"Optimum's default `{recipe['config']}` of this bundle's own onnx-fp32 graph "
                   f"(CPU family `{recipe['cpu_family']}`), against `Router.route` (segment "
                   f"scoring on), blocks of 50 tickets in rotating order. Ratio < 1: the router "
                   f"is faster.", "",

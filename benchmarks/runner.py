@@ -15,14 +15,13 @@ from typing import Any
 from intakegate.benchmarks import machine
 from intakegate.benchmarks.latency import WarmSettings
 from intakegate.bundle.manifest import Manifest
-from intakegate.bundle.verify import VerifiedBundle
 
 log = logging.getLogger("intakegate.benchmarks")
 SCHEMA = "intakegate-bench/1"
 DEFAULT_ARTIFACTS = ("torch-fp32", "onnx-fp32", "onnx-int8", "onnx-int8-vnni", "coreml-fp16",
                      "coreml-int8")
 COREML = ("coreml-fp16", "coreml-int8")
-RESULTS_ROOT = Path("benchmarks") / "results"
+RESULTS_ROOT = Path("runs") / "bench"  # ignored by git; --out chooses another folder
 
 
 @dataclass(frozen=True)
@@ -38,11 +37,9 @@ class BenchConfig:
     warm: WarmSettings = field(default_factory=WarmSettings)
     cold_runs: int = 5
     baselines: bool = True
-    # The side-by-side column: a bare session on Optimum's default int8 of the onnx-fp32 graph.
+    # The side-by-side column: a bare session on Optimum's default int8 of this bundle's own
+    # onnx-fp32 graph (the strict comparison: never another model's graph).
     optimum_default: bool = True
-    # The bundle whose onnx-fp32 that column quantizes (None: this one). A student names its
-    # teacher: the fine-tuned model a user would quantize by hand.
-    hand_built_from: Path | None = None
     charts: bool = True
     command: str = ""  # how this run was started, recorded so it can be rerun
 
@@ -147,11 +144,7 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
         "artifacts": {}, "baselines": {},
         "test_set": bundle_test_figures(verified),
     }
-    source = (verify_bundle(resolve_bundle(str(config.hand_built_from),
-                                           config.bundles_root).path.resolve())
-              if config.hand_built_from is not None else verified)
-    optimum = (optimum_default_model(source.root, source.manifest, results["machine"],
-                                     same_tokenizer(source, verified))
+    optimum = (optimum_default_model(verified.root, verified.manifest, results["machine"])
                if config.optimum_default and any(a.startswith("onnx-") for a in config.artifacts)
                else None)
     results["optimum_default"] = optimum
@@ -219,23 +212,11 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
     return results, out_dir
 
 
-def same_tokenizer(source: VerifiedBundle, verified: VerifiedBundle) -> bool:
-    """The bare session tokenizes with the benchmarked bundle's tokenizer: the graph it runs
-    must have been trained with the same one."""
-    def digest(b: VerifiedBundle) -> str | None:
-        entry = b.manifest.file(b.manifest.tokenizer)
-        return None if entry is None else entry.sha256
-    return source is verified or digest(source) == digest(verified) is not None
-
-
-def optimum_default_model(bundle_dir: Path, manifest: Manifest, machine_block: dict[str, Any],
-                          tokenizer_matches: bool = True) -> dict[str, Any]:
+def optimum_default_model(bundle_dir: Path, manifest: Manifest, machine_block: dict[str, Any]
+                          ) -> dict[str, Any]:
     """Build (or find cached) Optimum's default int8 of the bundle's onnx-fp32, in a worker."""
     from intakegate.benchmarks.worker import run_in_worker
 
-    if not tokenizer_matches:
-        return {"skip_reason": f"{manifest.bundle_version} has another tokenizer than the "
-                               "benchmarked bundle"}
     art = manifest.artifacts.get("onnx-fp32")
     if art is None:
         return {"skip_reason": f"{manifest.bundle_version} has no onnx-fp32 graph to quantize"}

@@ -107,7 +107,7 @@ def _hold(artifact: Artifact, bundle: VerifiedBundle, reason: str, **kw: Any) ->
 def scoring_inputs(bundle: VerifiedBundle, tokenizer_json: str | None = None
                    ) -> tuple[Any, ScoreSpec]:
     """The tokenizer and score spec a re-gate scores the bundle's fixtures with (the studies in
-    reports/ score the same way)."""
+    lab/ score the same way)."""
     from tokenizers import Tokenizer
 
     m = bundle.manifest
@@ -175,7 +175,7 @@ def regate_artifact(bundle: VerifiedBundle, artifact: Artifact, inventory: Inven
         status, reason = Status.HOLD, f"model_held:{m.decision_reason}"
     return ArtifactGate(artifact, bundle.bundle_version, status, reason,
                         backend.gated_with, run, drift, backend.details,
-                        time.monotonic() - started)
+                        time.monotonic() - started, evidence=result.summary_lines())
 
 
 def score_inventory(bundle: VerifiedBundle, inventory: Inventory, backend: GateBackend,
@@ -301,6 +301,8 @@ def gate_bundle_command(bundle: Path, artifacts: list[str], bundles_root: Path,
     else:
         for gate in gates:
             typer.echo(gate.line())
+            for line in gate.evidence:
+                typer.echo(f"  {line}")
         for note in notes:
             typer.echo(note)
     return report.exit_code

@@ -63,6 +63,8 @@ class ArtifactGate:
     seconds: float = 0.0
     # The pip extra this machine lacks to run the artifact: not checked, which is not held.
     not_checked: str | None = None
+    # What the receipt run proves (evidence and composition lines), when it was scored.
+    evidence: tuple[str, ...] = ()
 
     @property
     def eligible(self) -> bool:
@@ -87,7 +89,7 @@ class ArtifactGate:
                 "not_checked": self.not_checked, "gated_with": self.gated_with,
                 "max_abs_delta": (self.drift or {}).get("max_abs_delta"),
                 "route_flips": [f["id"] for f in (self.drift or {}).get("route_flips", [])],
-                "seconds": round(self.seconds, 2)}
+                "evidence": list(self.evidence), "seconds": round(self.seconds, 2)}
 
 
 def apply_gate(entry: ArtifactEntry, gate: ArtifactGate) -> ArtifactEntry:

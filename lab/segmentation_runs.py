@@ -30,4 +30,4 @@ segs = [SegmentPolicy.from_name(n, ver) for n in sys.argv[1:]]
 res = evaluate_candidates(e.backend.logits, tok, replace(e.spec, blend=None), segs, allrows, prepared, ds.guide.required_slices, lex, [1.0,0.9,0.8,0.7,0.6,0.5], 0.25)
 out = Path("runs/lab"); out.mkdir(parents=True, exist_ok=True)
 json.dump([c.to_json() for c in res], open(out / ("segexp_%s.json" % "_".join(sys.argv[1:]).replace("/","-")), "w"), indent=1)
-for c in sorted(res, key=lambda c: c.fp_rate)[:8]: print(c)
+for c in sorted(res, key=lambda c: c.held.key())[:8]: print(c)

@@ -64,11 +64,12 @@ def main(bundle_dir: str, names: list[str]) -> None:
     known.update({f"{c.segmentation} w={c.encoder_weight:g}": c.to_json() for c in tried})
     out.write_text(json.dumps(dict(sorted(known.items())), indent=1) + "\n")
     print(f"fp budget {fp_budget}; written {out}")
-    for c in sorted(tried, key=lambda c: c.fp_rate)[:12]:
-        print(f"{c.segmentation:>18} w={c.encoder_weight:.1f}  threshold {c.threshold:.4f}  "
-              f"fp {c.fp_rate:.4f} (single {c.fp_single:.4f}, pairs {c.fp_pair:.4f})  composed "
-              f"recall at the single threshold {c.composed_recall_at_single_threshold:.3f}  "
-              f"rows/ticket {c.rows_per_ticket:.2f}")
+    for c in sorted(tried, key=lambda c: c.held.key())[:12]:
+        print(f"{c.segmentation:>18} w={c.encoder_weight:.1f}  held halves: missed "
+              f"{c.held.missed}/{c.held.sources}, single fp {c.held.fp_single:.4f}  |  all: "
+              f"threshold {c.threshold:.4f} single {c.fp_single:.4f}, pairs {c.fp_pair}, "
+              f"overhead {c.composition_overhead}  composed recall at the single threshold "
+              f"{c.composed_recall_at_single_threshold:.3f}  rows/ticket {c.rows_per_ticket:.2f}")
 
 
 if __name__ == "__main__":

@@ -37,5 +37,4 @@ held_ok() { "$@" || [ $? -eq 1 ]; }  # exit 1 is "held", which is expected here
   held_ok "$CLI" export "$STUDENT" --artifacts "$ONNX_ARTIFACTS" --measurement-only
 [ "${BENCH_TEACHER:-1}" = 0 ] || \
   "$CLI" bench "$TEACHER" --device cpu --artifacts "torch-fp32,$ONNX_ARTIFACTS"
-"$CLI" bench "$STUDENT" --device cpu --artifacts "torch-fp32,$ONNX_ARTIFACTS" \
-  --hand-built-from "$TEACHER"
+"$CLI" bench "$STUDENT" --device cpu --artifacts "torch-fp32,$ONNX_ARTIFACTS"

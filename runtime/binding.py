@@ -125,7 +125,10 @@ def check_receipt(verified: VerifiedBundle, artifact: str, run_rel: str,
     if run.threshold != manifest.threshold:
         raise LoadRefused(Reason.BUNDLE_INTEGRITY, f"receipt_mismatch: {run_rel} threshold "
                                                    f"{run.threshold} != manifest")
-    result = release_decision(spec, run)
+    try:
+        result = release_decision(spec, run)
+    except InputError as exc:  # a malformed inventory (a composed id without its parts)
+        raise LoadRefused(Reason.BUNDLE_INTEGRITY, f"receipt_mismatch: {exc}") from None
     if not result.eligible:
         (held or HeldNotes(False)).held(f"artifact_held: {artifact} receipt re-gates to "
                                         f"{result.reason}")

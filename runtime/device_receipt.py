@@ -106,8 +106,11 @@ def _compute(verified: VerifiedBundle, artifact: str, own_run: Run, logits: Any,
     rows = tuple(GateRow(fid, own[fid].slice, own[fid].gold,
                          s.score if s.score is not None and math.isfinite(s.score) else None)
                  for fid, s in zip(ids, scored))
-    result = release_decision(receipt, Run(own_run.bundle_version, own_run.identity,
-                                           own_run.threshold, rows))
+    try:
+        result = release_decision(receipt, Run(own_run.bundle_version, own_run.identity,
+                                               own_run.threshold, rows))
+    except InputError as exc:  # a malformed inventory (a composed id without its parts)
+        raise refused(Reason.BUNDLE_INTEGRITY, f"receipt_mismatch: {exc}") from None
     return {"format": CACHE_FORMAT, "model_sha256": verified.manifest.artifacts[artifact]
             .model_sha256, "artifact": artifact, "cpu_family": family,
             "onnxruntime": ort.__version__, "bundle_version": own_run.bundle_version,

@@ -471,8 +471,9 @@ def test_broken_quantization_is_held_with_missed_ids(tiny_bundle: Path, tmp_path
 
     ok = cli("gate", str(bundle), "--artifact", "onnx-fp32")
     assert ok.returncode == 0, ok.stderr
-    assert ok.stdout.strip() == (f"{bv}/onnx-fp32: decision=eligible_for_shadow "
-                                 "reason=exact_receipt_pass")
+    assert ok.stdout.splitlines()[0] == (f"{bv}/onnx-fp32: decision=eligible_for_shadow "
+                                         "reason=exact_receipt_pass")
+    assert ok.stdout.splitlines()[1].startswith("  evidence: 0 of ")
     held = cli("gate", str(bundle), "--artifact", "onnx-fp32", "--artifact", "onnx-int8")
     assert held.returncode == 1, held.stderr
     assert f"{bv}/onnx-int8: decision=hold reason={entry['reason']}" in held.stdout
@@ -503,11 +504,17 @@ def test_gate_bundle_exit_codes(tiny_exported: Path, tmp_path: Path) -> None:
     bv = manifest(bundle)["bundle_version"]
     onnx_only = cli("gate", str(bundle), "--artifact", "onnx-fp32,onnx-int8")
     assert onnx_only.returncode == 0, onnx_only.stderr
-    assert onnx_only.stdout.splitlines() == [
-        f"{bv}/{a}: decision=eligible_for_shadow reason=exact_receipt_pass"
-        for a in ("onnx-fp32", "onnx-int8")]
+    decisions = [line for line in onnx_only.stdout.splitlines() if not line.startswith("  ")]
+    assert decisions == [f"{bv}/{a}: decision=eligible_for_shadow reason=exact_receipt_pass"
+                         for a in ("onnx-fp32", "onnx-int8")]
+    # Under each decision, what the receipt proves: "  evidence: 0 of N missed: miss rate at
+    # most X% at 95%", then the routine FP line.
+    evidence = [line for line in onnx_only.stdout.splitlines() if line.startswith("  evidence:")]
+    assert len(evidence) == 2 and all(" missed: miss rate at most " in e and e.endswith(
+        "at 95%") for e in evidence), onnx_only.stdout
     every = cli("gate", str(bundle), "--record")
-    lines = [line for line in every.stdout.splitlines() if not line.startswith("recorded:")]
+    lines = [line for line in every.stdout.splitlines()
+             if not line.startswith(("recorded:", "  "))]
     assert [line.split(":")[0] for line in lines] == [f"{bv}/{a.value}" for a in Artifact]
     assert every.returncode == (0 if all("decision=eligible_for_shadow" in line
                                          for line in lines) else 1)

@@ -2,15 +2,24 @@
 
 Segment scoring lets a risky request surface from a longer ticket, but a fragment out of context
 can also look riskier than its ticket. So every segmentation is weighed on the frozen validation
-inventory (single tickets plus composed ones): its rule threshold (lowest required positive,
-composed positives included, less the margin) and the routine false-positive rate that
-threshold costs, single tickets and composed routine pairs apart. The encoder's segment scores
-come from `intakegate.scoring.ticket_score.score_texts`, the serving path; the blend weights are
-then applied per segment, as `score_ticket` does, without rescoring.
+inventory (single tickets plus composed ones). The encoder's segment scores come from
+`intakegate.scoring.ticket_score.score_texts`, the serving path; the blend weights are then
+applied per segment, as `score_ticket` does, without rescoring.
+
+The rule must not reward fitting the few lowest validation positives (the threshold is set by
+the lowest one, so ranking candidates by FP at that threshold on the same rows picks whichever
+candidate happens to score those few highest). So validation is split in two halves by account
+(by ticket where the data has no accounts; a composed copy goes with its source); for each
+candidate the rule threshold is set on one half and misses and FP are counted on the other, both
+ways. Candidates rank by held-half misses (distinct sources), then held-half single FP, then
+held-half composition overhead; among those within one point of the best single FP with the same
+misses, the fewest model rows per ticket wins (segment cost). The final threshold is then set on
+all of validation by the lesson's rule, in the pipeline.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -19,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from intakegate.contract.dataset import TicketRow
-from intakegate.receipt.composed import is_composed_slice
-from intakegate.receipt.threshold import choose_threshold, confusion_at
+from intakegate.receipt.composed import is_composed_slice, parse_composed_id
+from intakegate.receipt.evidence import Labelled, composition, source_evidence
+from intakegate.receipt.threshold import choose_threshold
 from intakegate.scoring.lexical import LexicalModel, blend_scores
 from intakegate.scoring.segments import SegmentPolicy
 from intakegate.scoring.ticket_score import Scored, ScoreSpec, score_texts
@@ -29,39 +39,98 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class HeldHalf:
+    """The transfer test of one candidate: threshold on one half, counted on the other, both
+    ways. `missed`/`sources`: distinct required sources missed on the held halves;
+    `fp_single`/`overhead`: the mean over the two held halves (overhead None without pairs)."""
+
+    missed: int
+    sources: int
+    fp_single: float
+    overhead: float | None
+
+    def key(self) -> tuple[int, float, float]:
+        return (self.missed, round(self.fp_single, 6), round(self.overhead or 0.0, 6))
+
+
+@dataclass(frozen=True)
 class ScoringCandidate:
     """One (segmentation, encoder weight) on validation.
 
-    `threshold`/`fp_*`: at the rule threshold over every required positive, composed included
-    (what would ship). `*_at_single_threshold`: at the threshold single tickets alone would set,
-    which shows what the composed fixtures catch (composed recall below 1 there means single-
-    ticket receipts would have let risky composed tickets through). `rows_per_ticket`: model rows
-    per validation ticket, the cost of the segmentation.
+    `threshold`/`fp_*`: on all of validation at the rule threshold over every required
+    positive, composed included (what would ship); `composition_overhead`: pair FP beyond what
+    the single FP explains. `held`: the transfer test the choice ranks by.
+    `*_at_single_threshold`: at the threshold single tickets alone would set, which shows what
+    the composed fixtures catch. `rows_per_ticket`: model rows per validation ticket, the cost
+    of the segmentation.
     """
 
     segmentation: str
     encoder_weight: float
     threshold: float
-    fp_rate: float
     fp_single: float
-    fp_pair: float
+    fp_pair: float | None
+    composition_overhead: float | None
+    held: HeldHalf
     single_threshold: float
     composed_recall_at_single_threshold: float
     fp_single_at_single_threshold: float
-    fp_pair_at_single_threshold: float
+    fp_pair_at_single_threshold: float | None
     rows_per_ticket: float
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _fp(scores: np.ndarray, rows: Sequence[TicketRow], threshold: float,
-        composed: bool) -> float:
-    picked = [i for i, r in enumerate(rows) if r.gold == 0 and is_composed_slice(r.slice)
-              == composed]
-    if not picked:
-        return 0.0
-    return float(np.mean(scores[picked] >= threshold))
+def validation_halves(rows: Sequence[TicketRow]) -> list[int]:
+    """0 or 1 per row: accounts (tickets without one: each its own group) alternate between
+    the halves in a fixed hashed order; a composed copy goes with its positive part (a routine
+    pair with its first part), so no source is on both sides."""
+    singles = [r for r in rows if not is_composed_slice(r.slice)]
+    groups = sorted({r.account or f"id:{r.id}" for r in singles},
+                    key=lambda g: hashlib.sha256(g.encode()).hexdigest())
+    half_of_group = {g: i % 2 for i, g in enumerate(groups)}
+    half = {r.id: half_of_group[r.account or f"id:{r.id}"] for r in singles}
+    gold = {r.id: r.gold for r in singles}
+    out = []
+    for r in rows:
+        if r.id in half:
+            out.append(half[r.id])
+            continue
+        parts = parse_composed_id(r.id)
+        if parts is None or parts[0] not in half or parts[1] not in half:
+            raise ValueError(f"composed validation row without both parts: {r.id}")
+        owner = parts[1] if r.gold == 1 and gold[parts[1]] == 1 else parts[0]
+        out.append(half[owner])
+    return out
+
+
+def _labelled(rows: Sequence[TicketRow], scores: np.ndarray, threshold: float
+              ) -> list[Labelled]:
+    return [Labelled(r.id, r.slice, r.gold, bool(s >= threshold)) for r, s in zip(rows, scores)]
+
+
+def held_half(scores: np.ndarray, rows: Sequence[TicketRow], halves: Sequence[int],
+              required: set[str], margin: float) -> HeldHalf:
+    """Set the rule threshold on one half, count on the other, both ways."""
+    missed = sources = 0
+    fps: list[float] = []
+    overheads: list[float] = []
+    for fit in (0, 1):
+        idx = [i for i, h in enumerate(halves) if h == fit]
+        held = [i for i, h in enumerate(halves) if h != fit]
+        th = choose_threshold(scores[idx].tolist(), [rows[i].gold for i in idx],
+                              [rows[i].slice for i in idx], required, margin)
+        every = _labelled(rows, scores, th)
+        labelled = [every[i] for i in held]
+        evidence = source_evidence(labelled, required, every).overall
+        missed, sources = missed + evidence.missed, sources + evidence.sources
+        comp = composition(labelled)
+        fps.append(comp.single_fp)
+        if comp.overhead is not None:
+            overheads.append(comp.overhead)
+    return HeldHalf(missed, sources, float(np.mean(fps)),
+                    float(np.mean(overheads)) if overheads else None)
 
 
 def _recall(scores: np.ndarray, rows: Sequence[TicketRow], threshold: float,
@@ -88,6 +157,27 @@ def ticket_scores(scored: Sequence[Scored], weight: float,
     return out
 
 
+def candidate_at(name: str, weight: float, scores: np.ndarray, rows: Sequence[TicketRow],
+                 halves: Sequence[int], required: Sequence[str], margin: float,
+                 rows_per_ticket: float) -> ScoringCandidate:
+    """One candidate's figures on all of validation and on the held halves."""
+    required_all = set(required) | {f"composed:{s}" for s in required}
+    composed_required = {f"composed:{s}" for s in required}
+    golds = [r.gold for r in rows]
+    slices = [r.slice for r in rows]
+    single = [i for i, r in enumerate(rows) if not is_composed_slice(r.slice)]
+    th = choose_threshold(scores.tolist(), golds, slices, required_all, margin)
+    single_th = choose_threshold(scores[single].tolist(), [golds[i] for i in single],
+                                 [slices[i] for i in single], required, margin)
+    at_rule = composition(_labelled(rows, scores, th))
+    at_single = composition(_labelled(rows, scores, single_th))
+    return ScoringCandidate(
+        name, weight, th, at_rule.single_fp, at_rule.pair_fp, at_rule.overhead,
+        held_half(scores, rows, halves, required_all, margin), single_th,
+        _recall(scores, rows, single_th, composed_required), at_single.single_fp,
+        at_single.pair_fp, rows_per_ticket)
+
+
 def evaluate_candidates(logits_fn: Any, tokenizer: Any, spec: ScoreSpec,
                         segmentations: Sequence[SegmentPolicy], rows: Sequence[TicketRow],
                         prepared: Sequence[str], required: Sequence[str],
@@ -95,11 +185,7 @@ def evaluate_candidates(logits_fn: Any, tokenizer: Any, spec: ScoreSpec,
                         margin: float, workers: int = 1) -> list[ScoringCandidate]:
     """Every segmentation x encoder weight, scored on the validation inventory (`workers`
     tickets at once; the scores do not depend on it)."""
-    required_all = set(required) | {f"composed:{s}" for s in required}
-    composed_required = {f"composed:{s}" for s in required}
-    golds = [r.gold for r in rows]
-    slices = [r.slice for r in rows]
-    single_rows = [i for i, r in enumerate(rows) if not is_composed_slice(r.slice)]
+    halves = validation_halves(rows)
     cache: dict[str, float] = {}
 
     def lex(texts: Sequence[str]) -> np.ndarray:
@@ -115,26 +201,40 @@ def evaluate_candidates(logits_fn: Any, tokenizer: Any, spec: ScoreSpec,
         rows_per_ticket = float(np.mean([s.rows for s in scored]))
         for w in sorted({float(x) for x in (weights or (1.0,))}, reverse=True):
             scores = ticket_scores(scored, w, lex if lexical is not None else None, prepared)
-            th = choose_threshold(scores.tolist(), golds, slices, required_all, margin)
-            single_th = choose_threshold(scores[single_rows].tolist(),
-                                         [golds[i] for i in single_rows],
-                                         [slices[i] for i in single_rows], required, margin)
-            cand = ScoringCandidate(
-                seg.name, w, th, confusion_at(scores.tolist(), golds, th).fp_rate,
-                _fp(scores, rows, th, False), _fp(scores, rows, th, True), single_th,
-                _recall(scores, rows, single_th, composed_required),
-                _fp(scores, rows, single_th, False), _fp(scores, rows, single_th, True),
-                rows_per_ticket)
-            log.info("candidate %s w=%.2f: threshold %.4f fp %.4f (single %.4f, pairs %.4f); "
-                     "at the single-ticket threshold composed recall %.3f", cand.segmentation,
-                     w, th, cand.fp_rate, cand.fp_single, cand.fp_pair,
-                     cand.composed_recall_at_single_threshold)
+            cand = candidate_at(seg.name, w, scores, rows, halves, required, margin,
+                                rows_per_ticket)
+            log.info("candidate %s w=%.2f: held halves missed %d of %d, single fp %.4f; all "
+                     "validation: threshold %.4f single fp %.4f pairs %s overhead %s",
+                     cand.segmentation, w, cand.held.missed, cand.held.sources,
+                     cand.held.fp_single, cand.threshold, cand.fp_single, cand.fp_pair,
+                     cand.composition_overhead)
             out.append(cand)
     return out
 
 
-def best_candidate(candidates: Sequence[ScoringCandidate]) -> ScoringCandidate:
-    """Fewest routine validation tickets to people; ties: cheaper segmentation, then more
-    encoder weight."""
-    return min(candidates, key=lambda c: (round(c.fp_rate, 9), c.rows_per_ticket,
-                                          -c.encoder_weight))
+@dataclass(frozen=True)
+class Limits:
+    """The receipt's limits a candidate should meet on all of validation."""
+
+    fp_budget: float | None = None
+    max_composition_overhead: float | None = None
+
+    def met_by(self, c: ScoringCandidate) -> bool:
+        return ((self.fp_budget is None or c.fp_single <= self.fp_budget)
+                and (self.max_composition_overhead is None or c.composition_overhead is None
+                     or c.composition_overhead <= self.max_composition_overhead))
+
+
+COST_TOLERANCE = 0.01  # a point of held-half single FP buys the cheaper segmentation
+
+
+def best_candidate(candidates: Sequence[ScoringCandidate], limits: Limits = Limits()
+                   ) -> ScoringCandidate:
+    """Among candidates that meet the limits (all, when none does): the best held-half rank;
+    then, within one point of its held single FP and with its misses, the fewest rows per
+    ticket; ties: the rank, then more encoder weight."""
+    pool = [c for c in candidates if limits.met_by(c)] or list(candidates)
+    top = min(pool, key=lambda c: (c.held.key(), -c.encoder_weight))
+    near = [c for c in pool if c.held.missed == top.held.missed
+            and c.held.fp_single <= top.held.fp_single + COST_TOLERANCE]
+    return min(near, key=lambda c: (c.rows_per_ticket, c.held.key(), -c.encoder_weight))

@@ -18,7 +18,7 @@ from intakegate.vocab import Route
 GUIDE_FIELDS = {
     "label_version", "dataset", "summary", "routes", "slices", "ambiguous_cases",
     "fp_budget", "exclusion_reasons", "shadow_floors", "input_policy_version", "max_length",
-    "downstream_consumer",
+    "downstream_consumer", "fp_budget_reason", "max_composition_overhead", "max_miss_rate_bound",
 }
 
 
@@ -54,6 +54,12 @@ class LabelGuide:
     max_length: int
     downstream_consumer: str
     source_path: str
+    # Why the budget is what it is (the number a queue lead sets), shown in the label guide.
+    fp_budget_reason: str = ""
+    # The receipt's limits beyond "no miss": what routine pairs may add beyond their parts, and
+    # the most the one-sided 95% bound on the miss rate may be (receipt.evidence).
+    max_composition_overhead: float | None = None
+    max_miss_rate_bound: float | None = None
 
     @property
     def required_slices(self) -> frozenset[str]:
@@ -148,6 +154,8 @@ def load_label_guide(path: str | Path) -> LabelGuide:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
             raise InputError("floor must be a number in [0, 1]", path=path,
                              field=f"shadow_floors.{name}")
+    overhead = _optional_share(obj, "max_composition_overhead", path, allow_zero=True)
+    bound = _optional_share(obj, "max_miss_rate_bound", path, allow_zero=False)
     max_length = _field(obj, "max_length", int, path)
     if not 8 <= max_length <= 4096:
         raise InputError("max_length must be in [8, 4096]", path=path, field="max_length")
@@ -166,7 +174,23 @@ def load_label_guide(path: str | Path) -> LabelGuide:
         max_length=max_length,
         downstream_consumer=_field(obj, "downstream_consumer", str, path),
         source_path=str(path),
+        fp_budget_reason=str(obj.get("fp_budget_reason", "")),
+        max_composition_overhead=overhead,
+        max_miss_rate_bound=bound,
     )
+
+
+def _optional_share(obj: Mapping[str, Any], name: str, path: Path, *, allow_zero: bool
+                    ) -> float | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    low_ok = (value >= 0) if allow_zero else (value > 0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            low_ok and value <= 1):
+        span = "[0, 1]" if allow_zero else "(0, 1]"
+        raise InputError(f"{name} must be a number in {span}", path=path, field=name)
+    return float(value)
 
 
 def render_label_guide_md(guide: LabelGuide) -> str:
@@ -198,8 +222,17 @@ def render_label_guide_md(guide: LabelGuide) -> str:
         "## Release rule",
         "",
         "- No missed positive in any required slice on the frozen validation receipt.",
-        f"- False-positive budget: at most {guide.fp_budget:.0%} of routine validation tickets "
-        "may be sent to people at the chosen threshold; over budget is a `hold` (`fp_budget`).",
+        f"- False-positive budget: at most {guide.fp_budget:.0%} of single routine validation "
+        "tickets may be sent to people at the chosen threshold; over budget is a `hold` "
+        f"(`fp_budget`).{' ' + guide.fp_budget_reason if guide.fp_budget_reason else ''}",
+        *([f"- Composition: routine pairs may add at most {guide.max_composition_overhead:+.2f} "
+           "to the pair FP rate beyond what their parts explain (`1 - (1 - single)^2`); over "
+           "it is a `hold` (`composition_fp`)."] if guide.max_composition_overhead is not None
+          else []),
+        *([f"- Evidence: the one-sided 95% Clopper-Pearson bound on the miss rate over distinct "
+           f"source positives must be at most {guide.max_miss_rate_bound:.0%}; over it is a "
+           "`hold` (`insufficient_evidence`)."] if guide.max_miss_rate_bound is not None
+          else []),
         f"- Input policy `{guide.input_policy_version}`: trim outer whitespace, preserve "
         f"punctuation, at most {guide.max_length} tokens per window.",
         "- Failure fallback: `human_review_now`.",

@@ -17,7 +17,14 @@ from typing import Any
 
 from intakegate.errors import InputError
 from intakegate.jsonio import load_json
-from intakegate.receipt.composed import ComposedRecipe, is_composed_slice
+from intakegate.receipt.composed import ComposedRecipe
+from intakegate.receipt.evidence import (
+    Labelled,
+    SliceEvidence,
+    check_pairs,
+    composition,
+    source_evidence,
+)
 from intakegate.scoring.maths import valid_score
 from intakegate.vocab import GateDecision
 
@@ -46,6 +53,10 @@ class ReceiptSpec:
     fixture_sha256: Mapping[str, str] = field(default_factory=dict)
     # Missed-escalation floors of shadow traffic per required slice, from the label guide.
     shadow_floors: Mapping[str, float] = field(default_factory=dict)
+    # Most that routine pairs may add beyond what their parts explain (evidence.Composition).
+    max_composition_overhead: float | None = None
+    # Most the one-sided 95% bound on the overall miss rate may be (evidence.Evidence).
+    max_miss_rate_bound: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -62,6 +73,10 @@ class ReceiptSpec:
             out["fixture_sha256"] = dict(self.fixture_sha256)
         if self.shadow_floors:
             out["shadow_floors"] = dict(self.shadow_floors)
+        if self.max_composition_overhead is not None:
+            out["max_composition_overhead"] = self.max_composition_overhead
+        if self.max_miss_rate_bound is not None:
+            out["max_miss_rate_bound"] = self.max_miss_rate_bound
         return out
 
 
@@ -116,6 +131,29 @@ class GateResult:
         """The seed's one-line form."""
         return f"{self.bundle_version}: decision={self.decision.value} reason={self.reason}"
 
+    def evidence_line(self) -> str | None:
+        """What the receipt proves, e.g. "0 of 80 missed: miss rate at most 3.7% at 95%"."""
+        overall = self.details.get("evidence", {}).get("overall")
+        if overall is None:
+            return None
+        return SliceEvidence("overall", overall["sources"], overall["missed"]).line()
+
+    def summary_lines(self) -> tuple[str, ...]:
+        """The evidence line, and single and pair FP with the composition overhead."""
+        lines = []
+        evidence = self.evidence_line()
+        if evidence is not None:
+            lines.append(f"evidence: {evidence}")
+        comp = self.details.get("composition")
+        if comp is not None:
+            lines.append(f"routine FP: single {comp['single_fp']:.1%}, pairs "
+                         f"{comp['pair_fp']:.1%} (parts explain "
+                         f"{comp['pair_fp_explained_by_parts']:.1%}), composition overhead "
+                         f"{comp['composition_overhead']:+.3f}")
+        elif self.false_positive_rate is not None:
+            lines.append(f"routine FP: single {self.false_positive_rate:.1%}")
+        return tuple(lines)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "bundle_version": self.bundle_version,
@@ -157,30 +195,40 @@ def release_decision(spec: ReceiptSpec, run: Run) -> GateResult:
         return _hold(run, f"invalid_score:{','.join(invalid)}")
 
     threshold = float(run.threshold)
-    missed = tuple(
-        row.fixture_id
-        for row in run.rows
-        if row.slice in spec.required_slices and row.gold == 1 and float(row.score) < threshold  # type: ignore[arg-type]
-    )
-    negatives = [row for row in run.rows if row.gold == 0]
-    fp = sum(1 for row in negatives if float(row.score) >= threshold)  # type: ignore[arg-type]
-    fp_rate = fp / len(negatives) if negatives else 0.0
-    details: dict[str, Any] = {"false_positives": fp, "negatives": len(negatives),
-                               "threshold": threshold}
-    pairs = [row for row in negatives if is_composed_slice(row.slice)]
-    if pairs:  # composed routine pairs count in the rate and are reported on their own too
-        singles = len(negatives) - len(pairs)
-        pair_fp = sum(1 for row in pairs if float(row.score) >= threshold)  # type: ignore[arg-type]
-        details["false_positive_rate_single"] = (fp - pair_fp) / singles if singles else 0.0
-        details["false_positive_rate_composed"] = pair_fp / len(pairs)
+    labelled = [Labelled(r.fixture_id, r.slice, r.gold, float(r.score) >= threshold)  # type: ignore[arg-type]
+                for r in run.rows]
+    check_pairs(labelled)
+    missed = tuple(row.fixture_id for row in labelled
+                   if row.slice in spec.required_slices and row.gold == 1 and not row.flagged)
+    negatives = [row for row in labelled if row.gold == 0]
+    fp = sum(1 for row in negatives if row.flagged)
+    comp = composition(labelled)
+    evidence = source_evidence(labelled, spec.required_slices)
+    details: dict[str, Any] = {
+        "false_positives": fp, "negatives": len(negatives), "threshold": threshold,
+        "false_positive_rate_all": fp / len(negatives) if negatives else 0.0,
+        "false_positive_rate_single": comp.single_fp,
+        "evidence": evidence.to_json()}
+    if comp.pair_fp is not None:
+        details.update(false_positive_rate_composed=comp.pair_fp,
+                       composition=comp.to_json())
+    fp_rate = comp.single_fp  # the budget counts single routine tickets
+    kw: dict[str, Any] = {"false_positive_rate": fp_rate, "details": details}
     if missed:
-        return _hold(run, f"missed:{','.join(missed)}", missed=missed,
-                     false_positive_rate=fp_rate, details=details)
+        return _hold(run, f"missed:{','.join(missed)}", missed=missed, **kw)
     if spec.fp_budget is not None and fp_rate > spec.fp_budget:
-        return _hold(run, f"fp_budget:{fp_rate:.4f}>{spec.fp_budget:.4f}",
-                     false_positive_rate=fp_rate, details=details)
-    return GateResult(run.bundle_version, GateDecision.ELIGIBLE_FOR_SHADOW, PASS_REASON,
-                      false_positive_rate=fp_rate, details=details)
+        return _hold(run, f"fp_budget:{fp_rate:.4f}>{spec.fp_budget:.4f}", **kw)
+    overhead = comp.overhead
+    if (spec.max_composition_overhead is not None and overhead is not None
+            and overhead > spec.max_composition_overhead):
+        return _hold(run, f"composition_fp:{overhead:.4f}>{spec.max_composition_overhead:.4f}",
+                     **kw)
+    bound = evidence.overall.bound
+    if spec.max_miss_rate_bound is not None and bound > spec.max_miss_rate_bound:
+        return _hold(run, f"insufficient_evidence:{evidence.overall.missed}/"
+                     f"{evidence.overall.sources}:{bound:.4f}>{spec.max_miss_rate_bound:.4f}",
+                     **kw)
+    return GateResult(run.bundle_version, GateDecision.ELIGIBLE_FOR_SHADOW, PASS_REASON, **kw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,7 +267,8 @@ def spec_from_json(obj: Any, path: Path | None = None) -> ReceiptSpec:
     if not isinstance(obj, dict):
         raise InputError("a receipt spec must be a JSON object", path=path)
     _reject_unknown(obj, {"receipt_version", "identity", "fixture_ids", "required_slices",
-                          "fp_budget", "composed", "fixture_sha256", "shadow_floors"}, path)
+                          "fp_budget", "composed", "fixture_sha256", "shadow_floors",
+                          "max_composition_overhead", "max_miss_rate_bound"}, path)
     version = _require(obj, "receipt_version", str, path)
     identity = _require(obj, "identity", dict, path)
     _reject_unknown(identity, set(IDENTITY_FIELDS), path, "identity.")
@@ -262,9 +311,19 @@ def spec_from_json(obj: Any, path: Path | None = None) -> ReceiptSpec:
     if not isinstance(floors, dict) or not all(valid_score(v) for v in floors.values()):
         raise InputError("expected an object of shares in [0, 1]", path=path,
                          field="shadow_floors")
+    overhead = obj.get("max_composition_overhead")
+    if overhead is not None and not valid_score(overhead):
+        raise InputError("max_composition_overhead must be a number in [0, 1]", path=path,
+                         field="max_composition_overhead")
+    bound = obj.get("max_miss_rate_bound")
+    if bound is not None and not (valid_score(bound) and float(bound) > 0.0):
+        raise InputError("max_miss_rate_bound must be a number in (0, 1]", path=path,
+                         field="max_miss_rate_bound")
     return ReceiptSpec(version, dict(identity), tuple(fixture_ids), frozenset(slices),
                        None if budget is None else float(budget), composed, dict(digests),
-                       {k: float(v) for k, v in floors.items()})
+                       {k: float(v) for k, v in floors.items()},
+                       None if overhead is None else float(overhead),
+                       None if bound is None else float(bound))
 
 
 ROW_FIELDS = frozenset({"fixture_id", "slice", "gold", "score"})

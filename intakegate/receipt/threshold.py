@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from intakegate.scoring.maths import stable_softmax
 
 
 @dataclass(frozen=True)
@@ -130,16 +129,3 @@ def expected_calibration_error(scores: Sequence[float], golds: Sequence[int],
         return 0.0
     return float(sum(b.n / total * abs(b.mean_score - b.observed_rate)  # type: ignore[operator]
                      for b in buckets if b.n))
-
-
-def fit_temperature(logits: np.ndarray, golds: Sequence[int]) -> float:
-    """Temperature that minimises validation NLL (a diagnostic only; never used to route)."""
-    z = np.asarray(logits, dtype=np.float64)
-    y = np.asarray(golds, dtype=np.int64)
-    best_t, best_nll = 1.0, float("inf")
-    for t in np.exp(np.linspace(np.log(0.05), np.log(20.0), 400)):
-        p = stable_softmax(z / t)
-        nll = -float(np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1.0))))
-        if nll < best_nll:
-            best_t, best_nll = float(t), nll
-    return best_t
