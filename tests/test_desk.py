@@ -22,7 +22,7 @@ pytest.importorskip("PySide6.QtWidgets")
 from intakegate_desk.export import export_jsonl  # noqa: E402
 from intakegate_desk.highlight import segment_span  # noqa: E402
 from intakegate_desk.queue import Filter, count  # noqa: E402
-from intakegate_desk.session import Routed, Session, guard  # noqa: E402
+from intakegate_desk.session import Routed, Session, guard, shown_path  # noqa: E402
 from intakegate_desk.tickets import Ticket, load_folder, load_path, parse_jsonl  # noqa: E402
 
 from intakegate.routing import Reason  # noqa: E402
@@ -259,3 +259,17 @@ def test_screenshot_mode_writes_a_png_and_exits(onnx_bundle: Path, tmp_path: Pat
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     assert bad.stderr.startswith("error: --size") and "Traceback" not in bad.stderr
+
+
+def test_the_status_bar_shows_a_bundle_path_without_the_machine_layout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Screenshots and shared screens show `bundles/<dataset>/<version>`, not /tmp/... or
+    /home/<user>/...: relative to the working folder, else under `~`."""
+    bundle = tmp_path / "work" / "bundles" / "refund-intake" / "v5"
+    bundle.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "work")
+    assert shown_path(str(bundle)) == "bundles/refund-intake/v5"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir("/")
+    assert shown_path(str(bundle)) == "~/work/bundles/refund-intake/v5"
+    assert shown_path(None) == "-"

@@ -24,6 +24,21 @@ from intakegate_desk.tickets import Ticket
 NO_BUNDLE = "no_bundle: no bundle is open (File > Open bundle, or --bundle)"
 
 
+def shown_path(path: str | None) -> str:
+    """`path` without the machine's layout where a shorter form says the same."""
+    if not path:
+        return "-"
+    resolved = Path(path).resolve()
+    for base, prefix in ((Path.cwd().resolve(), ""), (Path.home().resolve(), "~/")):
+        if base == Path(base.anchor):  # relative to the filesystem root says nothing shorter
+            continue
+        try:
+            return prefix + str(resolved.relative_to(base))
+        except ValueError:
+            continue
+    return str(path)
+
+
 @dataclass(frozen=True)
 class BundleInfo:
     """What the status bar shows, always: provenance when ready, the reason when not."""
@@ -43,6 +58,12 @@ class BundleInfo:
     @property
     def fail_closed(self) -> bool:
         return not self.ready
+
+    @property
+    def shown_source(self) -> str:
+        """The bundle folder as a person reads it: relative to the working folder when inside
+        it, under `~` when inside the home folder, else as given."""
+        return shown_path(self.source)
 
     def headline(self) -> str:
         if self.ready:

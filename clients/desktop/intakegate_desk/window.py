@@ -261,7 +261,7 @@ class BundleBar(QFrame):
         counts = ", ".join(f"{k} {v}" for k, v in sorted(info.decisions.items())) or "none yet"
         if info.ready:
             self.health.setText(f"ready  ·  self-test {info.selftest or '-'}  ·  decisions this "
-                                f"session: {counts}  ·  source {info.source}")
+                                f"session: {counts}  ·  source {info.shown_source}")
             self.setStyleSheet("#bundlebar { background: #eff6ff; border: 1px solid #93c5fd; }")
         else:
             self.health.setText(f"not ready  ·  every decision: human_review_now / "
