@@ -6,7 +6,11 @@ from collections import Counter
 from pathlib import Path
 
 from intakegate.contract.dataset import Dataset, data_root
-from intakegate.contract.split import SplitResult
+from intakegate.contract.shapes import SHAPES, shape_applies
+from intakegate.contract.split import SPLITS, SplitResult
+
+# A (slice, shape) cell with fewer rows than this is listed as still missing on the card.
+MIN_CELL_ROWS = 10
 
 
 def shown_path(where: str) -> str:
@@ -60,6 +64,8 @@ def render_data_card(dataset: Dataset, split: SplitResult) -> str:
     if tags:
         lines += ["", "## Hard-case tags", "", "| Tag | Rows |", "|---|---|"]
         lines += [f"| `{t}` | {n} |" for t, n in sorted(tags.items())]
+    if any(row.shape is not None for row in dataset.rows):
+        lines += shape_section(dataset, split)
     lines += ["", "## Excluded rows", ""]
     if dataset.excluded:
         lines += ["| Id | Reason | Text | Where |", "|---|---|---|---|"]
@@ -82,7 +88,65 @@ def render_data_card(dataset: Dataset, split: SplitResult) -> str:
         + ("not applicable (written for teaching)." if dataset.hypothetical else
            "see the source's licence and attribution beside the data."),
         "- Labelling: one label per row; no disagreement rate was measured.",
-        "- Coverage: English only; no attachments, no multi-message threads.",
+        ("- Coverage: English only (non-native English included); no attachments; a thread only "
+         "as one reply above one quoted message (`quoted_reply`)."
+         if any(row.shape is not None for row in dataset.rows) else
+         "- Coverage: English only; no attachments, no multi-message threads."),
         "",
     ]
     return "\n".join(lines)
+
+
+def shape_section(dataset: Dataset, split: SplitResult) -> list[str]:
+    """Counts per slice x shape (total and per split) and the cells that are still thin.
+
+    A cell applies when its shape fits the slice's route (angry_routine and trap_words are for
+    routine slices, indirect for human_review_now slices); an applicable cell is still missing
+    when it has fewer than MIN_CELL_ROWS rows or none in some split."""
+    guide = dataset.guide
+    count: Counter[tuple[str, str | None]] = Counter()
+    per_split: Counter[tuple[str, str | None, str]] = Counter()
+    for row in dataset.rows:
+        count[row.slice, row.shape] += 1
+        per_split[row.slice, row.shape, split.assignment[row.id].value] += 1
+    untagged = any(shape is None for _, shape in count)
+    columns: list[str | None] = [*SHAPES, *([None] if untagged else [])]
+    names = [s.value for s in SPLITS]
+    lines = ["", "## Rows per slice and shape", "",
+             (f"Each cell: all rows ({'/'.join(names)}); `-`: the shape does not apply to the "
+              "slice's route."), "",
+             "| Slice | " + " | ".join(f"`{c}`" if c else "untagged" for c in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    missing: list[str] = []
+    for name in guide.slices:
+        route = guide.route_of(name)
+        cells = []
+        for shape in columns:
+            n = count[name, shape]
+            if shape is not None and not shape_applies(shape, route) and n == 0:
+                cells.append("-")
+                continue
+            parts = [per_split[name, shape, s] for s in names]
+            cells.append(f"{n} ({'/'.join(map(str, parts))})")
+            if shape is None:
+                continue
+            absent = [s for s, k in zip(names, parts) if k == 0]
+            if n < MIN_CELL_ROWS or absent:
+                why = [f"{n} rows"] if n < MIN_CELL_ROWS else []
+                why += [f"none in {s}" for s in absent]
+                missing.append(f"- `{name}` x `{shape}`: {', '.join(why)}")
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    totals = [sum(n for (_, shape), n in count.items() if shape == c) for c in columns]
+    lines.append("| **all** | " + " | ".join(map(str, totals)) + " |")
+    tagged: Counter[tuple[str, str]] = Counter(
+        (tag, split.assignment[row.id].value)
+        for row in dataset.rows if row.shape is not None for tag in row.tags)
+    if tagged:
+        lines += ["", "Tags on shaped rows per split (where the risk sits, how many requests):",
+                  "", "| Tag | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for tag in sorted({t for t, _ in tagged}):
+            lines.append(f"| `{tag}` | " + " | ".join(str(tagged[tag, s]) for s in names) + " |")
+    lines += ["", (f"Still missing (applicable cells with fewer than {MIN_CELL_ROWS} rows, or "
+                   "none in a split):"), ""]
+    lines += missing or ["- Nothing: every applicable cell has enough rows in every split."]
+    return lines

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from intakegate.contract.label_guide import LabelGuide, load_label_guide
+from intakegate.contract.shapes import SHAPE_ROUTE, SHAPES
 from intakegate.errors import InputError
 from intakegate.jsonio import load_json, loads_strict
 from intakegate.vocab import Route
 
 ROW_REQUIRED = ("id", "text", "gold_route", "slice")
-ROW_OPTIONAL = ("account", "month", "tags", "excluded_reason", "source_split")
+ROW_OPTIONAL = ("account", "month", "tags", "excluded_reason", "source_split", "shape")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class TicketRow:
     tags: tuple[str, ...] = ()
     source_split: str | None = None
     origin: str = ""
+    # How the ticket is written (intakegate.contract.shapes.SHAPES); None: untagged.
+    shape: str | None = None
 
     @property
     def gold(self) -> int:
@@ -46,6 +49,8 @@ class TicketRow:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "text": self.text,
                                "gold_route": self.gold_route.value, "slice": self.slice}
+        if self.shape is not None:
+            out["shape"] = self.shape
         if self.account is not None:
             out["account"] = self.account
         if self.month is not None:
@@ -125,6 +130,10 @@ def parse_row(obj: Any, guide: LabelGuide, *, path: str, line: int) -> TicketRow
     if not row_id:
         raise InputError("empty id", path=path, line=line, field="id")
     text = obj["text"]
+    shape = obj.get("shape")
+    if shape is not None and shape not in SHAPES:
+        raise InputError(f"row {row_id!r}: unknown shape {shape!r}; allowed: {list(SHAPES)}",
+                         path=path, line=line, field="shape")
     excluded_reason = obj.get("excluded_reason")
     if excluded_reason is not None:
         if excluded_reason not in guide.exclusion_reasons:
@@ -159,8 +168,12 @@ def parse_row(obj: Any, guide: LabelGuide, *, path: str, line: int) -> TicketRow
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise InputError("tags must be a list of strings", path=path, line=line, field="tags")
     source_split = obj.get("source_split")
+    if shape in SHAPE_ROUTE and SHAPE_ROUTE[shape] is not route:
+        raise InputError(f"row {row_id!r}: shape {shape!r} applies only to "
+                         f"{SHAPE_ROUTE[shape].value} rows, but the row says {route.value}",
+                         path=path, line=line, field="shape")
     return TicketRow(row_id, text, route, slice_name, account, month, tuple(tags), source_split,
-                     f"{path}:{line}")
+                     f"{path}:{line}", shape)
 
 
 def check_unique(rows: Iterable[TicketRow | ExcludedRow]) -> None:
@@ -301,6 +314,37 @@ def shipped_datasets() -> list[str]:
     return sorted(p.parent.name for p in data_root().glob("*/dataset.json"))
 
 
+def shipped_versions(name: str) -> dict[str, Path]:
+    """A shipped dataset's versions by short name (`v1`, `v2`, ...) -> their dataset.json.
+
+    The default version lives at data/<name>/dataset.json; a newer one that is not the default
+    yet lives at data/<name>/<version>/dataset.json. The short name of the default is the tail
+    of its `dataset_version` (`refund-intake-v1` -> `v1`)."""
+    folder = data_root() / name
+    out: dict[str, Path] = {}
+    default = folder / "dataset.json"
+    if default.exists():
+        version = str(load_json(default).get("dataset_version", ""))
+        if version.startswith(f"{name}-"):
+            out[version[len(name) + 1:]] = default
+    for config in sorted(folder.glob("*/dataset.json")):
+        out.setdefault(config.parent.name, config)
+    return out
+
+
+def shipped_version_config(spec: str) -> Path:
+    """`name@version` (e.g. `refund-intake@v2`) -> that shipped version's dataset.json."""
+    name, _, version = spec.partition("@")
+    if name not in shipped_datasets():
+        raise InputError(f"no shipped dataset {name!r}; shipped: {shipped_datasets()}",
+                         path=spec)
+    versions = shipped_versions(name)
+    if version not in versions:
+        raise InputError(f"no version {version!r} of {name}; shipped versions: "
+                         f"{sorted(versions)}", path=spec)
+    return versions[version]
+
+
 def content_sha256(rows: Iterable[TicketRow]) -> str:
     digest = hashlib.sha256()
     for row in rows:
@@ -318,10 +362,13 @@ def _check_required_have_rows(rows: Sequence[TicketRow], guide: LabelGuide, wher
 
 def load_dataset(name_or_path: str | Path, *, label_guide: str | Path | None = None,
                  adjudication: str | Path | None = None) -> Dataset:
-    """Load a shipped dataset by name, a dataset.json config, or a JSONL file plus a guide."""
+    """Load a shipped dataset by name (its default version), `name@version` (a shipped version,
+    e.g. `refund-intake@v2`), a dataset.json config, or a JSONL file plus a guide."""
     spec = str(name_or_path)
     if spec in shipped_datasets():
         config_path = data_root() / spec / "dataset.json"
+    elif "@" in spec and not Path(spec).exists():
+        config_path = shipped_version_config(spec)
     else:
         config_path = Path(spec)
     if config_path.suffix == ".jsonl":
