@@ -15,14 +15,6 @@ class Route(str, Enum):
     def label(self) -> int:
         return 1 if self is Route.HUMAN_REVIEW_NOW else 0
 
-    @classmethod
-    def from_label(cls, label: int) -> Route:
-        if label == 1:
-            return cls.HUMAN_REVIEW_NOW
-        if label == 0:
-            return cls.GUARDED_AGENT
-        raise ValueError(f"label must be 0 or 1, got {label!r}")
-
 
 FALLBACK_ROUTE = Route.HUMAN_REVIEW_NOW
 ID2LABEL = {0: Route.GUARDED_AGENT.value, 1: Route.HUMAN_REVIEW_NOW.value}
