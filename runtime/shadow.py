@@ -24,7 +24,7 @@ from typing import Any
 
 from intakegate.errors import InputError
 from intakegate.jsonio import loads_strict
-from intakegate.receipt.composed import is_composed_slice
+from intakegate.receipt.shapes import is_single_slice
 from intakegate.runtime.decision import Decision
 from intakegate.vocab import Route
 
@@ -63,7 +63,7 @@ def bundle_floors(verified: Any) -> tuple[dict[str, float], str]:
     except Exception as exc:  # noqa: BLE001 - an unreadable receipt: the default floor applies
         log.warning("shadow: cannot read the receipt's floors: %s", exc)
         return {}, "default:100%"
-    required = sorted(s for s in spec.required_slices if not is_composed_slice(s))
+    required = sorted(s for s in spec.required_slices if is_single_slice(s))
     floors = dict(spec.shadow_floors)
     source = f"receipt:{verified.manifest.receipt}" if floors else "default:100%"
     for name in required:

@@ -93,6 +93,10 @@ def train_command(
         help="Composed fixtures and train rows: intakegate-composed-v1 (space, line break, no "
              "punctuation) or intakegate-composed-v2 (those and chat: lowercase, no "
              "punctuation). Default: the dataset recipe, else v1.")] = None,
+    shape_generator: Annotated[Optional[str], typer.Option(
+        help="Shape fixtures in the receipt and the test report: intakegate-shapes-v1 (chat, "
+             "e-mail, quoted thread of every validation ticket; positive copies required), or "
+             "'none'. Default: the dataset recipe, else none.")] = None,
     bundles_dir: BundlesDirOpt = None,
     reports_dir: Annotated[Path, typer.Option(
         help="Where the bundle's report copies go: REPORTS_DIR/<dataset>/bundles/<version>/.")
@@ -113,7 +117,9 @@ def train_command(
                  "class_weighting": class_weighting, "seed": seed, "device": device,
                  "teacher": str(teacher) if teacher else None,
                  "distill_weight": distill_weight, "distill_temperature": distill_temperature,
-                 "composed_generator": composed_generator}
+                 "composed_generator": composed_generator,
+                 "shape_generator": None if shape_generator is None else
+                 ("" if shape_generator.strip().lower() == "none" else shape_generator)}
     if student_layers is not None:
         try:
             overrides["student_layers"] = tuple(int(i) for i in student_layers.split(","))

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from intakegate.receipt.composed import GENERATOR, GENERATOR_JOINERS
+from intakegate.receipt.shapes import SHAPE_GENERATORS
 
 OBJECTIVES = ("binary", "intents")
 
@@ -46,6 +47,10 @@ class TrainConfig:
     # The composed-fixture generator of the receipt and of composed train rows
     # (intakegate.receipt.composed.GENERATOR_JOINERS): v2 adds the chat join.
     composed_generator: str = GENERATOR
+    # Shape fixtures in the receipt and the test report (intakegate.receipt.shapes): "" for none,
+    # or a generator version; `shape_composed_share` of the composed fixtures get a chat copy.
+    shape_generator: str = ""
+    shape_composed_share: float = 1.0
     augment_segmentation: str = "sent2+win8/4"
     # Distillation: `teacher` is a bundle whose torch-fp32 logits on every training row are soft
     # targets (loss: (1 - distill_weight) * cross-entropy + distill_weight * T^2 * KL at
@@ -79,6 +84,11 @@ class TrainConfig:
         if self.composed_generator not in GENERATOR_JOINERS:
             raise ValueError(f"composed_generator must be one of {sorted(GENERATOR_JOINERS)}, "
                              f"got {self.composed_generator!r}")
+        if self.shape_generator and self.shape_generator not in SHAPE_GENERATORS:
+            raise ValueError(f"shape_generator must be one of {sorted(SHAPE_GENERATORS)} or "
+                             f"empty, got {self.shape_generator!r}")
+        if not 0.0 <= self.shape_composed_share <= 1.0:
+            raise ValueError("shape_composed_share must be in [0, 1]")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.class_weighting not in ("none", "balanced"):

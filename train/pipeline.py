@@ -62,6 +62,14 @@ from intakegate.receipt.evaluation import build_run, lowest_required_positives, 
 from intakegate.receipt.fixtures import EvalRows, fixtures_jsonl
 from intakegate.receipt.gate import GateResult, ReceiptSpec, Run, release_decision
 from intakegate.receipt.golden import pick_golden_ids, set_golden_block
+from intakegate.receipt.shapes import (
+    SHAPE_PREFIX,
+    ShapeRecipe,
+    is_single_slice,
+    required_shape_slices,
+    shape_fixtures,
+    shape_kind,
+)
 from intakegate.receipt.threshold import choose_threshold
 from intakegate.scoring.encoding import (
     InputPolicy,
@@ -159,6 +167,7 @@ class _Setup:
     final_dir: Path
     required: list[str]
     recipe: ComposedRecipe
+    shapes: ShapeRecipe | None
     train_rows: list[TicketRow]
     val_rows: list[TicketRow]
     val_all: list[TicketRow]  # single validation tickets, then the composed ones
@@ -167,7 +176,8 @@ class _Setup:
 
     @property
     def required_all(self) -> list[str]:
-        return [*self.required, *(f"{PREFIX}{s}" for s in self.required)]
+        shaped = [] if self.shapes is None else required_shape_slices(self.required, self.shapes)
+        return [*self.required, *(f"{PREFIX}{s}" for s in self.required), *shaped]
 
     @property
     def limits(self) -> Limits:
@@ -256,12 +266,21 @@ def _set_up(dataset_spec: str, label_guide: str | None, adjudication: str | None
     (staging / DOCS_DIR).mkdir(parents=True)
     required = sorted(guide.required_slices)
     recipe = ComposedRecipe(generator=cfg.composed_generator, seed=cfg.seed)
+    shapes = (ShapeRecipe(cfg.shape_generator, cfg.seed, cfg.shape_composed_share)
+              if cfg.shape_generator else None)
     val_rows = split.rows(dataset, Split.VALIDATION)
     id2label, positive = label_space(dataset, cfg.objective)
     return _Setup(dataset, split, cfg, InputPolicy(max_length=guide.max_length), version,
-                  staging, final_dir, required, recipe, split.rows(dataset, Split.TRAIN),
-                  val_rows, [*val_rows, *composed_fixtures(val_rows, required, recipe)],
-                  id2label, positive)
+                  staging, final_dir, required, recipe, shapes,
+                  split.rows(dataset, Split.TRAIN), val_rows,
+                  receipt_rows(val_rows, required, recipe, shapes), id2label, positive)
+
+
+def receipt_rows(rows: list[TicketRow], required: list[str], recipe: ComposedRecipe,
+                 shapes: ShapeRecipe | None) -> list[TicketRow]:
+    """One split's fixtures: its single tickets, the composed ones, then the shape copies."""
+    composed = [*rows, *composed_fixtures(rows, required, recipe)]
+    return composed if shapes is None else [*composed, *shape_fixtures(composed, shapes)]
 
 
 def _fit_and_choose(setup: _Setup) -> _Chosen:
@@ -352,7 +371,8 @@ def _score_and_gate(setup: _Setup, chosen: _Chosen) -> _Receipt:
                                 setup.required_all, guide.fp_budget, setup.recipe,
                                 {s: guide.shadow_floors.get(s, 1.0) for s in setup.required}),
                    max_composition_overhead=guide.max_composition_overhead,
-                   max_miss_rate_bound=guide.max_miss_rate_bound)
+                   max_miss_rate_bound=guide.max_miss_rate_bound, shapes=setup.shapes,
+                   max_shape_overhead=guide.max_shape_overhead if setup.shapes else None)
     run = build_run(setup.version, identity, threshold, setup.val_all, vs)
     gate = release_decision(spec, run)
     log.info("gate: %s", gate.line())
@@ -643,12 +663,13 @@ def _test_report(setup: _Setup, chosen: _Chosen, receipt: _Receipt, base: dict[s
     dataset, split, required = setup.dataset, setup.split, setup.required
     cand, threshold, spec = chosen.candidate, receipt.threshold, receipt.score_spec
     test_rows = split.rows(dataset, Split.TEST)
-    composed_rows = composed_fixtures(test_rows, required, setup.recipe)
+    all_rows = receipt_rows(test_rows, required, setup.recipe, setup.shapes)
+    n = len(test_rows)
+    composed_rows = [r for r in all_rows[n:] if is_composed_slice(r.slice)]
+    m = n + len(composed_rows)  # then the shape copies, if any
     composed_required = [f"{PREFIX}{s}" for s in required]
-    all_rows = [*test_rows, *composed_rows]
     scored = _scored(cand.logits_fn, cand.tokenizer, all_rows, spec, "test")
     ts = [float(s.score) for s in scored]  # type: ignore[arg-type]
-    n = len(test_rows)
     tried = {(c.segmentation, c.encoder_weight): c for c in cand.tried}
     best = cand.best
     variants: dict[str, tuple[list[float], float | None]] = {"shipped": (ts, threshold)}
@@ -665,14 +686,15 @@ def _test_report(setup: _Setup, chosen: _Chosen, receipt: _Receipt, base: dict[s
         components[name] = {
             "threshold": th,
             "single": reports.figures(test_rows, scores[:n], th, required),
-            "composed": reports.figures(composed_rows, scores[n:], th, composed_required),
+            "composed": reports.figures(composed_rows, scores[n:m], th, composed_required),
+            "shape_copies": _shape_figures(all_rows[m:], scores[m:], th, required, setup),
             **reports.evidence_figures(all_rows, scores, th, setup.required_all)}
     enc_fig = components["shipped"]["single"]
     base_figs = {name: reports.figures(test_rows, s[Split.TEST].tolist(),
                                        base_val[name]["chosen_threshold"], required)
                  for name, s in base.items()}
     val_single = [(r, s) for r, s in zip(setup.val_all, receipt.scores)
-                  if not is_composed_slice(r.slice)]
+                  if is_single_slice(r.slice)]
     cal = reports.calibration([s for _, s in val_single], [r.gold for r, _ in val_single],
                               ts[:n], [r.gold for r in test_rows])
     return {
@@ -681,6 +703,8 @@ def _test_report(setup: _Setup, chosen: _Chosen, receipt: _Receipt, base: dict[s
         "composed": components["shipped"]["composed"],
         "evidence": components["shipped"]["evidence"],
         "composition": components["shipped"]["composition"],
+        "shapes": components["shipped"]["shapes"],
+        "shape_copies": components["shipped"]["shape_copies"],
         "composed_fixtures": {"recipe": setup.recipe.to_json(), "rows": len(composed_rows)},
         "segmentation": best.segmentation, "rows_per_ticket": float(np.mean(
             [s.rows for s in scored[:n]])), "baselines": base_figs,
@@ -691,6 +715,19 @@ def _test_report(setup: _Setup, chosen: _Chosen, receipt: _Receipt, base: dict[s
         "calibration": cal,
         "baseline_verdict": reports.baseline_verdict(enc_fig, base_figs, base_val),
     }
+
+
+def _shape_figures(rows: Sequence[TicketRow], scores: Sequence[float], threshold: float,
+                   required: list[str], setup: _Setup) -> dict[str, Any]:
+    """Per shape kind, the figures of its copies (required: `shape:<kind>:<slice>`)."""
+    if setup.shapes is None:
+        return {}
+    out = {}
+    for kind in setup.shapes.kinds:
+        picked = [(r, s) for r, s in zip(rows, scores) if shape_kind(r.slice) == kind]
+        out[kind] = reports.figures([r for r, _ in picked], [s for _, s in picked], threshold,
+                                    [f"{SHAPE_PREFIX}{kind}:{s}" for s in required])
+    return out
 
 
 def _missed_rows(rows: Sequence[TicketRow], scores: Sequence[float], scored: Sequence[Scored],

@@ -16,7 +16,7 @@ import numpy as np
 from intakegate.contract.dataset import Dataset, TicketRow
 from intakegate.extras import require
 from intakegate.receipt.evaluation import evaluate_at
-from intakegate.receipt.evidence import Labelled, composition, source_evidence
+from intakegate.receipt.evidence import Labelled, composition, shape_costs, source_evidence
 from intakegate.receipt.threshold import (
     calibration_buckets,
     confusion_at,
@@ -102,7 +102,8 @@ def evidence_figures(rows: Sequence[TicketRow], scores: Sequence[float], thresho
     evidence = source_evidence(labelled, set(required))
     comp = composition(labelled)
     return {"evidence": {**evidence.to_json(), "line": evidence.overall.line()},
-            "composition": comp.to_json()}
+            "composition": comp.to_json(),
+            "shapes": {c.kind: c.to_json() for c in shape_costs(labelled)}}
 
 
 def logit_of(scores: Sequence[float]) -> np.ndarray:
@@ -230,6 +231,12 @@ def _evidence_lines(report: Mapping[str, Any]) -> list[str]:
                       f"{comp['pair_fp']:.1%}; their parts explain "
                       f"{comp['pair_fp_explained_by_parts']:.1%}: composition overhead "
                       f"{comp['composition_overhead']:+.3f}."]
+    for kind, cost in (report.get("shapes") or {}).items():
+        fig = (report.get("shape_copies") or {}).get(kind) or {}
+        lines.append(f"- Shape `{kind}`: routine copies to people {cost['fp']:.1%} against "
+                     f"{cost['single_fp']:.1%} for the tickets they wrap (overhead "
+                     f"{cost['shape_overhead']:+.3f}); required copies missed "
+                     f"{fig.get('required_missed', '-')}/{fig.get('required_positives', '-')}.")
     lines.append(f"- Model rows per ticket (segment cost): {report['rows_per_ticket']:.2f}.")
     return lines
 

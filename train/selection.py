@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from intakegate.contract.dataset import TicketRow
-from intakegate.receipt.composed import is_composed_slice, parse_composed_id
+from intakegate.receipt.composed import parse_composed_id
 from intakegate.receipt.evidence import Labelled, composition, source_evidence
+from intakegate.receipt.shapes import is_single_slice, parse_shape_id
 from intakegate.receipt.threshold import choose_threshold
 from intakegate.scoring.lexical import LexicalModel, blend_scores
 from intakegate.scoring.segments import SegmentPolicy
@@ -85,24 +86,30 @@ class ScoringCandidate:
 def validation_halves(rows: Sequence[TicketRow]) -> list[int]:
     """0 or 1 per row: accounts (tickets without one: each its own group) alternate between
     the halves in a fixed hashed order; a composed copy goes with its positive part (a routine
-    pair with its first part), so no source is on both sides."""
-    singles = [r for r in rows if not is_composed_slice(r.slice)]
+    pair with its first part) and a shape copy with its source, so no source is on both
+    sides."""
+    singles = [r for r in rows if is_single_slice(r.slice)]
     groups = sorted({r.account or f"id:{r.id}" for r in singles},
                     key=lambda g: hashlib.sha256(g.encode()).hexdigest())
     half_of_group = {g: i % 2 for i, g in enumerate(groups)}
     half = {r.id: half_of_group[r.account or f"id:{r.id}"] for r in singles}
     gold = {r.id: r.gold for r in singles}
-    out = []
-    for r in rows:
-        if r.id in half:
-            out.append(half[r.id])
-            continue
+    for r in rows:  # composed rows, then (below) shape copies, whose source may be composed
         parts = parse_composed_id(r.id)
-        if parts is None or parts[0] not in half or parts[1] not in half:
-            raise ValueError(f"composed validation row without both parts: {r.id}")
-        owner = parts[1] if r.gold == 1 and gold[parts[1]] == 1 else parts[0]
-        out.append(half[owner])
-    return out
+        if parts is not None:
+            if parts[0] not in half or parts[1] not in half:
+                raise ValueError(f"composed validation row without both parts: {r.id}")
+            half[r.id] = half[parts[1] if r.gold == 1 and gold[parts[1]] == 1 else parts[0]]
+    for r in rows:
+        shaped = parse_shape_id(r.id)
+        if shaped is not None:
+            if shaped[2] not in half:
+                raise ValueError(f"shape validation row without its source: {r.id}")
+            half[r.id] = half[shaped[2]]
+    missing = [r.id for r in rows if r.id not in half]
+    if missing:
+        raise ValueError(f"validation row of no half: {missing[0]}")
+    return [half[r.id] for r in rows]
 
 
 def _labelled(rows: Sequence[TicketRow], scores: np.ndarray, threshold: float
@@ -165,7 +172,7 @@ def candidate_at(name: str, weight: float, scores: np.ndarray, rows: Sequence[Ti
     composed_required = {f"composed:{s}" for s in required}
     golds = [r.gold for r in rows]
     slices = [r.slice for r in rows]
-    single = [i for i, r in enumerate(rows) if not is_composed_slice(r.slice)]
+    single = [i for i, r in enumerate(rows) if is_single_slice(r.slice)]
     th = choose_threshold(scores.tolist(), golds, slices, required_all, margin)
     single_th = choose_threshold(scores[single].tolist(), [golds[i] for i in single],
                                  [slices[i] for i in single], required, margin)

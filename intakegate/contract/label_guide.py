@@ -19,6 +19,7 @@ GUIDE_FIELDS = {
     "label_version", "dataset", "summary", "routes", "slices", "ambiguous_cases",
     "fp_budget", "exclusion_reasons", "shadow_floors", "input_policy_version", "max_length",
     "downstream_consumer", "fp_budget_reason", "max_composition_overhead", "max_miss_rate_bound",
+    "max_shape_overhead",
 }
 
 
@@ -60,6 +61,8 @@ class LabelGuide:
     # the most the one-sided 95% bound on the miss rate may be (receipt.evidence).
     max_composition_overhead: float | None = None
     max_miss_rate_bound: float | None = None
+    # What routine copies in a shape (chat, e-mail, thread) may add to the single FP.
+    max_shape_overhead: float | None = None
 
     @property
     def required_slices(self) -> frozenset[str]:
@@ -156,6 +159,7 @@ def load_label_guide(path: str | Path) -> LabelGuide:
                              field=f"shadow_floors.{name}")
     overhead = _optional_share(obj, "max_composition_overhead", path, allow_zero=True)
     bound = _optional_share(obj, "max_miss_rate_bound", path, allow_zero=False)
+    shape_overhead = _optional_share(obj, "max_shape_overhead", path, allow_zero=True)
     max_length = _field(obj, "max_length", int, path)
     if not 8 <= max_length <= 4096:
         raise InputError("max_length must be in [8, 4096]", path=path, field="max_length")
@@ -177,6 +181,7 @@ def load_label_guide(path: str | Path) -> LabelGuide:
         fp_budget_reason=str(obj.get("fp_budget_reason", "")),
         max_composition_overhead=overhead,
         max_miss_rate_bound=bound,
+        max_shape_overhead=shape_overhead,
     )
 
 

@@ -23,6 +23,14 @@ from typing import Any
 
 from intakegate.errors import InputError
 from intakegate.receipt.composed import PREFIX, ROUTINE_PAIR, parse_composed_id
+from intakegate.receipt.shapes import (
+    ROUTINE,
+    SHAPE_PREFIX,
+    is_shape_slice,
+    is_single_slice,
+    parse_shape_id,
+    shape_kind,
+)
 
 CONFIDENCE = 0.95
 
@@ -100,56 +108,69 @@ class Labelled:
     flagged: bool
 
 
-def source_of(row: Labelled, singles: Mapping[str, Labelled]) -> str:
-    """The single source positive a positive row stands for (itself, or a composed copy's
-    positive part). A composed id whose parts are not in the inventory is an error naming it."""
-    if not row.slice.startswith(PREFIX):
+def _parts(row: Labelled) -> tuple[str, ...]:
+    """The ids a derived row is built from: a composed join's two parts, a shape copy's source;
+    nothing for a single ticket. A malformed derived id is an error naming it."""
+    if row.slice.startswith(PREFIX):
+        parts = parse_composed_id(row.fixture_id)
+        if parts is None:
+            raise InputError("a composed fixture's id must be cmp|<first>|<second>|<joiner>",
+                             field=row.fixture_id)
+        return parts[:2]
+    if is_shape_slice(row.slice):
+        shaped = parse_shape_id(row.fixture_id)
+        if shaped is None:
+            raise InputError("a shape fixture's id must be shp|<kind>|<variant>|<source>",
+                             field=row.fixture_id)
+        return (shaped[2],)
+    return ()
+
+
+def check_pairs(rows: Sequence[Labelled]) -> None:
+    """Every composed row names two parts, and every shape copy a source, that are in the
+    inventory (errors name the id)."""
+    known = {r.fixture_id for r in rows}
+    for row in rows:
+        for part in _parts(row):
+            if part not in known:
+                raise InputError(f"derived fixture names a part not in the inventory: {part}",
+                                 field=row.fixture_id)
+
+
+def source_of(row: Labelled, by_id: Mapping[str, Labelled]) -> str:
+    """The single source positive a positive row stands for: itself, a composed copy's positive
+    part, a shape copy's source (resolved again when that is a composed row)."""
+    parts = _parts(row)
+    if not parts:
         return row.fixture_id
-    parts = parse_composed_id(row.fixture_id)
-    if parts is None:
-        raise InputError("a composed fixture's id must be cmp|<first>|<second>|<joiner>",
-                         field=row.fixture_id)
-    absent = [p for p in parts[:2] if p not in singles]
+    absent = [p for p in parts if p not in by_id]
     if absent:
-        raise InputError(f"composed fixture names a part not in the inventory: {absent[0]}",
+        raise InputError(f"derived fixture names a part not in the inventory: {absent[0]}",
                          field=row.fixture_id)
-    positive = [p for p in parts[:2] if singles[p].gold == 1]
+    if len(parts) == 1:
+        return source_of(by_id[parts[0]], by_id)
+    positive = [p for p in parts if by_id[p].gold == 1]
     if len(positive) != 1:
         raise InputError(f"a composed positive needs exactly one positive part, has "
                          f"{len(positive)}", field=row.fixture_id)
     return positive[0]
 
 
-def check_pairs(rows: Sequence[Labelled]) -> None:
-    """Every composed row names two parts that are in the inventory (errors name the id)."""
-    singles = {r.fixture_id: r for r in rows if not r.slice.startswith(PREFIX)}
-    for row in rows:
-        if row.slice.startswith(PREFIX):
-            parts = parse_composed_id(row.fixture_id)
-            if parts is None:
-                raise InputError("a composed fixture's id must be cmp|<first>|<second>|"
-                                 "<joiner>", field=row.fixture_id)
-            for part in parts[:2]:
-                if part not in singles:
-                    raise InputError(f"composed fixture names a part not in the inventory: "
-                                     f"{part}", field=row.fixture_id)
-
-
 def source_evidence(rows: Sequence[Labelled], required: frozenset[str] | set[str],
                     inventory: Sequence[Labelled] | None = None) -> Evidence:
     """Distinct source positives per required slice, a source missed when any copy is.
-    `inventory`: where composed parts are looked up, when `rows` is a part of it."""
-    singles = {r.fixture_id: r for r in (rows if inventory is None else inventory)
-               if not r.slice.startswith(PREFIX)}
+    `inventory`: where parts are looked up, when `rows` is a part of it."""
+    by_id = {r.fixture_id: r for r in (rows if inventory is None else inventory)}
     missed: dict[str, bool] = {}
     slice_of: dict[str, str] = {}
     for row in rows:
         if row.gold != 1 or row.slice not in required:
             continue
-        source = source_of(row, singles)
-        slice_of[source] = singles[source].slice if source in singles else row.slice
+        source = source_of(row, by_id)
+        slice_of[source] = by_id[source].slice if source in by_id else row.slice
         missed[source] = missed.get(source, False) or not row.flagged
-    names = sorted({s.removeprefix(PREFIX) for s in required})
+    names = sorted({s for s in required if is_single_slice(s)} or
+                   {s.removeprefix(PREFIX) for s in required})
     per = tuple(SliceEvidence(name, sum(1 for s in slice_of.values() if s == name),
                               sum(1 for src, s in slice_of.items() if s == name and missed[src]))
                 for name in names)
@@ -187,7 +208,38 @@ class Composition:
 
 def composition(rows: Sequence[Labelled]) -> Composition:
     """Routine single tickets against routine pairs (`composed:routine_pair`)."""
-    singles = [r.flagged for r in rows if r.gold == 0 and not r.slice.startswith(PREFIX)]
+    singles = [r.flagged for r in rows if r.gold == 0 and is_single_slice(r.slice)]
     pairs = [r.flagged for r in rows if r.gold == 0 and r.slice == ROUTINE_PAIR]
     single_fp = sum(singles) / len(singles) if singles else 0.0
     return Composition(single_fp, sum(pairs) / len(pairs) if pairs else None)
+
+
+@dataclass(frozen=True)
+class ShapeCost:
+    """Routine copies of single tickets in one shape against the single tickets themselves."""
+
+    kind: str
+    fp: float
+    copies: int
+    single_fp: float
+
+    @property
+    def overhead(self) -> float:
+        return self.fp - self.single_fp
+
+    def to_json(self) -> dict[str, Any]:
+        return {"fp": self.fp, "copies": self.copies, "single_fp": self.single_fp,
+                "shape_overhead": self.overhead, "rule": "shape fp - single fp"}
+
+
+def shape_costs(rows: Sequence[Labelled]) -> tuple[ShapeCost, ...]:
+    """Per shape kind, the FP of the routine copies of single tickets (`shape:<kind>:routine`)
+    and what the shape adds beyond the single FP."""
+    single_fp = composition(rows).single_fp
+    kinds = sorted({shape_kind(r.slice) for r in rows if is_shape_slice(r.slice)} - {None})
+    out = []
+    for kind in kinds:
+        flags = [r.flagged for r in rows if r.slice == f"{SHAPE_PREFIX}{kind}:{ROUTINE}"]
+        if flags:
+            out.append(ShapeCost(str(kind), sum(flags) / len(flags), len(flags), single_fp))
+    return tuple(out)

@@ -23,8 +23,10 @@ from intakegate.receipt.evidence import (
     SliceEvidence,
     check_pairs,
     composition,
+    shape_costs,
     source_evidence,
 )
+from intakegate.receipt.shapes import ShapeRecipe
 from intakegate.scoring.maths import valid_score
 from intakegate.vocab import GateDecision
 
@@ -57,6 +59,10 @@ class ReceiptSpec:
     max_composition_overhead: float | None = None
     # Most the one-sided 95% bound on the overall miss rate may be (evidence.Evidence).
     max_miss_rate_bound: float | None = None
+    # How the shape fixtures among `fixture_ids` were generated (None: no shape rows), and the
+    # most a shape's routine copies may add to the single FP (evidence.ShapeCost).
+    shapes: ShapeRecipe | None = None
+    max_shape_overhead: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -77,6 +83,10 @@ class ReceiptSpec:
             out["max_composition_overhead"] = self.max_composition_overhead
         if self.max_miss_rate_bound is not None:
             out["max_miss_rate_bound"] = self.max_miss_rate_bound
+        if self.shapes is not None:
+            out["shapes"] = self.shapes.to_json()
+        if self.max_shape_overhead is not None:
+            out["max_shape_overhead"] = self.max_shape_overhead
         return out
 
 
@@ -152,6 +162,9 @@ class GateResult:
                          f"{comp['composition_overhead']:+.3f}")
         elif self.false_positive_rate is not None:
             lines.append(f"routine FP: single {self.false_positive_rate:.1%}")
+        for kind, cost in (self.details.get("shapes") or {}).items():
+            lines.append(f"shape {kind}: routine copies {cost['fp']:.1%}, overhead "
+                         f"{cost['shape_overhead']:+.3f}")
         return tuple(lines)
 
     def to_json(self) -> dict[str, Any]:
@@ -212,6 +225,9 @@ def release_decision(spec: ReceiptSpec, run: Run) -> GateResult:
     if comp.pair_fp is not None:
         details.update(false_positive_rate_composed=comp.pair_fp,
                        composition=comp.to_json())
+    costs = shape_costs(labelled)
+    if costs:
+        details["shapes"] = {c.kind: c.to_json() for c in costs}
     fp_rate = comp.single_fp  # the budget counts single routine tickets
     kw: dict[str, Any] = {"false_positive_rate": fp_rate, "details": details}
     if missed:
@@ -223,6 +239,11 @@ def release_decision(spec: ReceiptSpec, run: Run) -> GateResult:
             and overhead > spec.max_composition_overhead):
         return _hold(run, f"composition_fp:{overhead:.4f}>{spec.max_composition_overhead:.4f}",
                      **kw)
+    over = [c for c in costs if spec.max_shape_overhead is not None
+            and c.overhead > spec.max_shape_overhead]
+    if over:
+        return _hold(run, f"shape_fp:{over[0].kind}:{over[0].overhead:.4f}>"
+                     f"{spec.max_shape_overhead:.4f}", **kw)
     bound = evidence.overall.bound
     if spec.max_miss_rate_bound is not None and bound > spec.max_miss_rate_bound:
         return _hold(run, f"insufficient_evidence:{evidence.overall.missed}/"
@@ -268,7 +289,8 @@ def spec_from_json(obj: Any, path: Path | None = None) -> ReceiptSpec:
         raise InputError("a receipt spec must be a JSON object", path=path)
     _reject_unknown(obj, {"receipt_version", "identity", "fixture_ids", "required_slices",
                           "fp_budget", "composed", "fixture_sha256", "shadow_floors",
-                          "max_composition_overhead", "max_miss_rate_bound"}, path)
+                          "max_composition_overhead", "max_miss_rate_bound", "shapes",
+                          "max_shape_overhead"}, path)
     version = _require(obj, "receipt_version", str, path)
     identity = _require(obj, "identity", dict, path)
     _reject_unknown(identity, set(IDENTITY_FIELDS), path, "identity.")
@@ -319,11 +341,24 @@ def spec_from_json(obj: Any, path: Path | None = None) -> ReceiptSpec:
     if bound is not None and not (valid_score(bound) and float(bound) > 0.0):
         raise InputError("max_miss_rate_bound must be a number in (0, 1]", path=path,
                          field="max_miss_rate_bound")
+    shapes = obj.get("shapes")
+    if shapes is not None:
+        if not isinstance(shapes, dict):
+            raise InputError("expected an object", path=path, field="shapes")
+        try:
+            shapes = ShapeRecipe.from_json(shapes)
+        except (TypeError, ValueError) as exc:
+            raise InputError(str(exc), path=path, field="shapes") from None
+    shape_max = obj.get("max_shape_overhead")
+    if shape_max is not None and not valid_score(shape_max):
+        raise InputError("max_shape_overhead must be a number in [0, 1]", path=path,
+                         field="max_shape_overhead")
     return ReceiptSpec(version, dict(identity), tuple(fixture_ids), frozenset(slices),
                        None if budget is None else float(budget), composed, dict(digests),
                        {k: float(v) for k, v in floors.items()},
                        None if overhead is None else float(overhead),
-                       None if bound is None else float(bound))
+                       None if bound is None else float(bound), shapes,
+                       None if shape_max is None else float(shape_max))
 
 
 ROW_FIELDS = frozenset({"fixture_id", "slice", "gold", "score"})

@@ -18,6 +18,7 @@ from intakegate.bundle.paths import GOLDEN
 from intakegate.hardware import gate_cpu_family
 from intakegate.jsonio import write_json
 from intakegate.receipt.composed import parse_composed_id
+from intakegate.receipt.shapes import parse_shape_id
 
 GOLDEN_ROWS = 8
 GOLDEN_COMPOSED_ROWS = 2
@@ -52,8 +53,10 @@ def pick_golden_ids(scores: Mapping[str, float], texts: Mapping[str, str],
         return by_length[:max(need, (len(by_length) + 3) // 4)]
 
     known = [fid for fid in scores if fid in texts]
-    composed = [fid for fid in known if parse_composed_id(fid) is not None]
-    single = [fid for fid in known if parse_composed_id(fid) is None]
+    derived = {fid for fid in known
+               if parse_composed_id(fid) is not None or parse_shape_id(fid) is not None}
+    composed = [fid for fid in known if fid in derived]  # joins and shape copies
+    single = [fid for fid in known if fid not in derived]
     if not single:
         return _spread(shortest_quarter(composed, k), scores, k)
     n_composed = min(GOLDEN_COMPOSED_ROWS, len(composed), k - 1)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import numpy as np
 
 
-
 @dataclass(frozen=True)
 class SweepPoint:
     threshold: float
