@@ -147,6 +147,7 @@ def test_train_with_shape_fixtures_gates_and_reports_every_shape(tmp_path: Path)
                                                         "shape_generator":
                                                             "intakegate-shapes-v1",
                                                         "composed_shares": (0.5,),
+                                                        "shape_shares": (0.0, 0.5),
                                                         "segmentations": ("sent2",)})
     spec = json.loads((result.bundle_dir / "receipt/spec.json").read_text())
     assert spec["shapes"]["generator"] == "intakegate-shapes-v1"
@@ -160,3 +161,23 @@ def test_train_with_shape_fixtures_gates_and_reports_every_shape(tmp_path: Path)
     assert set(test["shape_copies"]) == {"chat", "email", "thread"}
     assert test["shape_copies"]["thread"]["required_positives"] == 36
     assert "Shape `email`" in (result.bundle_dir / "docs/test_report.md").read_text()
+    selection = json.loads((result.bundle_dir / "docs/selection_report.json").read_text())
+    assert [(s["shape_share"], s["shape_train_rows"] > 0) for s in selection["shares"]] == [
+        (0.0, False), (0.5, True)]  # a model per shape share, both weighed by the same rule
+
+
+def test_shape_training_rows_keep_their_source_label_and_come_from_train_rows_only() -> None:
+    from intakegate.receipt.shapes import shape_training_rows
+
+    rows = _rows()
+    copies = shape_training_rows(rows, 2.0, ShapeRecipe(seed=5))
+    assert len(copies) == 2 * len(rows)
+    assert copies == shape_training_rows(list(reversed(rows)), 2.0, ShapeRecipe(seed=5))
+    by_id = {r.id: r for r in rows}
+    for c in copies:
+        kind, variant, source = parse_shape_id(c.id)  # type: ignore[misc]
+        assert source in by_id  # never a validation or test row
+        assert (c.slice, c.gold_route) == (by_id[source].slice, by_id[source].gold_route)
+        assert c.text == shape_text(kind, variant, by_id[source].text)
+    assert {parse_shape_id(c.id)[0] for c in copies} == {"chat", "email", "thread"}  # type: ignore[index]
+    assert shape_training_rows(rows, 0.0, ShapeRecipe()) == []

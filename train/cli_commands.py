@@ -89,6 +89,10 @@ def train_command(
         help="Parts of routine train tickets added as routine rows, as shares of the train "
              "rows, e.g. '0,0.5' (with --teacher they get its soft targets too). Default: the "
              "dataset recipe.")] = None,
+    shape_shares: Annotated[Optional[str], typer.Option(
+        help="Shape copies (chat, e-mail, quoted thread) of train rows as shares of the train "
+             "rows, e.g. '0,0.5' (each trains a model; validation picks). Default: the dataset "
+             "recipe, else 0.")] = None,
     composed_generator: Annotated[Optional[str], typer.Option(
         help="Composed fixtures and train rows: intakegate-composed-v1 (space, line break, no "
              "punctuation) or intakegate-composed-v2 (those and chat: lowercase, no "
@@ -134,6 +138,8 @@ def train_command(
         overrides["composed_shares"] = _numbers(composed_shares, "--composed-shares")
     if segment_shares is not None:
         overrides["segment_shares"] = _numbers(segment_shares, "--segment-shares")
+    if shape_shares is not None:
+        overrides["shape_shares"] = _numbers(shape_shares, "--shape-shares")
     result = train_bundle(dataset, label_guide=str(label_guide) if label_guide else None,
                           adjudication=str(adjudication) if adjudication else None,
                           bundles_root=root, bundle_version=bundle_version,

@@ -51,6 +51,9 @@ class TrainConfig:
     # or a generator version; `shape_composed_share` of the composed fixtures get a chat copy.
     shape_generator: str = ""
     shape_composed_share: float = 1.0
+    # Shape copies (chat, e-mail, thread) of train rows, composed train rows included, as a
+    # share of the train rows; each share trains a model and validation picks one.
+    shape_shares: tuple[float, ...] = (0.0,)
     augment_segmentation: str = "sent2+win8/4"
     # Distillation: `teacher` is a bundle whose torch-fp32 logits on every training row are soft
     # targets (loss: (1 - distill_weight) * cross-entropy + distill_weight * T^2 * KL at
@@ -69,11 +72,14 @@ class TrainConfig:
                            tuple(float(x) for x in self.composed_shares))
         object.__setattr__(self, "segment_shares",
                            tuple(float(x) for x in self.segment_shares))
+        object.__setattr__(self, "shape_shares", tuple(float(x) for x in self.shape_shares))
         object.__setattr__(self, "student_layers", tuple(int(i) for i in self.student_layers))
         if not self.segmentations or not self.composed_shares:
             raise ValueError("segmentations and composed_shares need at least one candidate")
-        if any(not 0.0 <= x <= 4.0 for x in (*self.composed_shares, *self.segment_shares)):
-            raise ValueError("composed_shares and segment_shares must be in [0, 4]")
+        if any(not 0.0 <= x <= 4.0 for x in (*self.composed_shares, *self.segment_shares,
+                                               *self.shape_shares)) or not self.shape_shares:
+            raise ValueError("composed_shares, segment_shares and shape_shares must be in "
+                             "[0, 4] (shape_shares: at least one)")
         from intakegate.scoring.segments import SegmentPolicy
 
         for name in (*self.segmentations, self.augment_segmentation):

@@ -69,6 +69,7 @@ from intakegate.receipt.shapes import (
     required_shape_slices,
     shape_fixtures,
     shape_kind,
+    shape_training_rows,
 )
 from intakegate.receipt.threshold import choose_threshold
 from intakegate.scoring.encoding import (
@@ -295,12 +296,12 @@ def _fit_and_choose(setup: _Setup) -> _Chosen:
                             len(setup.id2label), cfg.class_weighting)
     teacher, student = _teacher_and_student(cfg, staging)
     candidates: list[_Candidate] = []
-    for share, seg_share in itertools.product(cfg.composed_shares, cfg.segment_shares):
-        candidate = _fit_candidate(setup, (share, seg_share), augment, weights,
-                                   staging / "candidates" / f"share-{share:g}-{seg_share:g}",
+    for shares in itertools.product(cfg.composed_shares, cfg.segment_shares, cfg.shape_shares):
+        candidate = _fit_candidate(setup, shares, augment, weights,
+                                   staging / "candidates" / "share-{:g}-{:g}-{:g}".format(*shares),
                                    segmentations, val_prepared, teacher, student)
-        log.info("composed share %.2f, segment share %.2f: best %s w=%.2f held-half misses %d "
-                 "single fp %.4f", share, seg_share, candidate.best.segmentation,
+        log.info("composed share %.2f, segment share %.2f, shape share %.2f: best %s w=%.2f "
+                 "held-half misses %d single fp %.4f", *shares, candidate.best.segmentation,
                  candidate.best.encoder_weight, candidate.best.held.missed,
                  candidate.best.held.fp_single)
         if candidates and best_candidate([candidates[0].best, candidate.best],
@@ -440,7 +441,7 @@ def _selection_doc(chosen: _Chosen) -> dict[str, Any]:
     c = chosen.candidate
     return {
         "chosen": {"composed_share": c.share, "segment_share": c.segment_share,
-                   **c.best.to_json()},
+                   "shape_share": c.shape_share, **c.best.to_json()},
         "rule": "validation split in two halves by account (by ticket without accounts; a "
                 "composed copy with its source); per candidate the rule threshold is set on "
                 "one half and distinct required sources missed, single routine FP and "
@@ -453,10 +454,11 @@ def _selection_doc(chosen: _Chosen) -> dict[str, Any]:
                 "is then set on all of validation.",
         "cost_tolerance": COST_TOLERANCE,
         "shares": [{"composed_share": x.share, "segment_share": x.segment_share,
-                    "composed_train_rows": x.composed_rows,
-                    "segment_train_rows": x.segment_rows,
+                    "shape_share": x.shape_share, "composed_train_rows": x.composed_rows,
+                    "segment_train_rows": x.segment_rows, "shape_train_rows": x.shape_rows,
                     "best": x.best.to_json(), "candidates": [y.to_json() for y in x.tried]}
-                   for x in sorted(chosen.candidates, key=lambda x: (x.share, x.segment_share))]}
+                   for x in sorted(chosen.candidates,
+                                   key=lambda x: (x.share, x.segment_share, x.shape_share))]}
 
 
 def _gate_doc(setup: _Setup, chosen: _Chosen, receipt: _Receipt) -> dict[str, Any]:
@@ -580,8 +582,10 @@ class _Candidate:
 
     share: float
     segment_share: float
+    shape_share: float
     composed_rows: int
     segment_rows: int
+    shape_rows: int
     model_dir: Path
     logits_fn: Any
     tokenizer: Any
@@ -591,25 +595,28 @@ class _Candidate:
     tried: tuple[ScoringCandidate, ...]
 
 
-def _fit_candidate(setup: _Setup, shares: tuple[float, float], augment: SegmentPolicy,
+def _fit_candidate(setup: _Setup, shares: tuple[float, float, float], augment: SegmentPolicy,
                    weights: np.ndarray | None, model_dir: Path,
                    segmentations: Sequence[SegmentPolicy], val_prepared: list[str],
                    teacher: Teacher | None = None, student: Path | None = None
                    ) -> _Candidate:
-    """Train on train rows plus composed train rows and parts of routine train tickets (each a
-    share of the train rows); weigh every segmentation and blend weight on validation. With a
-    teacher, its logits on these very rows are soft targets; `student` replaces the base."""
+    """Train on train rows plus composed train rows, parts of routine train tickets and shape
+    copies (each a share of the train rows); weigh every segmentation and blend weight on
+    validation. With a teacher, its logits on these very rows are soft targets; `student`
+    replaces the base."""
     cfg, policy, id2label = setup.cfg, setup.policy, setup.id2label
-    share, seg_share = shares
+    share, seg_share, shape_share = shares
     composed = composed_training_rows(setup.train_rows, share, cfg.seed,
                                       GENERATOR_JOINERS[cfg.composed_generator])
     parts = routine_segment_rows(setup.train_rows, augment, seg_share, cfg.seed)
-    rows = [*setup.train_rows, *composed, *parts]
+    shaped = shape_training_rows([*setup.train_rows, *composed], shape_share,
+                                 setup.shapes or ShapeRecipe(seed=cfg.seed))
+    rows = [*setup.train_rows, *composed, *parts, *shaped]
     texts = _prepared(rows, policy)
     y = targets(rows, id2label, cfg.objective)
-    log.info("training with composed share %.2f, segment share %.2f: %d train rows (%d "
-             "composed, %d routine parts)", share, seg_share, len(rows), len(composed),
-             len(parts))
+    log.info("training with composed share %.2f, segment share %.2f, shape share %.2f: %d "
+             "train rows (%d composed, %d routine parts, %d shape copies)", share, seg_share,
+             shape_share, len(rows), len(composed), len(parts), len(shaped))
     if cfg.base_model == "tiny":
         from intakegate.train.tiny import build_word_tokenizer, save_tiny, train_tiny
 
@@ -646,7 +653,8 @@ def _fit_candidate(setup: _Setup, shares: tuple[float, float], augment: SegmentP
                                 val_prepared, setup.required, lexical,
                                 cfg.blend_weights or (1.0,), cfg.threshold_margin)
     shippable = [c for c in tried if c.segmentation not in COMPARISON_ONLY] or tried
-    return _Candidate(share, seg_share, len(composed), len(parts), model_dir, logits_fn,
+    return _Candidate(share, seg_share, shape_share, len(composed), len(parts), len(shaped),
+                      model_dir, logits_fn,
                       tokenizer, lexical, base, best_candidate(shippable, setup.limits),
                       tuple(tried))
 

@@ -160,6 +160,28 @@ def shape_fixtures(rows: Sequence[TicketRow], recipe: ShapeRecipe) -> list[Ticke
     return out
 
 
+def shape_training_rows(rows: Sequence[TicketRow], share: float, recipe: ShapeRecipe
+                        ) -> list[TicketRow]:
+    """`share * len(rows)` shape copies of train rows (single and composed train rows alike),
+    each row and kind picked by a seeded draw. A copy keeps its source's route and slice (the
+    label the model learns); only the receipt's copies get `shape:` slices."""
+    from intakegate.contract.dataset import TicketRow
+
+    n = round(share * len(rows))
+    if n <= 0 or not rows:
+        return []
+    rng = random.Random(f"train-shapes:{recipe.seed}")
+    ordered = sorted(rows, key=lambda r: r.id)
+    out = []
+    for _ in range(n):
+        row, kind = rng.choice(ordered), rng.choice(recipe.kinds)
+        variant = _variant(kind, row.id, recipe.seed + len(out))
+        out.append(TicketRow(shape_id(kind, variant, row.id), shape_text(kind, variant, row.text),
+                             row.gold_route, row.slice, account=row.account, month=row.month,
+                             origin=recipe.generator))
+    return out
+
+
 def _sampled(fixture_id: str, recipe: ShapeRecipe) -> bool:
     if recipe.composed_chat_share >= 1.0:
         return True
