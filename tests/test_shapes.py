@@ -161,6 +161,8 @@ def test_train_with_shape_fixtures_gates_and_reports_every_shape(tmp_path: Path)
     assert set(test["shape_copies"]) == {"chat", "email", "thread"}
     assert test["shape_copies"]["thread"]["required_positives"] == 36
     assert "Shape `email`" in (result.bundle_dir / "docs/test_report.md").read_text()
+    config = json.loads((result.bundle_dir / "docs/training_config.json").read_text())
+    assert config["machine"]["cpu_family"] and config["machine"]["cpu_model"]  # named CPU
     selection = json.loads((result.bundle_dir / "docs/selection_report.json").read_text())
     assert [(s["shape_share"], s["shape_train_rows"] > 0) for s in selection["shares"]] == [
         (0.0, False), (0.5, True)]  # a model per shape share, both weighed by the same rule

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import platform
 import shutil
 import time
@@ -495,7 +496,7 @@ def _write_bundle(setup: _Setup, chosen: _Chosen, receipt: _Receipt, seconds: fl
                        "id2label": setup.id2label, "positive_label_ids": setup.positive,
                        "policy": policy.to_json(), "libraries": _library_versions(),
                        "train_rows": len(setup.train_rows), "train_seconds": round(seconds, 1),
-                       "weights_sha256": chosen.weights_sha,
+                       "weights_sha256": chosen.weights_sha, "machine": _machine(),
                        "teacher": None if chosen.teacher is None else {
                            "bundle_version": chosen.teacher.bundle_version,
                            "manifest_sha256": chosen.teacher.manifest_sha256,
@@ -541,6 +542,15 @@ def _write_bundle(setup: _Setup, chosen: _Chosen, receipt: _Receipt, seconds: fl
             p.name for p in docs.iterdir())},
         files=())
     return write_manifest(staging, manifest)
+
+
+def _machine() -> dict[str, Any]:
+    """Where the bundle was trained and scored: the CPU's name and int8 family, and cores (the
+    bench's own description of a machine)."""
+    from intakegate.benchmarks.machine import cpu_family, cpu_model, device_name
+
+    return {"device_name": device_name("cpu"), "cpu_model": cpu_model(),
+            "cpu_family": cpu_family(), "logical_cores": os.cpu_count()}
 
 
 def _shown_base(base_ref: str) -> str:
