@@ -309,17 +309,8 @@ def spec_from_json(obj: Any, path: Path | None = None) -> ReceiptSpec:
         if not isinstance(name, str) or not name:
             raise InputError("slice names must be non-empty strings", path=path,
                              field=f"required_slices[{i}]")
-    budget = obj.get("fp_budget")
-    if budget is not None and (not valid_score(budget)):
-        raise InputError("fp_budget must be a number in [0, 1]", path=path, field="fp_budget")
-    composed = obj.get("composed")
-    if composed is not None:
-        if not isinstance(composed, dict):
-            raise InputError("expected an object", path=path, field="composed")
-        try:
-            composed = ComposedRecipe.from_json(composed)
-        except (TypeError, ValueError) as exc:
-            raise InputError(str(exc), path=path, field="composed") from None
+    budget = _share(obj, "fp_budget", path)
+    composed = _recipe(obj, "composed", ComposedRecipe.from_json, path)
     digests = obj.get("fixture_sha256", {})
     if not isinstance(digests, dict) or not all(
             isinstance(v, str) and len(v) == 64 for v in digests.values()):
@@ -333,32 +324,39 @@ def spec_from_json(obj: Any, path: Path | None = None) -> ReceiptSpec:
     if not isinstance(floors, dict) or not all(valid_score(v) for v in floors.values()):
         raise InputError("expected an object of shares in [0, 1]", path=path,
                          field="shadow_floors")
-    overhead = obj.get("max_composition_overhead")
-    if overhead is not None and not valid_score(overhead):
-        raise InputError("max_composition_overhead must be a number in [0, 1]", path=path,
-                         field="max_composition_overhead")
-    bound = obj.get("max_miss_rate_bound")
-    if bound is not None and not (valid_score(bound) and float(bound) > 0.0):
-        raise InputError("max_miss_rate_bound must be a number in (0, 1]", path=path,
-                         field="max_miss_rate_bound")
-    shapes = obj.get("shapes")
-    if shapes is not None:
-        if not isinstance(shapes, dict):
-            raise InputError("expected an object", path=path, field="shapes")
-        try:
-            shapes = ShapeRecipe.from_json(shapes)
-        except (TypeError, ValueError) as exc:
-            raise InputError(str(exc), path=path, field="shapes") from None
-    shape_max = obj.get("max_shape_overhead")
-    if shape_max is not None and not valid_score(shape_max):
-        raise InputError("max_shape_overhead must be a number in [0, 1]", path=path,
-                         field="max_shape_overhead")
+    overhead = _share(obj, "max_composition_overhead", path)
+    bound = _share(obj, "max_miss_rate_bound", path, zero_ok=False)
+    shapes = _recipe(obj, "shapes", ShapeRecipe.from_json, path)
+    shape_max = _share(obj, "max_shape_overhead", path)
     return ReceiptSpec(version, dict(identity), tuple(fixture_ids), frozenset(slices),
-                       None if budget is None else float(budget), composed, dict(digests),
+                       budget, composed, dict(digests),
                        {k: float(v) for k, v in floors.items()},
-                       None if overhead is None else float(overhead),
-                       None if bound is None else float(bound), shapes,
-                       None if shape_max is None else float(shape_max))
+                       overhead, bound, shapes, shape_max)
+
+
+def _recipe(obj: Mapping[str, Any], key: str, parse: Any, path: Path | None) -> Any:
+    """A generator recipe (composed, shapes) parsed by `parse`, or None; errors name `key`."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InputError("expected an object", path=path, field=key)
+    try:
+        return parse(value)
+    except (TypeError, ValueError) as exc:
+        raise InputError(str(exc), path=path, field=key) from None
+
+
+def _share(obj: Mapping[str, Any], key: str, path: Path | None, zero_ok: bool = True
+           ) -> float | None:
+    """An optional number in [0, 1] (in (0, 1] unless `zero_ok`); errors name `key`."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not valid_score(value) or (not zero_ok and float(value) == 0.0):
+        raise InputError(f"{key} must be a number in {'[0, 1]' if zero_ok else '(0, 1]'}",
+                         path=path, field=key)
+    return float(value)
 
 
 ROW_FIELDS = frozenset({"fixture_id", "slice", "gold", "score"})
