@@ -635,3 +635,22 @@ def test_live_router_answers_while_loading(onnx_bundle: Path) -> None:
     background = LiveRouter(onnx_bundle, artifact="onnx-fp32", background=True)
     assert background.loaded.wait(60) and background.health()["ready"]
     assert np.isfinite(background.route(ROUTINE).score)  # type: ignore[arg-type]
+
+
+def test_a_receipt_whose_composed_fixture_names_no_real_part_fails_closed(copy: Path) -> None:
+    """A rewritten, consistent bundle (manifest file table recomputed) whose receipt spec and
+    run carry a composed positive built from a part the inventory does not hold: the evidence
+    cannot be counted, so the router refuses the bundle and every ticket goes to a person."""
+    m = manifest(copy)
+    spec_path, run_path = copy / m["receipt"], copy / m["artifacts"]["onnx-fp32"]["receipt_run"]
+    spec, run = json.loads(spec_path.read_text()), json.loads(run_path.read_text())
+    source = next(r for r in run["rows"] if r["gold"] == 1 and r["slice"] in spec[
+        "required_slices"] and not r["fixture_id"].startswith("cmp|"))
+    ghost = f"cmp|ghost|{source['fixture_id']}|space"
+    spec["fixture_ids"].append(ghost)
+    run["rows"].append({"fixture_id": ghost, "slice": f"composed:{source['slice']}", "gold": 1,
+                        "score": 0.99})
+    spec_path.write_text(json.dumps(spec))
+    run_path.write_text(json.dumps(run))
+    rewrite(copy, lambda m: None)
+    refused(copy, Reason.BUNDLE_INTEGRITY, "receipt_mismatch")
