@@ -187,3 +187,34 @@ def test_segment_cost_breaks_near_ties_within_one_point() -> None:
     cheap = candidate_at("cheap", 1.0, scores, rows, halves, ["theft"], 0.0, 1.0)
     assert costly.held.fp_single < cheap.held.fp_single <= costly.held.fp_single + 0.01
     assert best_candidate([costly, cheap]).segmentation == "cheap"
+
+
+def _shape_copy(row: TicketRow, kind: str = "chat") -> TicketRow:
+    route = Route.HUMAN_REVIEW_NOW if row.gold else Route.GUARDED_AGENT
+    sliced = f"shape:{kind}:{'theft' if row.gold else 'routine'}"
+    return TicketRow(f"shp|{kind}|0|{row.id}", row.text, route, sliced, account=row.account)
+
+
+def test_the_choice_counts_shape_copies_missed_and_their_overhead() -> None:
+    """A shape copy is a fixture like any other: the threshold covers its positives, a missed
+    copy misses its source on the held half, and routine copies that look riskier than their
+    tickets add a shape overhead that ranks and limits candidates."""
+    singles = [*(_row(f"p{i}", 1, f"a{i}") for i in range(20)),
+               *(_row(f"r{i}", 0, f"b{i}") for i in range(100))]
+    rows = [*singles, *(_shape_copy(r) for r in singles)]
+    halves = validation_halves(rows)
+    single_scores = np.concatenate([np.full(20, 0.9), np.linspace(0.0, 0.5, 100)])
+    same = np.concatenate([single_scores, single_scores])
+    riskier = same.copy()
+    riskier[120 + 20:] = 0.95  # every routine chat copy scores above the threshold
+    plain = candidate_at("plain", 1.0, same, rows, halves, ["theft"], 0.0, 1.0)
+    loud = candidate_at("loud", 1.0, riskier, rows, halves, ["theft"], 0.0, 1.0)
+    assert plain.shape_overhead == 0.0 and loud.shape_overhead == 1.0
+    assert loud.held.shape_overhead == 1.0 and loud.held.key() > plain.held.key()
+    assert best_candidate([loud, plain]).segmentation == "plain"
+    assert not Limits(max_shape_overhead=0.05).met_by(loud)
+    quiet = same.copy()
+    quiet[120] = 0.1  # the chat copy of p0 scores below every routine ticket
+    missed = candidate_at("missed", 1.0, quiet, rows, halves, ["theft"], 0.0, 1.0)
+    assert missed.held.missed == 1 and missed.held.sources == 20
+    assert missed.threshold == 0.1  # the rule threshold covers the shape positive

@@ -166,6 +166,26 @@ def test_train_with_shape_fixtures_gates_and_reports_every_shape(tmp_path: Path)
     selection = json.loads((result.bundle_dir / "docs/selection_report.json").read_text())
     assert [(s["shape_share"], s["shape_train_rows"] > 0) for s in selection["shares"]] == [
         (0.0, False), (0.5, True)]  # a model per shape share, both weighed by the same rule
+    assert all(set(s["best"]["shape_fp"]) == {"chat", "email", "thread"}
+               and s["best"]["held"]["shape_overhead"] is not None for s in selection["shares"])
+    assert gate["data_shapes"] == {} and test["data_shapes"] == {}  # v1 rows carry no shape
+
+
+def test_figures_per_data_shape_count_required_recall_and_routine_fp() -> None:
+    from intakegate.train.reports import data_shape_figures, data_shape_lines
+
+    rows = [TicketRow("p0", "a", Route.HUMAN_REVIEW_NOW, "theft", shape="chat"),
+            TicketRow("p1", "b", Route.HUMAN_REVIEW_NOW, "theft", shape="chat"),
+            TicketRow("r0", "c", Route.GUARDED_AGENT, "routine", shape="chat"),
+            TicketRow("r1", "d", Route.GUARDED_AGENT, "routine", shape="email"),
+            TicketRow("u0", "e", Route.GUARDED_AGENT, "routine")]
+    figures = data_shape_figures(rows, [0.9, 0.1, 0.8, 0.2, 0.9], 0.5, ["theft"])
+    assert figures == {
+        "chat": {"tickets": 3, "required_positives": 2, "required_missed": 1,
+                 "required_recall": 0.5, "routine": 1, "routine_fp": 1.0},
+        "email": {"tickets": 1, "required_positives": 0, "required_missed": 0,
+                  "required_recall": None, "routine": 1, "routine_fp": 0.0}}
+    assert "| `chat` | 3 | 1/2 | 0.500 | 100.0% of 1 |" in data_shape_lines(figures)
 
 
 def test_shape_training_rows_keep_their_source_label_and_come_from_train_rows_only() -> None:

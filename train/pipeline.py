@@ -19,6 +19,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from intakegate.train import reports
+from intakegate.train.baseline_report import baseline_scores, evaluate_baseline
+from intakegate.train.baseline_report import render_md as render_baseline_md
+from intakegate.train.config import TrainConfig
+from intakegate.train.selection import (
+    COST_TOLERANCE,
+    Limits,
+    ScoredValidation,
+    ScoringCandidate,
+    best_candidate,
+    evaluate_candidates,
+    ticket_scores,
+)
 
 from intakegate.bundle import (
     FORMAT_VERSION,
@@ -81,22 +94,10 @@ from intakegate.scoring.encoding import (
     token_id_bound,
 )
 from intakegate.scoring.lexical import LexicalModel, ScoreBlend
-from intakegate.scoring.logit_range import LogitRecorder
 from intakegate.scoring.segments import SegmentPolicy, current_policy
 from intakegate.scoring.ticket_score import Scored, ScoreSpec, progress_log, score_texts
 from intakegate.scoring.tokenizer_pins import tokenizer_pins
 from intakegate.staging import register_staging, removes_staging_on_failure
-from intakegate.train import reports
-from intakegate.train.baseline_report import baseline_scores, evaluate_baseline
-from intakegate.train.baseline_report import render_md as render_baseline_md
-from intakegate.train.config import TrainConfig
-from intakegate.train.selection import (
-    COST_TOLERANCE,
-    Limits,
-    ScoringCandidate,
-    best_candidate,
-    evaluate_candidates,
-)
 from intakegate.vocab import ID2LABEL, Route, Split
 
 if TYPE_CHECKING:
@@ -184,7 +185,8 @@ class _Setup:
     @property
     def limits(self) -> Limits:
         guide = self.dataset.guide
-        return Limits(guide.fp_budget, guide.max_composition_overhead)
+        return Limits(guide.fp_budget, guide.max_composition_overhead,
+                      guide.max_shape_overhead if self.shapes is not None else None)
 
 
 @dataclass(frozen=True)
@@ -355,8 +357,12 @@ def _score_and_gate(setup: _Setup, chosen: _Chosen) -> _Receipt:
     dataset, guide, cand = setup.dataset, setup.dataset.guide, chosen.candidate
     score_spec = ScoreSpec(chosen.policy, tuple(setup.positive), len(setup.id2label),
                            token_id_bound(cand.tokenizer), None, chosen.blend)
-    recorder = LogitRecorder(cand.logits_fn)  # the logit range seen at gate time
-    vs = _scores(recorder, cand.tokenizer, setup.val_all, score_spec, "validation")
+    # The chosen segmentation's validation segment scores, blended as the serving path blends
+    # (train.selection.ticket_scores): the selection already scored every segment.
+    kept = cand.validation
+    lexical = chosen.blend.lexical.scores if chosen.blend is not None else None
+    vs = ticket_scores(kept.scored, cand.best.encoder_weight, lexical,
+                       _prepared(setup.val_all, setup.policy)).tolist()
     golds, slices = [r.gold for r in setup.val_all], [r.slice for r in setup.val_all]
     lowest_required = choose_threshold(vs, golds, slices, setup.required_all)
     threshold = max(choose_threshold(vs, golds, slices, setup.required_all,
@@ -381,7 +387,7 @@ def _score_and_gate(setup: _Setup, chosen: _Chosen) -> _Receipt:
     if gate.evidence_line():
         log.info("evidence: %s", gate.evidence_line())
     return _Receipt(spec, run, gate, vs, threshold, lowest_required, model_version,
-                    recorder.range().to_json(), score_spec)
+                    kept.logit_range.to_json(), score_spec)
 
 
 def _write_receipt(setup: _Setup, chosen: _Chosen, receipt: _Receipt) -> None:
@@ -444,12 +450,13 @@ def _selection_doc(chosen: _Chosen) -> dict[str, Any]:
         "chosen": {"composed_share": c.share, "segment_share": c.segment_share,
                    "shape_share": c.shape_share, **c.best.to_json()},
         "rule": "validation split in two halves by account (by ticket without accounts; a "
-                "composed copy with its source); per candidate the rule threshold is set on "
-                "one half and distinct required sources missed, single routine FP and "
-                "composition overhead counted on the other, both ways. Among candidates that "
-                "meet the receipt's limits on all of validation (all, when none does): fewest "
-                "held-half misses, then lowest held-half single FP, then lowest held-half "
-                "overhead; within one point of that single FP with the same misses, the fewest "
+                "composed or shape copy with its source); per candidate the rule threshold is "
+                "set on one half and distinct required sources missed (any copy missed misses "
+                "its source), single routine FP and the composition and shape overheads "
+                "counted on the other, both ways. Among candidates that meet the receipt's "
+                "limits on all of validation (all, when none does): fewest held-half misses, "
+                "then lowest held-half single FP, then the lowest worse held-half overhead "
+                "(composition or any shape); within one point of that single FP with the same misses, the fewest "
                 "model rows per ticket; ties: more encoder weight. Across training shares the "
                 "same rule on each share's choice (smaller shares first). The final threshold "
                 "is then set on all of validation.",
@@ -464,11 +471,16 @@ def _selection_doc(chosen: _Chosen) -> dict[str, Any]:
 
 def _gate_doc(setup: _Setup, chosen: _Chosen, receipt: _Receipt) -> dict[str, Any]:
     policy = chosen.policy
+    singles = [(r, s) for r, s in zip(setup.val_all, receipt.scores) if is_single_slice(r.slice)]
     return {**receipt.gate.to_json(), "threshold": receipt.threshold,
             "fp_budget": setup.dataset.guide.fp_budget,
             "fp_budget_counts": "single routine tickets",
             "max_composition_overhead": receipt.spec.max_composition_overhead,
+            "max_shape_overhead": receipt.spec.max_shape_overhead,
             "max_miss_rate_bound": receipt.spec.max_miss_rate_bound,
+            "data_shapes": reports.data_shape_figures(
+                [r for r, _ in singles], [s for _, s in singles], receipt.threshold,
+                setup.required),
             "evidence_line": receipt.gate.evidence_line(),
             "lowest_required_positive_score": receipt.lowest_required,
             "threshold_margin_logit": setup.cfg.threshold_margin,
@@ -480,6 +492,7 @@ def _gate_doc(setup: _Setup, chosen: _Chosen, receipt: _Receipt) -> dict[str, An
                             else len(chosen.candidate.lexical.terms)},
             "segmentation": policy.segmentation.to_json() if policy.segmentation else None,
             "composed_fixtures": setup.recipe.to_json(),
+            "shape_fixtures": None if setup.shapes is None else setup.shapes.to_json(),
             "note": "fp_rate_if_threshold_were_next: the validation FP rate if this row "
                     "and every lower one were adjudicated away (threshold moves to the "
                     "next required positive)."}
@@ -581,11 +594,6 @@ def _scored(logits_fn: Any, tokenizer: Any, rows: Sequence[TicketRow], spec: Sco
     return scored
 
 
-def _scores(logits_fn: Any, tokenizer: Any, rows: Sequence[TicketRow], spec: ScoreSpec,
-            label: str) -> list[float]:
-    return [float(s.score) for s in _scored(logits_fn, tokenizer, rows, spec, label)]  # type: ignore[arg-type]
-
-
 @dataclass(frozen=True)
 class _Candidate:
     """A model trained with one composed share, and its best validation choice."""
@@ -603,6 +611,7 @@ class _Candidate:
     base: tuple[str, str, str]
     best: ScoringCandidate
     tried: tuple[ScoringCandidate, ...]
+    validation: ScoredValidation  # the best segmentation's validation segment scores
 
 
 def _fit_candidate(setup: _Setup, shares: tuple[float, float, float], augment: SegmentPolicy,
@@ -659,14 +668,16 @@ def _fit_candidate(setup: _Setup, shares: tuple[float, float, float], augment: S
         fitted = TfidfLogReg(cfg.seed).fit_texts(texts, [r.gold for r in rows])
         lexical = LexicalModel.from_sklearn(fitted.vectorizer, fitted.model)
     spec = ScoreSpec(policy, tuple(setup.positive), len(id2label), token_id_bound(tokenizer))
+    kept: dict[str, ScoredValidation] = {}
     tried = evaluate_candidates(logits_fn, tokenizer, spec, segmentations, setup.val_all,
                                 val_prepared, setup.required, lexical,
-                                cfg.blend_weights or (1.0,), cfg.threshold_margin)
+                                cfg.blend_weights or (1.0,), cfg.threshold_margin,
+                                keep=lambda v: kept.__setitem__(v.segmentation, v))
     shippable = [c for c in tried if c.segmentation not in COMPARISON_ONLY] or tried
+    best = best_candidate(shippable, setup.limits)
     return _Candidate(share, seg_share, shape_share, len(composed), len(parts), len(shaped),
-                      model_dir, logits_fn,
-                      tokenizer, lexical, base, best_candidate(shippable, setup.limits),
-                      tuple(tried))
+                      model_dir, logits_fn, tokenizer, lexical, base, best, tuple(tried),
+                      kept[best.segmentation])
 
 
 def _test_report(setup: _Setup, chosen: _Chosen, receipt: _Receipt, base: dict[str, Any],
@@ -723,6 +734,7 @@ def _test_report(setup: _Setup, chosen: _Chosen, receipt: _Receipt, base: dict[s
         "composition": components["shipped"]["composition"],
         "shapes": components["shipped"]["shapes"],
         "shape_copies": components["shipped"]["shape_copies"],
+        "data_shapes": reports.data_shape_figures(test_rows, ts[:n], threshold, required),
         "composed_fixtures": {"recipe": setup.recipe.to_json(), "rows": len(composed_rows)},
         "segmentation": best.segmentation, "rows_per_ticket": float(np.mean(
             [s.rows for s in scored[:n]])), "baselines": base_figs,

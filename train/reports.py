@@ -106,6 +106,36 @@ def evidence_figures(rows: Sequence[TicketRow], scores: Sequence[float], thresho
             "shapes": {c.kind: c.to_json() for c in shape_costs(labelled)}}
 
 
+def data_shape_figures(rows: Sequence[TicketRow], scores: Sequence[float], threshold: float,
+                       required: Sequence[str]) -> dict[str, Any]:
+    """Per dataset `shape` tag (how the ticket is written), the single tickets' required
+    recall and routine FP at one threshold; empty when the data has no shape tags."""
+    out: dict[str, Any] = {}
+    for shape in sorted({r.shape for r in rows if r.shape}):
+        picked = [(r, float(s) >= threshold) for r, s in zip(rows, scores) if r.shape == shape]
+        caught = [flag for r, flag in picked if r.gold == 1 and r.slice in required]
+        flagged = [flag for r, flag in picked if r.gold == 0]
+        out[shape] = {"tickets": len(picked), "required_positives": len(caught),
+                      "required_missed": len(caught) - sum(caught),
+                      "required_recall": sum(caught) / len(caught) if caught else None,
+                      "routine": len(flagged),
+                      "routine_fp": sum(flagged) / len(flagged) if flagged else None}
+    return out
+
+
+def data_shape_lines(shapes: Mapping[str, Any]) -> list[str]:
+    if not shapes:
+        return []
+    lines = ["", "## Per data shape (single tickets, shipped score)", "",
+             "| Shape | Tickets | Required missed | Required recall | Routine to people |",
+             "|---|---|---|---|---|"]
+    for name, f in shapes.items():
+        fp = "-" if f["routine_fp"] is None else f"{f['routine_fp']:.1%} of {f['routine']}"
+        lines.append(f"| `{name}` | {f['tickets']} | {f['required_missed']}/"
+                     f"{f['required_positives']} | {_fmt(f['required_recall'])} | {fp} |")
+    return lines
+
+
 def logit_of(scores: Sequence[float]) -> np.ndarray:
     s = np.clip(np.asarray(scores, dtype=np.float64), 1e-12, 1 - 1e-12)
     return np.log(s) - np.log1p(-s)
@@ -190,6 +220,7 @@ def render_test_report(dataset: Dataset, report: Mapping[str, Any]) -> str:
             f"{f['false_positive_rate']:.3f} | {f['precision']:.3f} | {_fmt(f['roc_auc'])} | "
             f"{_fmt(f['pr_auc'])} |")
     lines += _evidence_lines(report)
+    lines += data_shape_lines(report.get("data_shapes") or {})
     lines += ["", "## Recall per required slice (shipped score)", ""]
     for s, f in [*report["encoder"]["slices"].items(), *report["composed"]["slices"].items()]:
         missed = ", ".join(f"`{i}`" for i in f["missed_ids"]) or "none"

@@ -11,8 +11,10 @@ the lowest one, so ranking candidates by FP at that threshold on the same rows p
 candidate happens to score those few highest). So validation is split in two halves by account
 (by ticket where the data has no accounts; a composed copy goes with its source); for each
 candidate the rule threshold is set on one half and misses and FP are counted on the other, both
-ways. Candidates rank by held-half misses (distinct sources), then held-half single FP, then
-held-half composition overhead; among those within one point of the best single FP with the same
+ways. Shape copies (`intakegate.receipt.shapes`) count like any fixture: a missed copy misses its
+source, and a shape's routine copies add their overhead. Candidates rank by held-half misses
+(distinct sources), then held-half single FP, then the worse held-half overhead (composition or
+any shape); among those within one point of the best single FP with the same
 misses, the fewest model rows per ticket wins (segment cost). The final threshold is then set on
 all of validation by the lesson's rule, in the pipeline.
 """
@@ -21,18 +23,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from intakegate.contract.dataset import TicketRow
-from intakegate.receipt.composed import parse_composed_id
-from intakegate.receipt.evidence import Labelled, composition, source_evidence
-from intakegate.receipt.shapes import is_single_slice, parse_shape_id
+from intakegate.receipt.composed import PREFIX, parse_composed_id
+from intakegate.receipt.evidence import Labelled, composition, shape_costs, source_evidence
+from intakegate.receipt.shapes import is_shape_slice, is_single_slice, parse_shape_id
 from intakegate.receipt.threshold import choose_threshold
 from intakegate.scoring.lexical import LexicalModel, blend_scores
+from intakegate.scoring.logit_range import LogitRange, LogitRecorder
 from intakegate.scoring.segments import SegmentPolicy
 from intakegate.scoring.ticket_score import Scored, ScoreSpec, score_texts
 
@@ -43,15 +46,32 @@ log = logging.getLogger(__name__)
 class HeldHalf:
     """The transfer test of one candidate: threshold on one half, counted on the other, both
     ways. `missed`/`sources`: distinct required sources missed on the held halves;
-    `fp_single`/`overhead`: the mean over the two held halves (overhead None without pairs)."""
+    `fp_single`/`overhead`/`shape_overhead`: the mean over the two held halves (overhead None
+    without pairs; shape_overhead, the worst shape's, None without shape copies)."""
 
     missed: int
     sources: int
     fp_single: float
     overhead: float | None
+    shape_overhead: float | None = None
+
+    @property
+    def worst_overhead(self) -> float:
+        return max(self.overhead or 0.0, self.shape_overhead or 0.0)
 
     def key(self) -> tuple[int, float, float]:
-        return (self.missed, round(self.fp_single, 6), round(self.overhead or 0.0, 6))
+        return (self.missed, round(self.fp_single, 6), round(self.worst_overhead, 6))
+
+
+@dataclass(frozen=True)
+class ScoredValidation:
+    """One segmentation's segment scores of the validation inventory (no blend) and the logit
+    range the encoder returned on them: enough to give any blend weight's ticket scores, as
+    the serving path would, without scoring again."""
+
+    segmentation: str
+    scored: tuple[Scored, ...]
+    logit_range: LogitRange
 
 
 @dataclass(frozen=True)
@@ -62,7 +82,9 @@ class ScoringCandidate:
     positive, composed included (what would ship); `composition_overhead`: pair FP beyond what
     the single FP explains. `held`: the transfer test the choice ranks by.
     `*_at_single_threshold`: at the threshold single tickets alone would set, which shows what
-    the composed fixtures catch. `rows_per_ticket`: model rows per validation ticket, the cost
+    the composed fixtures catch. `shape_fp`: per shape kind, the FP of its routine copies;
+    `shape_overhead`: the worst kind's beyond the single FP (None without shape copies).
+    `rows_per_ticket`: model rows per validation ticket, the cost
     of the segmentation.
     """
 
@@ -78,6 +100,8 @@ class ScoringCandidate:
     fp_single_at_single_threshold: float
     fp_pair_at_single_threshold: float | None
     rows_per_ticket: float
+    shape_fp: Mapping[str, float] = field(default_factory=dict)
+    shape_overhead: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,6 +147,7 @@ def held_half(scores: np.ndarray, rows: Sequence[TicketRow], halves: Sequence[in
     missed = sources = 0
     fps: list[float] = []
     overheads: list[float] = []
+    shape_overheads: list[float] = []
     for fit in (0, 1):
         idx = [i for i, h in enumerate(halves) if h == fit]
         held = [i for i, h in enumerate(halves) if h != fit]
@@ -136,8 +161,24 @@ def held_half(scores: np.ndarray, rows: Sequence[TicketRow], halves: Sequence[in
         fps.append(comp.single_fp)
         if comp.overhead is not None:
             overheads.append(comp.overhead)
+        worst_shape = _worst_shape_overhead(labelled)
+        if worst_shape is not None:
+            shape_overheads.append(worst_shape)
     return HeldHalf(missed, sources, float(np.mean(fps)),
-                    float(np.mean(overheads)) if overheads else None)
+                    float(np.mean(overheads)) if overheads else None,
+                    float(np.mean(shape_overheads)) if shape_overheads else None)
+
+
+def _worst_shape_overhead(labelled: Sequence[Labelled]) -> float | None:
+    costs = shape_costs(labelled)
+    return max(c.overhead for c in costs) if costs else None
+
+
+def required_fixture_slices(required: Sequence[str], slices: Sequence[str]) -> set[str]:
+    """The required slices of a fixture inventory: each required slice, its composed copies
+    and, among the inventory's slices, its shape copies (`shape:<kind>:<slice>`)."""
+    shaped = {s for s in slices if is_shape_slice(s) and s.split(":", 2)[2] in required}
+    return {*required, *(f"{PREFIX}{s}" for s in required), *shaped}
 
 
 def _recall(scores: np.ndarray, rows: Sequence[TicketRow], threshold: float,
@@ -168,30 +209,36 @@ def candidate_at(name: str, weight: float, scores: np.ndarray, rows: Sequence[Ti
                  halves: Sequence[int], required: Sequence[str], margin: float,
                  rows_per_ticket: float) -> ScoringCandidate:
     """One candidate's figures on all of validation and on the held halves."""
-    required_all = set(required) | {f"composed:{s}" for s in required}
-    composed_required = {f"composed:{s}" for s in required}
     golds = [r.gold for r in rows]
     slices = [r.slice for r in rows]
+    required_all = required_fixture_slices(required, slices)
+    composed_required = {f"{PREFIX}{s}" for s in required}
     single = [i for i, r in enumerate(rows) if is_single_slice(r.slice)]
     th = choose_threshold(scores.tolist(), golds, slices, required_all, margin)
     single_th = choose_threshold(scores[single].tolist(), [golds[i] for i in single],
                                  [slices[i] for i in single], required, margin)
-    at_rule = composition(_labelled(rows, scores, th))
+    labelled = _labelled(rows, scores, th)
+    at_rule = composition(labelled)
+    shapes = shape_costs(labelled)
     at_single = composition(_labelled(rows, scores, single_th))
     return ScoringCandidate(
         name, weight, th, at_rule.single_fp, at_rule.pair_fp, at_rule.overhead,
         held_half(scores, rows, halves, required_all, margin), single_th,
         _recall(scores, rows, single_th, composed_required), at_single.single_fp,
-        at_single.pair_fp, rows_per_ticket)
+        at_single.pair_fp, rows_per_ticket, {c.kind: c.fp for c in shapes},
+        max(c.overhead for c in shapes) if shapes else None)
 
 
 def evaluate_candidates(logits_fn: Any, tokenizer: Any, spec: ScoreSpec,
                         segmentations: Sequence[SegmentPolicy], rows: Sequence[TicketRow],
                         prepared: Sequence[str], required: Sequence[str],
                         lexical: LexicalModel | None, weights: Sequence[float],
-                        margin: float, workers: int = 1) -> list[ScoringCandidate]:
+                        margin: float, workers: int = 1,
+                        keep: Callable[[ScoredValidation], None] | None = None
+                        ) -> list[ScoringCandidate]:
     """Every segmentation x encoder weight, scored on the validation inventory (`workers`
-    tickets at once; the scores do not depend on it)."""
+    tickets at once; the scores do not depend on it). `keep` receives each segmentation's
+    segment scores, so the chosen one need not be scored again."""
     halves = validation_halves(rows)
     cache: dict[str, float] = {}
 
@@ -204,17 +251,20 @@ def evaluate_candidates(logits_fn: Any, tokenizer: Any, spec: ScoreSpec,
     out: list[ScoringCandidate] = []
     for seg in segmentations:
         seg_spec = replace(spec, policy=replace(spec.policy, segmentation=seg), blend=None)
-        scored = score_texts(logits_fn, tokenizer, prepared, seg_spec, workers=workers)
+        recorder = LogitRecorder(logits_fn)
+        scored = score_texts(recorder, tokenizer, prepared, seg_spec, workers=workers)
+        if keep is not None:
+            keep(ScoredValidation(seg.name, tuple(scored), recorder.range()))
         rows_per_ticket = float(np.mean([s.rows for s in scored]))
         for w in sorted({float(x) for x in (weights or (1.0,))}, reverse=True):
             scores = ticket_scores(scored, w, lex if lexical is not None else None, prepared)
             cand = candidate_at(seg.name, w, scores, rows, halves, required, margin,
                                 rows_per_ticket)
             log.info("candidate %s w=%.2f: held halves missed %d of %d, single fp %.4f; all "
-                     "validation: threshold %.4f single fp %.4f pairs %s overhead %s",
-                     cand.segmentation, w, cand.held.missed, cand.held.sources,
+                     "validation: threshold %.4f single fp %.4f pairs %s overhead %s shape "
+                     "overhead %s", cand.segmentation, w, cand.held.missed, cand.held.sources,
                      cand.held.fp_single, cand.threshold, cand.fp_single, cand.fp_pair,
-                     cand.composition_overhead)
+                     cand.composition_overhead, cand.shape_overhead)
             out.append(cand)
     return out
 
@@ -225,11 +275,16 @@ class Limits:
 
     fp_budget: float | None = None
     max_composition_overhead: float | None = None
+    max_shape_overhead: float | None = None
 
     def met_by(self, c: ScoringCandidate) -> bool:
-        return ((self.fp_budget is None or c.fp_single <= self.fp_budget)
-                and (self.max_composition_overhead is None or c.composition_overhead is None
-                     or c.composition_overhead <= self.max_composition_overhead))
+        return (_within(c.fp_single, self.fp_budget)
+                and _within(c.composition_overhead, self.max_composition_overhead)
+                and _within(c.shape_overhead, self.max_shape_overhead))
+
+
+def _within(value: float | None, limit: float | None) -> bool:
+    return limit is None or value is None or value <= limit
 
 
 COST_TOLERANCE = 0.01  # a point of held-half single FP buys the cheaper segmentation
