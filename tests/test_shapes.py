@@ -203,3 +203,25 @@ def test_shape_training_rows_keep_their_source_label_and_come_from_train_rows_on
         assert c.text == shape_text(kind, variant, by_id[source].text)
     assert {parse_shape_id(c.id)[0] for c in copies} == {"chat", "email", "thread"}  # type: ignore[index]
     assert shape_training_rows(rows, 0.0, ShapeRecipe()) == []
+
+
+def test_routine_parts_come_from_routine_pairs_and_shape_copies_too() -> None:
+    """A window across the join of two routine requests, or around a sign-off, is routine: the
+    parts pool takes routine composed and shape rows, never a risky one."""
+    from intakegate.receipt.composed import routine_segment_rows
+    from intakegate.scoring.segments import SegmentPolicy, current_policy
+
+    policy = SegmentPolicy.from_name("sent1", current_policy().segmenter_version)
+    single = TicketRow("r0", "Where is my parcel? It left on Monday.", Route.GUARDED_AGENT,
+                       "routine")
+    sign_off = TicketRow("shp|email|0.1|r0", "Hi,\n\nWhere is my parcel? Tracking has not moved "
+                         "since Monday. Could you check?\n\nBest regards,\nAlex Morgan, Leeds",
+                         Route.GUARDED_AGENT, "routine")
+    risky = TicketRow("shp|email|0.1|p0", "Hi,\n\nSomeone changed my password. I cannot log "
+                      "in now. Please lock it.\n\nThanks,\nSam Jones, Leeds",
+                      Route.HUMAN_REVIEW_NOW, "theft")
+    parts = routine_segment_rows([single], policy, 40.0, 13, [sign_off, risky])
+    texts = {p.text for p in parts}
+    assert any("Alex" in t for t in texts)  # a part of the routine e-mail copy
+    assert not any("password" in t or "Sam" in t for t in texts)  # no part of a risky row
+    assert all(p.gold == 0 for p in parts)

@@ -627,9 +627,10 @@ def _fit_candidate(setup: _Setup, shares: tuple[float, float, float], augment: S
     share, seg_share, shape_share = shares
     composed = composed_training_rows(setup.train_rows, share, cfg.seed,
                                       GENERATOR_JOINERS[cfg.composed_generator])
-    parts = routine_segment_rows(setup.train_rows, augment, seg_share, cfg.seed)
     shaped = shape_training_rows([*setup.train_rows, *composed], shape_share,
                                  setup.shapes or ShapeRecipe(seed=cfg.seed))
+    parts = routine_segment_rows(setup.train_rows, augment, seg_share, cfg.seed,
+                                 [*composed, *shaped])
     rows = [*setup.train_rows, *composed, *parts, *shaped]
     texts = _prepared(rows, policy)
     y = targets(rows, id2label, cfg.objective)

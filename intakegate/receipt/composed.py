@@ -202,19 +202,21 @@ def composed_training_rows(rows: Sequence[TicketRow], share: float, seed: int,
 
 
 def routine_segment_rows(rows: Sequence[TicketRow], policy: SegmentPolicy, share: float,
-                         seed: int) -> list[TicketRow]:
+                         seed: int, pool_rows: Sequence[TicketRow] = ()) -> list[TicketRow]:
     """`share * len(rows)` parts (sentences, word windows) of routine train tickets, as routine
-    rows. Why: scored out of context, a fragment of a routine ticket can look risky ("the portal
-    rejected my return" inside a policy question); the parts of a routine ticket carry no risk,
-    so the encoder and the lexical model learn that. Parts of risky tickets are not used: which
-    part carries the risk is not labelled."""
+    rows, drawn from `rows` and `pool_rows` (composed routine pairs and routine shape copies:
+    a window across the join of two routine requests, or around a greeting, a sign-off or a
+    quote header, is routine too). Why: scored out of context, a fragment of a routine ticket
+    can look risky ("the portal rejected my return" inside a policy question); the parts of a
+    routine ticket carry no risk, so the encoder and the lexical model learn that. Parts of
+    risky tickets are not used: which part carries the risk is not labelled."""
     n = round(share * len(rows))
     if n <= 0:
         return []
     from intakegate.contract.dataset import TicketRow
 
     pool: dict[str, TicketRow] = {}
-    for row in sorted((r for r in rows if r.gold == 0), key=lambda r: r.id):
+    for row in sorted((r for r in [*rows, *pool_rows] if r.gold == 0), key=lambda r: r.id):
         text = row.text.strip()
         for seg in segment_ticket(text, policy)[1:]:
             part = text[seg.start:seg.end]
