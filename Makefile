@@ -31,7 +31,7 @@ reports: install
 	$(CLI) baselines refund-intake@v2 --out reports
 	$(CLI) baselines banking77 --out reports
 
-DEMO_BUNDLE := refund-intake-minilm-v6
+DEMO_BUNDLE := refund-intake-minilm-v7
 DEMO_DATA := refund-intake@v2
 # A local development signing key, created on first use and never committed (.gitignore).
 # Ship with a real publisher key instead: see README "Signed bundles".

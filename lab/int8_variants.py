@@ -18,7 +18,13 @@ rows only (the bundle's own `eval/rows.json`, composed training rows included). 
 contains it (alternatives separated by `|`). "earlier: dynamic int8 on all MatMuls" and the
 full-range "everywhere" variant are the export's own faster candidates, `portable-dynamic` and
 `full-range-dynamic` (intakegate.export.recipe_search), which it ships where they gate as well
-as the model.
+as the model. A third argument, `per_row`, scores a bundle gated before `model_runs` the way
+bundles are scored since (each distinct row alone; intakegate.scoring.ticket_score). Tickets are
+scored one per core, each row on one thread, as the export's re-gate does.
+
+    # refund-intake-minilm-v6, rows alone: which portable recipe keeps its composition overhead
+    .venv/bin/python lab/int8_variants.py bundles/refund-intake/refund-intake-minilm-v6 \
+        "accuracy|QKV|earlier: dynamic int8 on all" per_row
 
     .venv/bin/python lab/int8_variants.py \
         bundles/refund-intake/refund-intake-minilm-v3 [static]
@@ -53,7 +59,9 @@ from intakegate.export.cpu import (BlockedMatMuls, Int8Settings, int8_settings,
 from intakegate.receipt.fixtures import parse_eval_rows
 from intakegate.export.onnx_export import fuse_bert_graph, quantize_onnx_int8
 from intakegate.export.regate import load_inventory, scoring_inputs
+from intakegate.benchmarks.machine import cpu_model
 from intakegate.hardware import detect_cpu_family
+from intakegate.parallel import cpu_workers
 from intakegate.scoring.ticket_score import ScoreSpec, score_texts
 from variant_gate import gate_variant
 
@@ -179,20 +187,24 @@ def variants(feeds: Sequence[dict[str, np.ndarray]]) -> dict[str, Builder]:
             _shipped_full_range,
         "full-range dynamic, attention-output and FFN-down MatMuls in 8-bit blocks":
             _full_range_also_attention_output,
-        "two-step, blocks with fp32 compute (accuracy 0)": _two_step(0),
-        "two-step, blocks with int8 compute (accuracy 4, shipped)": _two_step(4),
-        "two-step, QKV kept fp32 (embeddings dynamic, blocks accuracy 4)":
-            _two_step(4, ("Gather", "EmbedLayerNormalization")),
+        "two-step, QKV dynamic, blocks with fp32 compute (accuracy 0)":
+            _two_step(0, ("Gather", "Attention", "EmbedLayerNormalization")),
+        "two-step, QKV dynamic, blocks with int8 compute (accuracy 4, shipped until v6)":
+            _two_step(4, ("Gather", "Attention", "EmbedLayerNormalization")),
+        "two-step, QKV kept fp32 (embeddings dynamic, blocks accuracy 4, shipped)": _two_step(4),
         "static QDQ on dense MatMuls, QKV fp32": _static_dense(feeds, False),
         "static QDQ on dense MatMuls, QKV dynamic": _static_dense(feeds, True),
     }
 
 
-def main(bundle_dir: str, only: str = "") -> None:
+def main(bundle_dir: str, only: str = "", model_runs: str = "") -> None:
     bundle = verify_bundle(Path(bundle_dir))
     m = bundle.manifest
     inventory = load_inventory(bundle)
     tokenizer, spec = scoring_inputs(bundle)
+    if model_runs:
+        spec = replace(spec, policy=replace(spec.policy, model_runs=model_runs))
+    workers = cpu_workers()
     ids = list(inventory.spec.fixture_ids)
     texts = [inventory.texts[f] for f in ids]
     settings = int8_settings(detect_cpu_family())
@@ -212,17 +224,20 @@ def main(bundle_dir: str, only: str = "") -> None:
             continue
         out = tmp / f"v{len(results)}.onnx"
         build(fp32, fused, model_dir, out, settings)
-        backend = onnx_backend(out.read_bytes(), quantized=True)
+        backend = onnx_backend(out.read_bytes(), quantized=True, workers=workers)
         started = time.perf_counter()
         with backend:
-            scores = [s.score for s in score_texts(backend, tokenizer, texts, spec)]
+            scores = [s.score for s in score_texts(backend, tokenizer, texts, spec,
+                                                   workers=workers)]
         seconds = time.perf_counter() - started
         results.append({**gate_variant(bundle, inventory, label, scores),
                         "size_mb": round(out.stat().st_size / 1e6, 2),
                         "score_inventory_s": round(seconds, 1),
-                        "cpu_family": backend.details["cpu_family"]})
+                        "cpu_family": backend.details["cpu_family"],
+                        "cpu_model": cpu_model(),
+                        "model_runs": spec.policy.model_runs, "workers": workers})
         print(json.dumps(results[-1]), flush=True)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])

@@ -150,6 +150,15 @@ def test_v2_label_guide_keeps_the_contract_and_adds_ambiguous_cases() -> None:
         assert v2[key] == v1[key], key
 
 
+def test_the_rendered_label_guide_states_every_release_limit() -> None:
+    from intakegate.contract.label_guide import load_label_guide, render_label_guide_md
+
+    md = render_label_guide_md(load_label_guide(V2 / "label_guide.json"))
+    assert "routine pairs may add at most +0.05" in md
+    assert "quoted-thread copies may be sent to people at most +0.05 more often" in md
+    assert "(`shape_fp`)" in md and "must be at most 5%" in md
+
+
 # ---------------------------------------------------------------------------------------------
 # The `shape` field on any dataset
 

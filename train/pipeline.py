@@ -63,6 +63,7 @@ from intakegate.contract.dataset import Dataset, TicketRow, load_dataset
 from intakegate.contract.label_guide import render_label_guide_md
 from intakegate.contract.split import SplitResult, split_dataset
 from intakegate.jsonio import load_json, write_json
+from intakegate.parallel import cpu_workers
 from intakegate.receipt.composed import (
     GENERATOR_JOINERS,
     PREFIX,
@@ -87,6 +88,7 @@ from intakegate.receipt.shapes import (
 )
 from intakegate.receipt.threshold import choose_threshold
 from intakegate.scoring.encoding import (
+    PER_ROW,
     InputPolicy,
     configure_tokenizer,
     policy_digest,
@@ -274,9 +276,9 @@ def _set_up(dataset_spec: str, label_guide: str | None, adjudication: str | None
               if cfg.shape_generator else None)
     val_rows = split.rows(dataset, Split.VALIDATION)
     id2label, positive = label_space(dataset, cfg.objective)
-    return _Setup(dataset, split, cfg, InputPolicy(max_length=guide.max_length), version,
-                  staging, final_dir, required, recipe, shapes,
-                  split.rows(dataset, Split.TRAIN), val_rows,
+    policy = InputPolicy(max_length=guide.max_length, model_runs=PER_ROW)
+    return _Setup(dataset, split, cfg, policy, version, staging, final_dir, required, recipe,
+                  shapes, split.rows(dataset, Split.TRAIN), val_rows,
                   receipt_rows(val_rows, required, recipe, shapes), id2label, positive)
 
 
@@ -586,7 +588,7 @@ def _scored(logits_fn: Any, tokenizer: Any, rows: Sequence[TicketRow], spec: Sco
             label: str) -> list[Scored]:
     """Rows through the one scoring path; a row it cannot score is an error naming the row."""
     scored = score_texts(logits_fn, tokenizer, [r.text for r in rows], spec,
-                         progress_log(label, 5.0))
+                         progress_log(label, 5.0), cpu_workers())
     bad = [f"{r.id} ({s.failure.value}: {s.detail})" for r, s in zip(rows, scored)
            if s.failure is not None]
     if bad:
@@ -659,7 +661,7 @@ def _fit_candidate(setup: _Setup, shares: tuple[float, float, float], augment: S
                           _prepared(setup.val_rows, policy),
                           targets(setup.val_rows, id2label, cfg.objective), soft)
     configure_tokenizer(tokenizer, policy)
-    from intakegate.runtime.torch_backend import TorchLogits
+    from intakegate.runtime.torch_backend import TorchLogits, one_thread_per_ticket
 
     logits_fn = TorchLogits(model, "cpu")
     lexical = None
@@ -670,10 +672,12 @@ def _fit_candidate(setup: _Setup, shares: tuple[float, float, float], augment: S
         lexical = LexicalModel.from_sklearn(fitted.vectorizer, fitted.model)
     spec = ScoreSpec(policy, tuple(setup.positive), len(id2label), token_id_bound(tokenizer))
     kept: dict[str, ScoredValidation] = {}
-    tried = evaluate_candidates(logits_fn, tokenizer, spec, segmentations, setup.val_all,
-                                val_prepared, setup.required, lexical,
-                                cfg.blend_weights or (1.0,), cfg.threshold_margin,
-                                keep=lambda v: kept.__setitem__(v.segmentation, v))
+    with one_thread_per_ticket():
+        tried = evaluate_candidates(logits_fn, tokenizer, spec, segmentations, setup.val_all,
+                                    val_prepared, setup.required, lexical,
+                                    cfg.blend_weights or (1.0,), cfg.threshold_margin,
+                                    cpu_workers(),
+                                    keep=lambda v: kept.__setitem__(v.segmentation, v))
     shippable = [c for c in tried if c.segmentation not in COMPARISON_ONLY] or tried
     best = best_candidate(shippable, setup.limits)
     return _Candidate(share, seg_share, shape_share, len(composed), len(parts), len(shaped),
@@ -698,7 +702,10 @@ def _test_report(setup: _Setup, chosen: _Chosen, receipt: _Receipt, base: dict[s
     composed_rows = [r for r in all_rows[n:] if is_composed_slice(r.slice)]
     m = n + len(composed_rows)  # then the shape copies, if any
     composed_required = [f"{PREFIX}{s}" for s in required]
-    scored = _scored(cand.logits_fn, cand.tokenizer, all_rows, spec, "test")
+    from intakegate.runtime.torch_backend import one_thread_per_ticket
+
+    with one_thread_per_ticket():
+        scored = _scored(cand.logits_fn, cand.tokenizer, all_rows, spec, "test")
     ts = [float(s.score) for s in scored]  # type: ignore[arg-type]
     tried = {(c.segmentation, c.encoder_weight): c for c in cand.tried}
     best = cand.best

@@ -80,7 +80,8 @@ def now_iso() -> str:
 
 _POLICY_FIELDS = frozenset({"trim_outer_whitespace", "preserve_punctuation", "max_length",
                             "long_input", "stride", "max_windows", "char_cap", "normalization",
-                            "strip_controls", "segmentation", "max_run_chars"})
+                            "strip_controls", "segmentation", "max_run_chars",
+                            "model_runs"})
 _GATE_FIELDS = frozenset({"decision", "reason", "when", "receipt_run", "max_abs_delta",
                           "route_flips"})
 _ARTIFACT_FIELDS = frozenset({"format", "precision", "path", "sha256", "size_bytes", "status",

@@ -234,6 +234,9 @@ def render_label_guide_md(guide: LabelGuide) -> str:
            "to the pair FP rate beyond what their parts explain (`1 - (1 - single)^2`); over "
            "it is a `hold` (`composition_fp`)."] if guide.max_composition_overhead is not None
           else []),
+        *([f"- Shapes: routine chat, e-mail and quoted-thread copies may be sent to people at most "
+           f"{guide.max_shape_overhead:+.2f} more often than the single tickets they wrap; over "
+           "it is a `hold` (`shape_fp`)."] if guide.max_shape_overhead is not None else []),
         *([f"- Evidence: the one-sided 95% Clopper-Pearson bound on the miss rate over distinct "
            f"source positives must be at most {guide.max_miss_rate_bound:.0%}; over it is a "
            "`hold` (`insufficient_evidence`)."] if guide.max_miss_rate_bound is not None

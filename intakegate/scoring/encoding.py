@@ -28,6 +28,9 @@ ZERO_WIDTH = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u180e", "\u00a
 BIDI_CONTROLS = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E,
                                   0x200F, 0x061C)}
 KEEP_CONTROLS = {"\n", "\t"}
+PER_TICKET = "per_ticket"  # a ticket's rows share padded runs (bundles before `model_runs`)
+PER_ROW = "per_row"  # a row's logits depend on its own tokens alone
+MODEL_RUNS = (PER_TICKET, PER_ROW)
 _HIDDEN = re.compile("[%s\U000E0000-\U000E007F]" % "".join(sorted(BIDI_CONTROLS)))
 _DROP_ZERO_WIDTH = {ord(c): None for c in ZERO_WIDTH}
 
@@ -48,10 +51,23 @@ class InputPolicy:
     long_input: str = "max_over_windows"
     # None only in bundles written before segment scoring; the runtime refuses those.
     segmentation: SegmentPolicy | None = None
+    # How rows meet the model (`scoring.ticket_score`): `per_row` runs each distinct row
+    # alone, so a segment scores the same in every ticket it appears in; `per_ticket` (bundles
+    # written before it) pads a ticket's rows into shared runs.
+    model_runs: str = PER_TICKET
+
+    def __post_init__(self) -> None:
+        if self.model_runs not in MODEL_RUNS:
+            raise ValueError(f"input_policy.model_runs: {self.model_runs!r} is not one of "
+                             f"{list(MODEL_RUNS)}")
 
     def to_json(self) -> dict[str, Any]:
+        """The policy as the manifest stores it; `model_runs` is written only when it is not
+        `per_ticket`, so bundles from before it keep the digest their receipts pinned."""
         out = dict(self.__dict__)
         out["segmentation"] = None if self.segmentation is None else self.segmentation.to_json()
+        if self.model_runs == PER_TICKET:
+            del out["model_runs"]
         return out
 
     @classmethod
