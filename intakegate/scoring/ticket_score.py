@@ -143,6 +143,7 @@ def _runs(lengths: Sequence[int]) -> list[list[int]]:
     return runs
 
 
+RunFailure = tuple[Reason, str]  # why a run gave no logits, and the detail
 RowKey = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
 
 
@@ -226,9 +227,9 @@ def _ticket_rows(tokenizer: Any, text: str, spec: ScoreSpec, splitter: SentenceS
 
 
 def _run_rows(logits: LogitsFn, call: LogitsCall, t: _TicketRows, picked: Sequence[int],
-              runs: Sequence[Sequence[int]], spec: ScoreSpec) -> np.ndarray | str:
+              runs: Sequence[Sequence[int]], spec: ScoreSpec) -> np.ndarray | RunFailure:
     """Logits of the rows `picked` (in that order), run as `runs` (positions in `picked`), or
-    the failure's reason code and detail as `Reason.value|detail`."""
+    why the run failed (`RunFailure`)."""
     out = np.empty((len(picked), spec.n_labels), dtype=np.float64)
     for run in runs:
         rows = [picked[k] for k in run]
@@ -237,20 +238,20 @@ def _run_rows(logits: LogitsFn, call: LogitsCall, t: _TicketRows, picked: Sequen
         try:
             raw = call(logits, batch)
         except TimeoutError:
-            return f"{Reason.TIMEOUT.value}|timeout: the late result is discarded"
+            return Reason.TIMEOUT, "timeout: the late result is discarded"
         except Exception as exc:  # noqa: BLE001 - any inference fault routes to a person
             log.warning("inference error: %s: %s", type(exc).__name__, str(exc)[:200])
-            return f"{Reason.MODEL_ERROR.value}|inference_error: {type(exc).__name__}"
+            return Reason.MODEL_ERROR, f"inference_error: {type(exc).__name__}"
         got = np.asarray(raw) if raw is not None else np.empty((0,))
         if got.dtype.kind != "f" or got.shape != (len(rows), spec.n_labels):
-            return (f"{Reason.INVALID_SCORE.value}|score_out_of_range: output "
+            return (Reason.INVALID_SCORE, "score_out_of_range: output "
                     f"{got.dtype}{list(got.shape)} != float[{len(rows)}, {spec.n_labels}]")
         out[list(run)] = got.astype(np.float64)
     return out
 
 
 def _row_logits(logits: LogitsFn, call: LogitsCall, t: _TicketRows, spec: ScoreSpec,
-                cache: RowLogits | None) -> tuple[np.ndarray | str, int]:
+                cache: RowLogits | None) -> tuple[np.ndarray | RunFailure, int]:
     """Every row's logits and the rows this ticket costs when served alone: all of them
     (`per_ticket`), or its distinct rows (`per_row`, where `cache` may already hold some)."""
     if spec.policy.model_runs == PER_TICKET:
@@ -263,7 +264,7 @@ def _row_logits(logits: LogitsFn, call: LogitsCall, t: _TicketRows, spec: ScoreS
     known = {k: v for k in first if cache is not None and (v := cache.get(k)) is not None}
     todo = [r for k, r in first.items() if k not in known]
     ran = _run_rows(logits, call, t, todo, [[k] for k in range(len(todo))], spec)
-    if isinstance(ran, str):
+    if isinstance(ran, tuple):
         return ran, len(first)
     for r, row in zip(todo, ran):
         known[t.key(r)] = row
@@ -287,9 +288,9 @@ def score_ticket(logits: LogitsFn, tokenizer: Any, text: str, spec: ScoreSpec,
         return _failed(Reason.MODEL_ERROR, "token_id_out_of_range: checked before Run",
                        len(t.ids), unk_ratio)
     row_logits, n_rows = _row_logits(logits, call, t, spec, cache)
-    if isinstance(row_logits, str):
-        reason, detail = row_logits.split("|", 1)
-        return _failed(Reason(reason), detail, n_rows, unk_ratio)
+    if isinstance(row_logits, tuple):
+        reason, detail = row_logits
+        return _failed(reason, detail, n_rows, unk_ratio)
     if not np.isfinite(row_logits).all():
         kind = "score_nan" if np.isnan(row_logits).any() else "score_nonfinite"
         return _failed(Reason.INVALID_SCORE, f"{kind}: non-finite logits", n_rows, unk_ratio)
