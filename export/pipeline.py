@@ -8,13 +8,14 @@ bundle. Any failure removes the staging copy and leaves the bundle exactly as it
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ from intakegate.export.materialize import materialize
 from intakegate.export.recipe_search import choose_recipe
 from intakegate.export.regate import (
     Inventory,
+    ScoredGraph,
     load_inventory,
     regate_artifact,
     score_inventory,
@@ -124,11 +126,11 @@ def export_bundle(bundle_dir: Path, artifacts: Sequence[Artifact] = EXPORTABLE,
         if staged.manifest_sha256 != verified.manifest_sha256:
             raise BundleError("bundle_changed", "the bundle changed while it was copied",
                               str(bundle_dir))
-        exported = _export_into(staging, staged, list(artifacts), cpu_family)
+        exported, scored = _export_into(staging, staged, list(artifacts), cpu_family)
         inventory = load_inventory(exported)
         gates = []
         for artifact in artifacts:
-            gate = regate_artifact(exported, artifact, inventory)
+            gate = regate_artifact(exported, artifact, inventory, scored=scored)
             log.info("%s", gate.line())
             gates.append(gate)
         written = write_gate_files(staging, gates)
@@ -147,8 +149,10 @@ def export_bundle(bundle_dir: Path, artifacts: Sequence[Artifact] = EXPORTABLE,
 
 
 def _export_into(staging: Path, staged: VerifiedBundle, artifacts: list[Artifact],
-                 cpu_family: CpuFamily | None) -> VerifiedBundle:
-    """Write the artifacts into the staging copy and list them (status pending_regate)."""
+                 cpu_family: CpuFamily | None
+                 ) -> tuple[VerifiedBundle, dict[str, ScoredGraph]]:
+    """Write the artifacts into the staging copy and list them (status pending_regate);
+    with them, the receipt runs the int8 recipe search made, by the sha256 of the graph."""
     m = staged.manifest
     touched = _clear_previous(staging, artifacts)
     entries: dict[str, ArtifactEntry] = {}
@@ -156,7 +160,8 @@ def _export_into(staging: Path, staged: VerifiedBundle, artifacts: list[Artifact
         work_dir = Path(work)
         model_dir = materialize(staged, m.artifacts[REFERENCE.value].path,
                                 work_dir / "reference")
-        settings = _export_onnx(staging, staged, work_dir, model_dir, artifacts, cpu_family)
+        settings, scored = _export_onnx(staging, staged, work_dir, model_dir, artifacts,
+                                        cpu_family)
         settings.update(_export_coreml(staging, model_dir, m, artifacts))
     source_sha = m.artifacts[REFERENCE.value].sha256
     for artifact in artifacts:
@@ -167,7 +172,7 @@ def _export_into(staging: Path, staged: VerifiedBundle, artifacts: list[Artifact
                        documents=None if m.documents is None else
                        {k: v for k, v in m.documents.items() if v not in dropped})
     commit_manifest(staging, manifest, staged, touched)
-    return verify_bundle(staging)
+    return verify_bundle(staging), scored
 
 
 def _clear_previous(staging: Path, artifacts: list[Artifact]) -> list[str]:
@@ -192,13 +197,13 @@ def _clear_previous(staging: Path, artifacts: list[Artifact]) -> list[str]:
 
 def _export_onnx(staging: Path, staged: VerifiedBundle, work_dir: Path, model_dir: Path,
                  artifacts: list[Artifact], cpu_family: CpuFamily | None
-                 ) -> dict[Artifact, dict[str, Any]]:
+                 ) -> tuple[dict[Artifact, dict[str, Any]], dict[str, ScoredGraph]]:
     from intakegate.export.onnx_export import export_onnx_fp32, quantize_onnx_int8
 
     m = staged.manifest
     out: dict[Artifact, dict[str, Any]] = {}
     if not ONNX_ARTIFACTS & set(artifacts):
-        return out
+        return out, {}
     fp32 = work_dir / "onnx-fp32.onnx"
     log.info("exporting onnx-fp32 (%s)", m.model_kind)
     t = time.monotonic()
@@ -225,7 +230,7 @@ def _export_onnx(staging: Path, staged: VerifiedBundle, work_dir: Path, model_di
         settings["recipe_search"] = [o.to_json() for o in outcomes]
         settings["export_seconds"] = round(time.monotonic() - t, 2)
         out[artifact] = settings
-    return out
+    return out, {} if receipt is None else dict(receipt.scored)
 
 
 @dataclass(frozen=True)
@@ -238,6 +243,7 @@ class _CandidateReceipt:
     tokenizer: Any
     spec: ScoreSpec
     reference: GateResult
+    scored: dict[str, ScoredGraph] = field(default_factory=dict)  # by the graph's sha256
 
     @staticmethod
     def load(staged: VerifiedBundle) -> _CandidateReceipt | None:
@@ -259,10 +265,12 @@ class _CandidateReceipt:
             return None, None
 
         def gate(path: Path) -> GateResult:
-            with onnx_backend(path.read_bytes(), quantized=True,
-                              workers=cpu_workers()) as backend:
+            graph = path.read_bytes()
+            with onnx_backend(graph, quantized=True, workers=cpu_workers()) as backend:
                 run = score_inventory(self.bundle, self.inventory, backend, self.tokenizer,
                                       self.spec, f"{artifact.value} candidate {path.stem}")
+            digest = hashlib.sha256(graph).hexdigest()
+            self.scored[digest] = ScoredGraph(digest, backend.gated_with, run)
             return release_decision(self.inventory.spec, run)
 
         return gate, self.reference

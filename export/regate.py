@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,19 @@ class Inventory:
         return {r.fixture_id: r.score for r in self.reference.rows if r.score is not None}
 
 
+@dataclass(frozen=True)
+class ScoredGraph:
+    """A receipt run of exact bytes: their sha256, the runtime that scored them and the run.
+
+    The export's int8 recipe search scores each candidate graph on the receipt; the kept one's
+    run is then the artifact's re-gate run (`regate_artifact(scored=...)`), not a second
+    scoring of the same bytes on the same runtime."""
+
+    sha256: str
+    gated_with: str
+    run: Run
+
+
 def _read_json(bundle: VerifiedBundle, rel: str) -> Any:
     return loads_strict(bundle.read(rel).decode("utf-8"), path=rel)
 
@@ -120,12 +133,13 @@ def scoring_inputs(bundle: VerifiedBundle, tokenizer_json: str | None = None
 
 
 def regate_artifact(bundle: VerifiedBundle, artifact: Artifact, inventory: Inventory,
-                    tolerance: float = MARGIN_TOLERANCE, workers: int | None = None
-                    ) -> ArtifactGate:
+                    tolerance: float = MARGIN_TOLERANCE, workers: int | None = None,
+                    scored: Mapping[str, ScoredGraph] | None = None) -> ArtifactGate:
     """Score the frozen inventory with the artifact's backend and gate the run.
 
     `workers`: tickets scored at once (default: one per core where the artifact's runtime
-    allows it, `gate_backend`); no score depends on it."""
+    allows it, `gate_backend`); no score depends on it. `scored`: runs already made of exact
+    bytes, by sha256 (`reusable_run` says when one stands for this artifact's run)."""
     started = time.monotonic()
     if inventory.hold_reason:
         return _hold(artifact, bundle, inventory.hold_reason)
@@ -156,7 +170,10 @@ def regate_artifact(bundle: VerifiedBundle, artifact: Artifact, inventory: Inven
         return _hold(artifact, bundle, f"backend_error:{type(exc).__name__}")
     with backend:
         try:
-            run = score_inventory(bundle, inventory, backend, tokenizer, spec, artifact.value)
+            reused = reusable_run(bundle, artifact, inventory, backend.gated_with,
+                                  scored or {})
+            run = reused or score_inventory(bundle, inventory, backend, tokenizer, spec,
+                                            artifact.value)
         except Exception as exc:  # noqa: BLE001 - a runtime that cannot score is held
             log.exception("%s/%s: scoring failed", bundle.bundle_version, artifact.value)
             return _hold(artifact, bundle, f"backend_error:{type(exc).__name__}",
@@ -167,6 +184,7 @@ def regate_artifact(bundle: VerifiedBundle, artifact: Artifact, inventory: Inven
                          inventory.spec.required_slices, tolerance)
     drift["gated_with"] = {"runtime": backend.gated_with, **backend.details}
     drift["gate"] = result.to_json()
+    drift["scored_by"] = "recipe_search" if reused else "regate"
     status = Status.ELIGIBLE if result.decision is GateDecision.ELIGIBLE_FOR_SHADOW else Status.HOLD
     reason = result.reason
     if artifact is not REFERENCE and not m.eligible:
@@ -194,6 +212,27 @@ def score_inventory(bundle: VerifiedBundle, inventory: Inventory, backend: GateB
                  for fid, s in zip(scorable, scored))
     identity = {k: str(getattr(bundle.manifest, k)) for k in IDENTITY_FIELDS}
     return Run(bundle.bundle_version, identity, bundle.threshold, rows)
+
+
+def reusable_run(bundle: VerifiedBundle, artifact: Artifact, inventory: Inventory,
+                 gated_with: str, scored: Mapping[str, ScoredGraph]) -> Run | None:
+    """An earlier run that is this artifact's re-gate run to the bit, or None: made of the
+    bytes the (verified) manifest lists for the artifact, on the runtime that would score them
+    now, under the bundle's identity and pinned threshold, over the same fixtures."""
+    entry = bundle.manifest.artifacts.get(artifact.value)
+    prior = scored.get(entry.sha256) if entry is not None else None
+    if prior is None or prior.gated_with != gated_with:
+        return None
+    run = prior.run
+    identity = {k: str(getattr(bundle.manifest, k)) for k in IDENTITY_FIELDS}
+    fixtures = [r.fixture_id for r in inventory.reference.rows
+                if r.fixture_id in inventory.texts]
+    if (run.identity != identity or run.threshold != bundle.threshold
+            or sorted(r.fixture_id for r in run.rows) != sorted(fixtures)):
+        return None
+    log.info("%s/%s: the recipe search scored these bytes (%s) on %s: its run is the re-gate "
+             "run", bundle.bundle_version, artifact.value, prior.sha256[:12], gated_with)
+    return Run(bundle.bundle_version, identity, bundle.threshold, run.rows)
 
 
 def _finite(score: float | None) -> float | None:

@@ -132,7 +132,8 @@ def test_train_takes_composed_and_segment_shares_from_the_command_line(
     monkeypatch.setattr(pipeline, "train_bundle", fake_train)
     runner = CliRunner()
     runner.invoke(app, ["train", "--dataset", "banking77", "--composed-shares", "0.5,1",
-                        "--segment-shares", "0.5"])
+                        "--segment-shares", "0.5", "--batch-padding", "length_chunks"])
     assert seen["composed_shares"] == (0.5, 1.0) and seen["segment_shares"] == (0.5,)
+    assert seen["batch_padding"] == "length_chunks"
     bad = runner.invoke(app, ["train", "--dataset", "banking77", "--segment-shares", "half"])
     assert bad.exit_code != 0 and "--segment-shares" in bad.output

@@ -842,6 +842,40 @@ def test_a_candidate_recipe_is_kept_only_when_it_gates_as_well_as_the_model(
     assert [o.reason for o in outcomes] == ["not_tried", "last_candidate"]
 
 
+def test_the_kept_candidates_run_is_its_re_gate_run_to_the_bit(bert_exported: Path) -> None:
+    """The export re-gates a kept int8 candidate with the run the recipe search made of the
+    same bytes on the same runtime; scoring the shipped artifact afresh gives that run, row
+    for row. A run of other bytes or another runtime is never taken for it."""
+    from intakegate.export.regate import ScoredGraph, check_bundle, reusable_run
+
+    m = verify_bundle(bert_exported).manifest
+    for artifact in (Artifact.ONNX_INT8, Artifact.ONNX_INT8_VNNI):
+        entry = m.artifacts[artifact.value]
+        if entry.status.value != "eligible_for_shadow":
+            continue
+        verified, (fresh,) = check_bundle(bert_exported, [artifact])
+        recorded = load_run(bert_exported / entry.receipt_run)
+        assert fresh.run is not None and fresh.run.rows == recorded.rows
+        kept = next(o for o in entry.export_settings["recipe_search"] if o["kept"])
+        drift = json.loads((bert_exported / entry.drift["report"]).read_text())
+        assert drift["scored_by"] == ("regate" if kept["gate_reason"] == "last_candidate"
+                                      else "recipe_search")
+        assert fresh.drift is not None and fresh.drift["scored_by"] == "regate"
+        inventory = load_inventory(verified)
+        gated_with = fresh.gated_with
+        same = ScoredGraph(entry.sha256, gated_with, recorded)
+        assert reusable_run(verified, artifact, inventory, gated_with,
+                            {entry.sha256: same}).rows == recorded.rows
+        for other in (ScoredGraph("0" * 64, gated_with, recorded),
+                      ScoredGraph(entry.sha256, "onnxruntime-cpu-other", recorded),
+                      ScoredGraph(entry.sha256, gated_with,
+                                  replace(recorded, threshold=recorded.threshold + 1e-9)),
+                      ScoredGraph(entry.sha256, gated_with,
+                                  replace(recorded, rows=recorded.rows[1:]))):
+            assert reusable_run(verified, artifact, inventory, gated_with,
+                                {other.sha256: other}) is None
+
+
 def test_blocked_matmuls_pick_by_exported_node_name() -> None:
     """FFN_DOWN (shipped) takes only the FFN-down MatMul of a layer; OUTPUT_DENSE (the study's
     variant) also takes the attention output; REMAINING excludes nothing from the dynamic step."""

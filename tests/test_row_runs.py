@@ -3,6 +3,7 @@ row of a batch of tickets runs once, and bundles from before it keep their diges
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -109,3 +110,44 @@ def test_model_runs_is_written_only_when_per_row_so_older_digests_hold(
     m["input_policy"]["model_runs"] = "per_batch"
     with pytest.raises(Exception, match="input_policy"):
         Manifest.parse(m)
+
+
+def test_validation_runs_a_row_once_across_segmentations(tiny_bundle: Path) -> None:
+    """Training weighs several segmentations on the same validation tickets; the whole ticket
+    is every segmentation's first segment, so its row runs once for all of them, and each
+    segmentation's candidates are what it gives scored on its own."""
+    from intakegate.contract.dataset import TicketRow
+    from intakegate.scoring.segments import SegmentPolicy, current_policy
+    from intakegate.train.selection import evaluate_candidates
+    from intakegate.vocab import Route
+
+    tokenizer = bundle_tokenizer(tiny_bundle)
+    spec = _spec(tiny_bundle, PER_ROW)
+    fixtures = [json.loads(line) for line in
+                (tiny_bundle / "receipt" / "fixtures.jsonl").read_text().splitlines()]
+    singles = [f for f in fixtures if ":" not in f["slice"]][:40]
+    rows = [TicketRow(f["id"], f["text"], Route.HUMAN_REVIEW_NOW if f["gold"] == 1
+                      else Route.GUARDED_AGENT, f["slice"], account=f.get("account"))
+            for f in singles]
+    texts = [r.text for r in rows]
+    required = sorted({r.slice for r in rows if r.gold_route is Route.HUMAN_REVIEW_NOW})
+    segmentations = [SegmentPolicy.from_name(n, current_policy().segmenter_version)
+                     for n in ("whole", "sent2+win8/4")]
+
+    def evaluate(segs: list[SegmentPolicy], engine: BatchScaled) -> tuple[list, dict]:
+        kept: dict = {}
+        cands = evaluate_candidates(engine, tokenizer, spec, segs, rows, texts,
+                                    required, None, (1.0,), 0.25, workers=2,
+                                    keep=lambda v: kept.__setitem__(v.segmentation, v))
+        return cands, kept
+
+    together = BatchScaled()
+    both, kept = evaluate(segmentations, together)
+    keys = [tuple(w.input_ids[0]) for w in together.runs]
+    assert len(keys) == len(set(keys))  # no row ran twice, over both segmentations
+    engines = [BatchScaled() for _ in segmentations]
+    alone = [c for seg, e in zip(segmentations, engines) for c in evaluate([seg], e)[0]]
+    assert len(together.runs) == sum(len(e.runs) for e in engines) - len(engines[0].runs)
+    assert [(c.segmentation, c.threshold, c.fp_single) for c in both] == [
+        (c.segmentation, c.threshold, c.fp_single) for c in alone]
+    assert kept["whole"].logit_range == kept["sent2+win8/4"].logit_range  # over every row run

@@ -10,6 +10,11 @@ from intakegate.receipt.composed import GENERATOR, GENERATOR_JOINERS
 from intakegate.receipt.shapes import SHAPE_GENERATORS
 
 OBJECTIVES = ("binary", "intents")
+# How a training batch is padded (Hugging Face path): `longest_in_batch` pads every row to the
+# batch's longest (every shipped bundle was trained so); `length_chunks` runs the batch's rows
+# in chunks of similar length (train.hf.length_chunks): the same loss over the same rows with
+# far fewer pad tokens, but other dropout draws, so the same seed trains other weights.
+BATCH_PADDINGS = ("longest_in_batch", "length_chunks")
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class TrainConfig:
     student_layers: tuple[int, ...] = ()
     distill_weight: float = 0.5
     distill_temperature: float = 2.0
+    batch_padding: str = "longest_in_batch"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "blend_weights",
@@ -95,6 +101,9 @@ class TrainConfig:
                              f"empty, got {self.shape_generator!r}")
         if not 0.0 <= self.shape_composed_share <= 1.0:
             raise ValueError("shape_composed_share must be in [0, 1]")
+        if self.batch_padding not in BATCH_PADDINGS:
+            raise ValueError(f"batch_padding must be one of {BATCH_PADDINGS}, "
+                             f"got {self.batch_padding!r}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.class_weighting not in ("none", "balanced"):

@@ -37,7 +37,7 @@ from intakegate.receipt.threshold import choose_threshold
 from intakegate.scoring.lexical import LexicalModel, blend_scores
 from intakegate.scoring.logit_range import LogitRange, LogitRecorder
 from intakegate.scoring.segments import SegmentPolicy
-from intakegate.scoring.ticket_score import Scored, ScoreSpec, score_texts
+from intakegate.scoring.ticket_score import RowLogits, Scored, ScoreSpec, score_texts
 
 log = logging.getLogger(__name__)
 
@@ -238,9 +238,16 @@ def evaluate_candidates(logits_fn: Any, tokenizer: Any, spec: ScoreSpec,
                         ) -> list[ScoringCandidate]:
     """Every segmentation x encoder weight, scored on the validation inventory (`workers`
     tickets at once; the scores do not depend on it). `keep` receives each segmentation's
-    segment scores, so the chosen one need not be scored again."""
+    segment scores, so the chosen one need not be scored again.
+
+    With rows run alone (`per_row`), a row any segmentation already ran is not run again (the
+    whole ticket is every segmentation's first segment); the logit range each `keep` receives
+    is then the range over every validation row the model ran."""
     halves = validation_halves(rows)
     cache: dict[str, float] = {}
+    recorder = LogitRecorder(logits_fn)
+    shared = RowLogits()
+    segment_scores: list[tuple[str, tuple[Scored, ...]]] = []
 
     def lex(texts: Sequence[str]) -> np.ndarray:
         todo = sorted({t for t in texts if t not in cache})
@@ -251,10 +258,9 @@ def evaluate_candidates(logits_fn: Any, tokenizer: Any, spec: ScoreSpec,
     out: list[ScoringCandidate] = []
     for seg in segmentations:
         seg_spec = replace(spec, policy=replace(spec.policy, segmentation=seg), blend=None)
-        recorder = LogitRecorder(logits_fn)
-        scored = score_texts(recorder, tokenizer, prepared, seg_spec, workers=workers)
-        if keep is not None:
-            keep(ScoredValidation(seg.name, tuple(scored), recorder.range()))
+        scored = score_texts(recorder, tokenizer, prepared, seg_spec, workers=workers,
+                             rows=shared)
+        segment_scores.append((seg.name, tuple(scored)))
         rows_per_ticket = float(np.mean([s.rows for s in scored]))
         for w in sorted({float(x) for x in (weights or (1.0,))}, reverse=True):
             scores = ticket_scores(scored, w, lex if lexical is not None else None, prepared)
@@ -266,6 +272,9 @@ def evaluate_candidates(logits_fn: Any, tokenizer: Any, spec: ScoreSpec,
                      cand.held.fp_single, cand.threshold, cand.fp_single, cand.fp_pair,
                      cand.composition_overhead, cand.shape_overhead)
             out.append(cand)
+    if keep is not None:
+        for name, scored_segments in segment_scores:
+            keep(ScoredValidation(name, scored_segments, recorder.range()))
     return out
 
 

@@ -150,7 +150,8 @@ RowKey = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
 class RowLogits:
     """Logits of the distinct rows already run alone, in `per_row` scoring, by their tokens:
     the numbers a later run of the same row would give. One cache belongs to one model; the
-    threads of one `score_texts` share it (single dict reads and writes)."""
+    threads of `score_texts` share it (single dict reads and writes), and so may several
+    `score_texts` calls on the same model (training's segmentations, `rows=`)."""
 
     def __init__(self) -> None:
         self._rows: dict[RowKey, np.ndarray] = {}
@@ -347,8 +348,8 @@ def progress_log(label: str, every_s: float = 10.0) -> Callable[[int, int], None
 
 
 def score_texts(logits: LogitsFn, tokenizer: Any, texts: Sequence[object], spec: ScoreSpec,
-                progress: Callable[[int, int], None] | None = None, workers: int = 1
-                ) -> list[Scored]:
+                progress: Callable[[int, int], None] | None = None, workers: int = 1,
+                rows: RowLogits | None = None) -> list[Scored]:
     """Prepare and score raw tickets (train, re-gates, self-test), `workers` at once; a text
     the input policy refuses gets its refusal reason as the failure. Each ticket is scored on
     its own, so the scores do not depend on `workers` (`intakegate.parallel`); `logits` is then
@@ -357,10 +358,12 @@ def score_texts(logits: LogitsFn, tokenizer: Any, texts: Sequence[object], spec:
 
     With a `per_row` policy each distinct row of the batch runs once (`RowLogits`), alone, for
     the first ticket that needs it; the others read its logits, which are the very numbers
-    their own run would give."""
+    their own run would give. `rows` carries those logits over from earlier calls on the same
+    `logits` (a fresh cache without it)."""
     local = threading.local()
     prepared = [prepare_text(text, spec.policy) for text in texts]
-    cache = None if spec.policy.model_runs == PER_TICKET else RowLogits()
+    cache = (None if spec.policy.model_runs == PER_TICKET
+             else RowLogits() if rows is None else rows)
 
     def own_tokenizer() -> Any:
         if workers <= 1:
