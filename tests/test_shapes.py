@@ -13,7 +13,13 @@ from intakegate.receipt.composed import ComposedRecipe, chat_form, composed_fixt
 from intakegate.receipt.evidence import Labelled, shape_costs, source_evidence
 from intakegate.receipt.fixtures import fixture_texts, fixtures_jsonl, text_sha256
 from intakegate.receipt.gate import GateRow, ReceiptSpec, Run, release_decision, spec_from_json
-from intakegate.receipt.shapes import (ShapeRecipe, parse_shape_id, shape_fixtures, shape_text)
+from intakegate.receipt.shapes import (
+    ShapeRecipe,
+    parse_shape_id,
+    required_fixture_slices,
+    shape_fixtures,
+    shape_text,
+)
 from intakegate.vocab import Route
 
 IDENTITY = {"dataset_version": "d1", "label_version": "l1", "split_manifest_version": "s1",
@@ -137,6 +143,14 @@ def test_a_shape_fixture_whose_text_does_not_hash_to_its_entry_is_named(tmp_path
     assert problem == f"fixture_text_mismatch:{edited}"
 
 
+def test_one_rule_names_the_required_slices_of_an_inventory() -> None:
+    """Training's selection and the receipt spec both take the required slices from here."""
+    assert required_fixture_slices(["theft"]) == ["theft", "composed:theft"]
+    assert required_fixture_slices(["theft", "fraud"], ("chat", "email")) == [
+        "theft", "fraud", "composed:theft", "composed:fraud", "shape:chat:theft",
+        "shape:chat:fraud", "shape:email:theft", "shape:email:fraud"]
+
+
 def test_train_with_shape_fixtures_gates_and_reports_every_shape(tmp_path: Path) -> None:
     """A tiny model trained with the shape generator: the receipt pins the recipe and every
     copy, the gate report and the test report give each shape's figures."""
@@ -153,6 +167,9 @@ def test_train_with_shape_fixtures_gates_and_reports_every_shape(tmp_path: Path)
     assert spec["shapes"]["generator"] == "intakegate-shapes-v1"
     assert {"shape:chat:account_takeover", "shape:email:account_takeover",
             "shape:thread:account_takeover"} <= set(spec["required_slices"])
+    base = [s for s in spec["required_slices"] if ":" not in s]
+    assert sorted(spec["required_slices"]) == sorted(
+        required_fixture_slices(base, ("chat", "email", "thread")))  # the one rule wrote them
     ids = spec["fixture_ids"]
     assert sum(1 for i in ids if i.startswith("shp|email|")) == 102  # every validation ticket
     gate = json.loads((result.bundle_dir / "docs/gate_report.json").read_text())

@@ -68,6 +68,12 @@ def train_command(
         help="longest_in_batch (default: every row padded to the batch's longest) | "
              "length_chunks (the batch runs in chunks of similar length: the same loss, "
              "about 1.8 times faster on CPU, other dropout draws).")] = None,
+    segment_objective: Annotated[Optional[str], typer.Option(
+        help="per_row (default: each row against its label) | max_over_segments (a row's "
+             "label against its riskiest segment: the row and its --bag-segmentation parts; "
+             "binary objective, Hugging Face encoder).")] = None,
+    bag_segmentation: Annotated[Optional[str], typer.Option(
+        help="The parts of a row's bag under max_over_segments (default sent2).")] = None,
     train_max_length: Annotated[Optional[int], typer.Option()] = None,
     label_smoothing: Annotated[Optional[float], typer.Option()] = None,
     class_weighting: Annotated[Optional[str], typer.Option(help="none | balanced")] = None,
@@ -121,7 +127,8 @@ def train_command(
     root = bundles_root(bundles_dir).path
     overrides = {"base_model": base_model, "objective": objective, "epochs": epochs,
                  "learning_rate": learning_rate, "batch_size": batch_size,
-                 "batch_padding": batch_padding,
+                 "batch_padding": batch_padding, "segment_objective": segment_objective,
+                 "bag_segmentation": bag_segmentation,
                  "train_max_length": train_max_length, "label_smoothing": label_smoothing,
                  "class_weighting": class_weighting, "seed": seed, "device": device,
                  "teacher": str(teacher) if teacher else None,

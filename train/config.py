@@ -15,6 +15,12 @@ OBJECTIVES = ("binary", "intents")
 # in chunks of similar length (train.hf.length_chunks): the same loss over the same rows with
 # far fewer pad tokens, but other dropout draws, so the same seed trains other weights.
 BATCH_PADDINGS = ("longest_in_batch", "length_chunks")
+# What a training row's label is weighed against (Hugging Face path, binary objective):
+# `per_row`, the row's own logits (every shipped bundle was trained so); `max_over_segments`,
+# a multiple-instance objective: the logits of the row's riskiest segment among the whole row
+# and its parts cut by `bag_segmentation`, the way a ticket is scored. Every part of a routine
+# row is pushed down in turn (whichever is riskiest) and the riskiest part of a risky row up.
+SEGMENT_OBJECTIVES = ("per_row", "max_over_segments")
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,8 @@ class TrainConfig:
     distill_weight: float = 0.5
     distill_temperature: float = 2.0
     batch_padding: str = "longest_in_batch"
+    segment_objective: str = "per_row"
+    bag_segmentation: str = "sent2"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "blend_weights",
@@ -88,7 +96,7 @@ class TrainConfig:
                              "[0, 4] (shape_shares: at least one)")
         from intakegate.scoring.segments import SegmentPolicy
 
-        for name in (*self.segmentations, self.augment_segmentation):
+        for name in (*self.segmentations, self.augment_segmentation, self.bag_segmentation):
             SegmentPolicy.from_name(name, "")
         if any(not 0.0 < w <= 1.0 for w in self.blend_weights):
             raise ValueError("blend_weights are encoder weights in (0, 1]; include 1.0 to let "
@@ -106,6 +114,7 @@ class TrainConfig:
                              f"got {self.batch_padding!r}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        self._check_segment_objective()
         if self.class_weighting not in ("none", "balanced"):
             raise ValueError("class_weighting must be 'none' or 'balanced'")
         if not 0.0 <= self.label_smoothing < 0.5:
@@ -123,6 +132,19 @@ class TrainConfig:
             raise ValueError("student_layers must be increasing layer indices, e.g. 1,3,5")
         if not 0.0 <= self.distill_weight <= 1.0 or self.distill_temperature <= 0:
             raise ValueError("distill_weight must be in [0, 1] and distill_temperature > 0")
+
+    def _check_segment_objective(self) -> None:
+        if self.segment_objective not in SEGMENT_OBJECTIVES:
+            raise ValueError(f"segment_objective must be one of {SEGMENT_OBJECTIVES}, "
+                             f"got {self.segment_objective!r}")
+        if self.segment_objective == "per_row":
+            return
+        if self.objective != "binary":
+            raise ValueError("segment_objective max_over_segments needs objective binary: "
+                             "the riskiest segment is the one with the highest risk log-odds")
+        if self.base_model == "tiny" or self.teacher:
+            raise ValueError("segment_objective max_over_segments trains a Hugging Face "
+                             "encoder without a teacher (not base_model tiny, not teacher)")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

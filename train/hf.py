@@ -71,6 +71,47 @@ def chunked_logits(model: Any, inputs: dict[str, torch.Tensor], right_padded: bo
     return torch.cat(parts)[inverse]
 
 
+def riskiest_in_bags(logits: torch.Tensor, bag_index: torch.Tensor, positive: int
+                     ) -> torch.Tensor:
+    """Each bag's logits at its riskiest row (the highest positive-class log-odds), bags in
+    order: the multiple-instance reading of a ticket scored as the maximum over its segments.
+    The gradient reaches that row only."""
+    risk = logits[:, positive] - torch.logsumexp(
+        torch.cat([logits[:, :positive], logits[:, positive + 1:]], dim=1), dim=1)
+    picks = [rows[risk[rows].argmax()] for rows in
+             (torch.nonzero(bag_index == b).squeeze(1) for b in range(int(bag_index.max()) + 1))]
+    return logits[torch.stack(picks)]
+
+
+class BagCollator:
+    """Bags of rows (a training row and its segments) into one padded batch of their rows;
+    `bag_index` names each row's bag, `labels` holds one label per bag."""
+
+    def __init__(self, pad: Any) -> None:
+        self.pad = pad
+
+    def __call__(self, bags: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        rows = [row for bag in bags for row in bag["rows"]]
+        batch = dict(self.pad(rows))
+        batch["bag_index"] = torch.tensor([b for b, bag in enumerate(bags)
+                                           for _ in bag["rows"]])
+        batch["labels"] = torch.tensor([bag["labels"] for bag in bags])
+        return batch
+
+
+def _bag_features(rows: list[dict[str, Any]], parts: list[dict[str, Any]],
+                  bag_sizes: Sequence[int]) -> list[dict[str, Any]]:
+    """One bag per training row: the row's features, then its parts' (labels on the bag)."""
+    out, start = [], 0
+    for row, size in zip(rows, bag_sizes):
+        extra = [{k: v for k, v in p.items() if k != "labels"}
+                 for p in parts[start:start + size]]
+        start += size
+        whole = {k: v for k, v in row.items() if k != "labels"}
+        out.append({"rows": [whole, *extra], "labels": row["labels"]})
+    return out
+
+
 def resolve_base_model(spec: str) -> tuple[str, str, str]:
     """Return (path or hub id, short name, weights sha256) for a base-model spec."""
     if spec in (DEFAULT_BASE, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
@@ -149,11 +190,15 @@ def fine_tune(base_path: str, tokenizer: Tokenizer, texts: Sequence[str], labels
               id2label: dict[int, str], cfg: TrainConfig, out_dir: Path,
               class_weights: np.ndarray | None = None,
               eval_texts: Sequence[str] | None = None, eval_labels: Sequence[int] | None = None,
-              soft_targets: np.ndarray | None = None) -> Any:
+              soft_targets: np.ndarray | None = None,
+              parts: Sequence[Sequence[str]] | None = None, positive: int = 1) -> Any:
     """Fine-tune with the Trainer; returns the trained model (also saved as safetensors).
 
     `soft_targets`: a teacher's logits per training row (train/distill.py), matched at
-    `cfg.distill_temperature` with weight `cfg.distill_weight` beside the labels."""
+    `cfg.distill_temperature` with weight `cfg.distill_weight` beside the labels. `parts`: each
+    training row's segments (`segment_objective: max_over_segments`): the row's label is then
+    weighed against the logits of its riskiest row among itself and its parts (class
+    `positive`), validation rows being bags of one."""
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
@@ -184,8 +229,11 @@ def fine_tune(base_path: str, tokenizer: Tokenizer, texts: Sequence[str], labels
                          num_items_in_batch: Any = None) -> Any:
             y = inputs.pop("labels")
             teacher = inputs.pop("teacher_logits", None)
+            bag_index = inputs.pop("bag_index", None)
             logits = (chunked_logits(model, inputs, right_padded) if chunked
                       else model(**inputs).logits)
+            if bag_index is not None:
+                logits = riskiest_in_bags(logits, bag_index, positive)
             w = None if weight is None else weight.to(logits.device)
             loss = torch.nn.functional.cross_entropy(logits, y, weight=w,
                                                      label_smoothing=smoothing)
@@ -221,14 +269,27 @@ def fine_tune(base_path: str, tokenizer: Tokenizer, texts: Sequence[str], labels
         # with them the teacher's logits (compute_loss pops them).
         remove_unused_columns=False,
     )
+    train_rows = _features(tokenizer, texts, labels, cfg.train_max_length, soft_targets)
+    eval_rows = (_features(tokenizer, eval_texts, eval_labels, cfg.train_max_length)
+                 if eval_texts is not None else None)
+    collator: Any = DataCollatorWithPadding(hf_tok)
+    if parts is not None:
+        if len(parts) != len(texts) or soft_targets is not None:
+            raise ValueError("parts: one list of segments per training row, and no teacher")
+        flat = _features(tokenizer, [p for row in parts for p in row], None,
+                         cfg.train_max_length)
+        train_rows = _bag_features(train_rows, flat, [len(row) for row in parts])
+        eval_rows = None if eval_rows is None else _bag_features(eval_rows, [],
+                                                                 [0] * len(eval_rows))
+        collator = BagCollator(collator)
+        log.info("max over segments: %d training rows in bags of %.1f rows on average",
+                 len(texts), 1 + len(flat) / max(1, len(texts)))
     trainer = WeightedTrainer(
         model=model,
         args=args,
-        train_dataset=_Rows(_features(tokenizer, texts, labels, cfg.train_max_length,
-                                      soft_targets)),
-        eval_dataset=(_Rows(_features(tokenizer, eval_texts, eval_labels, cfg.train_max_length))
-                      if eval_texts is not None else None),
-        data_collator=DataCollatorWithPadding(hf_tok),
+        train_dataset=_Rows(train_rows),
+        eval_dataset=_Rows(eval_rows) if eval_rows is not None else None,
+        data_collator=collator,
     )
     try:
         trainer.train()

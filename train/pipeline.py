@@ -81,7 +81,7 @@ from intakegate.receipt.shapes import (
     SHAPE_PREFIX,
     ShapeRecipe,
     is_single_slice,
-    required_shape_slices,
+    required_fixture_slices,
     shape_fixtures,
     shape_kind,
     shape_training_rows,
@@ -96,7 +96,7 @@ from intakegate.scoring.encoding import (
     token_id_bound,
 )
 from intakegate.scoring.lexical import LexicalModel, ScoreBlend
-from intakegate.scoring.segments import SegmentPolicy, current_policy
+from intakegate.scoring.segments import SegmentPolicy, current_policy, segment_ticket
 from intakegate.scoring.ticket_score import Scored, ScoreSpec, progress_log, score_texts
 from intakegate.scoring.tokenizer_pins import tokenizer_pins
 from intakegate.staging import register_staging, removes_staging_on_failure
@@ -181,8 +181,8 @@ class _Setup:
 
     @property
     def required_all(self) -> list[str]:
-        shaped = [] if self.shapes is None else required_shape_slices(self.required, self.shapes)
-        return [*self.required, *(f"{PREFIX}{s}" for s in self.required), *shaped]
+        return required_fixture_slices(self.required,
+                                       () if self.shapes is None else self.shapes.kinds)
 
     @property
     def limits(self) -> Limits:
@@ -659,7 +659,8 @@ def _fit_candidate(setup: _Setup, shares: tuple[float, float, float], augment: S
                      teacher.manifest_sha256[:12], len(soft))
         model = fine_tune(base[0], tokenizer, texts, y, id2label, cfg, model_dir, weights,
                           _prepared(setup.val_rows, policy),
-                          targets(setup.val_rows, id2label, cfg.objective), soft)
+                          targets(setup.val_rows, id2label, cfg.objective), soft,
+                          _bag_parts(texts, cfg), setup.positive[0])
     configure_tokenizer(tokenizer, policy)
     from intakegate.runtime.torch_backend import TorchLogits, one_thread_per_ticket
 
@@ -683,6 +684,15 @@ def _fit_candidate(setup: _Setup, shares: tuple[float, float, float], augment: S
     return _Candidate(share, seg_share, shape_share, len(composed), len(parts), len(shaped),
                       model_dir, logits_fn, tokenizer, lexical, base, best, tuple(tried),
                       kept[best.segmentation])
+
+
+def _bag_parts(texts: Sequence[str], cfg: TrainConfig) -> list[list[str]] | None:
+    """Each training row's parts under `bag_segmentation` (the whole row, every
+    segmentation's first segment, is the bag's own row), for `max_over_segments`."""
+    if cfg.segment_objective != "max_over_segments":
+        return None
+    policy = SegmentPolicy.from_name(cfg.bag_segmentation, current_policy().segmenter_version)
+    return [[t[s.start:s.end] for s in segment_ticket(t, policy)[1:]] for t in texts]
 
 
 def _test_report(setup: _Setup, chosen: _Chosen, receipt: _Receipt, base: dict[str, Any],

@@ -32,7 +32,12 @@ import numpy as np
 from intakegate.contract.dataset import TicketRow
 from intakegate.receipt.composed import PREFIX, parse_composed_id
 from intakegate.receipt.evidence import Labelled, composition, shape_costs, source_evidence
-from intakegate.receipt.shapes import is_shape_slice, is_single_slice, parse_shape_id
+from intakegate.receipt.shapes import (
+    is_single_slice,
+    parse_shape_id,
+    required_fixture_slices,
+    shape_kind,
+)
 from intakegate.receipt.threshold import choose_threshold
 from intakegate.scoring.lexical import LexicalModel, blend_scores
 from intakegate.scoring.logit_range import LogitRange, LogitRecorder
@@ -174,13 +179,6 @@ def _worst_shape_overhead(labelled: Sequence[Labelled]) -> float | None:
     return max(c.overhead for c in costs) if costs else None
 
 
-def required_fixture_slices(required: Sequence[str], slices: Sequence[str]) -> set[str]:
-    """The required slices of a fixture inventory: each required slice, its composed copies
-    and, among the inventory's slices, its shape copies (`shape:<kind>:<slice>`)."""
-    shaped = {s for s in slices if is_shape_slice(s) and s.split(":", 2)[2] in required}
-    return {*required, *(f"{PREFIX}{s}" for s in required), *shaped}
-
-
 def _recall(scores: np.ndarray, rows: Sequence[TicketRow], threshold: float,
             required: set[str]) -> float:
     picked = [i for i, r in enumerate(rows) if r.gold == 1 and r.slice in required]
@@ -211,7 +209,8 @@ def candidate_at(name: str, weight: float, scores: np.ndarray, rows: Sequence[Ti
     """One candidate's figures on all of validation and on the held halves."""
     golds = [r.gold for r in rows]
     slices = [r.slice for r in rows]
-    required_all = required_fixture_slices(required, slices)
+    kinds = sorted({k for k in map(shape_kind, slices) if k is not None})
+    required_all = required_fixture_slices(required, kinds)
     composed_required = {f"{PREFIX}{s}" for s in required}
     single = [i for i, r in enumerate(rows) if is_single_slice(r.slice)]
     th = choose_threshold(scores.tolist(), golds, slices, required_all, margin)

@@ -136,8 +136,12 @@ def copy_slice(kind: str, row_slice: str, gold: int) -> str:
     return f"{SHAPE_PREFIX}{kind}:{'routine_pair' if row_slice == ROUTINE_PAIR else ROUTINE}"
 
 
-def required_shape_slices(required: Sequence[str], recipe: ShapeRecipe) -> list[str]:
-    return [f"{SHAPE_PREFIX}{k}:{s}" for k in recipe.kinds for s in required]
+def required_fixture_slices(required: Sequence[str], shape_kinds: Sequence[str] = ()
+                            ) -> list[str]:
+    """Every required slice of a fixture inventory (the one rule for it): each required slice,
+    its composed copies and its copies in each shape kind (`shape:<kind>:<slice>`)."""
+    return [*required, *(f"{PREFIX}{s}" for s in required),
+            *(f"{SHAPE_PREFIX}{k}:{s}" for k in shape_kinds for s in required)]
 
 
 def shape_fixtures(rows: Sequence[TicketRow], recipe: ShapeRecipe) -> list[TicketRow]:
